@@ -1,0 +1,276 @@
+"""Aggregate classified events into tidy tables: the only input of the detector.
+
+`counts` holds period × hour bucket × revision × rule (× group, × root cause) → failures and events;
+`traffic` holds period × bucket × revision → requests and WebSocket attempts; `latency` holds quantiles;
+`evidence` holds, per rule and group in the window, what a report shows as proof.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from prodguardian.classify import Classified
+from prodguardian.rules import RulePack
+
+QUANTILES = (0.5, 0.95, 0.99)
+MAX_EXAMPLES = 3
+
+
+@dataclass(frozen=True)
+class Window:
+    """The checked window [start, end) and the baseline [baseline_start, start) before it."""
+
+    start: datetime
+    end: datetime
+    baseline_start: datetime
+
+    @property
+    def hours(self) -> float:
+        return (self.end - self.start) / timedelta(hours=1)
+
+    @property
+    def baseline_hours(self) -> float:
+        return (self.start - self.baseline_start) / timedelta(hours=1)
+
+
+@dataclass
+class Evidence:
+    first_seen: datetime
+    last_seen: datetime
+    revisions: list[str]
+    instances: int
+    examples: list[str]
+    frame: str | None
+    exc_type: str | None
+    captures: list[dict[str, str]]
+    trace: str | None
+
+
+@dataclass
+class Aggregates:
+    window: Window
+    counts: pd.DataFrame
+    traffic: pd.DataFrame
+    latency: pd.DataFrame
+    evidence: dict[tuple[str, str], Evidence]
+    failures: pd.DataFrame  # period, unit (one failure), revision, category, rule: distinct failure units
+    totals: dict[str, int] = field(default_factory=dict)
+    revision_first_seen: dict[str, datetime] = field(default_factory=dict)
+
+
+def aggregate(
+    classified: Classified, pack: RulePack, window: Window, folded_times: pd.Series | None = None
+) -> Aggregates:
+    """`folded_times`: times of the entries that events folded into others (echoes, traceback lines)."""
+    folded_times = pd.Series(dtype="datetime64[ns]") if folded_times is None else folded_times
+    events = classified.events
+    period = _periods(events["ts"], window)
+    bucket = np.floor((_naive(window.end) - events["ts"]) / pd.Timedelta(hours=1)).astype("int64")
+    events = events.assign(period=period, bucket=bucket)
+    in_scope = events[events["period"] != ""]
+    matches = _with_roots(classified.matches, events, pack)
+    matches = matches[matches["period"] != ""]
+    counted = in_scope[in_scope["suppressed_by"].isna()]
+    return Aggregates(
+        window=window,
+        counts=_counts(matches),
+        traffic=_traffic(counted),
+        latency=_latency(counted),
+        evidence=_evidence(matches[matches["period"] == "window"], events),
+        failures=_failure_units(matches),
+        totals=_totals(in_scope, int((_periods(folded_times, window) == "window").sum())),
+        revision_first_seen=events.groupby("revision")["ts"].min().map(lambda t: t.to_pydatetime(warn=False)).to_dict(),
+    )
+
+
+def _naive(moment: datetime) -> pd.Timestamp:
+    """The events table holds naive UTC times; window bounds are aware."""
+    stamp = pd.Timestamp(moment)
+    return stamp.tz_convert(None) if stamp.tzinfo else stamp
+
+
+def _periods(ts: pd.Series, window: Window) -> np.ndarray:
+    start, end, base = (_naive(t).to_datetime64() for t in (window.start, window.end, window.baseline_start))
+    values = ts.to_numpy()
+    in_window = (values >= start) & (values < end)
+    in_baseline = (values >= base) & (values < start)
+    return np.where(in_window, "window", np.where(in_baseline, "baseline", ""))
+
+
+def _with_roots(matches: pd.DataFrame, events: pd.DataFrame, pack: RulePack) -> pd.DataFrame:
+    """Each match with its event's period, bucket, revision and failure, and the root cause it is a symptom of.
+
+    Within one failure, a rule whose category another matched rule `causes` is that rule's symptom: the
+    failure is still counted for both, but the report shows it under its root cause, counted once.
+    """
+    rows = matches["row"].to_numpy()
+    out = matches.assign(
+        period=events["period"].to_numpy()[rows],
+        bucket=events["bucket"].to_numpy()[rows],
+        revision=events["revision"].to_numpy()[rows],
+        failure=events["failure"].to_numpy()[rows],
+        group=matches["group"].fillna(""),
+    )
+    out = _one_rule_per_category(out, pack)
+    causes = {r.id: set(r.causes) for r in pack.rules}
+    failing = out[out["failure"] >= 0]
+    by_failure = failing.groupby("failure")[["rule", "category"]].agg(list)
+    roots: dict[tuple[int, str], str] = {}
+    for failure, rules, categories in by_failure.itertuples():
+        members = dict(zip(rules, categories, strict=True))
+        for rule in members:
+            root = _root_cause(rule, members, causes)
+            if root:
+                roots[(failure, rule)] = root
+    out["caused_by"] = [roots.get((f, r), "") for f, r in zip(out["failure"], out["rule"], strict=True)]
+    out["is_failure"] = out["rule"].isin([r.id for r in pack.rules if r.is_failure])
+    return out
+
+
+def _one_rule_per_category(matches: pd.DataFrame, pack: RulePack) -> pd.DataFrame:
+    """Within one failure, lines matched by several rules of one category count for the first rule only."""
+    order = {r.id: i for i, r in enumerate(pack.rules)}
+    linked = matches[(matches["failure"] >= 0) & matches["rule"].isin([r.id for r in pack.rules if r.is_failure])]
+    if linked.empty:
+        return matches
+    rank = linked["rule"].map(order)
+    first = rank.groupby([linked["failure"], linked["category"]]).transform("min")
+    winner = linked["rule"].where(rank == first)
+    winner = winner.groupby([linked["failure"], linked["category"]]).transform("first")
+    relabelled = matches.copy()
+    relabelled.loc[linked.index, "rule"] = winner
+    return relabelled
+
+
+def _root_cause(rule: str, members: dict[str, str], causes: dict[str, set[str]]) -> str | None:
+    """The rule of this failure that causes `rule`'s category, preferring one that nothing here causes."""
+    category = members[rule]
+    candidates = [
+        other
+        for other, other_category in members.items()
+        if other != rule and category in causes[other] and other_category not in causes[rule]
+    ]
+    for candidate in candidates:
+        if not any(members[candidate] in causes[o] for o in members if o != candidate):
+            return candidate
+    return candidates[0] if candidates else None
+
+
+def _units(matches: pd.DataFrame) -> pd.DataFrame:
+    """Matches with the failure they count towards (an event outside any failure counts on its own)."""
+    return matches.assign(unit=np.where(matches["failure"] >= 0, matches["failure"], -1 - matches["row"]))
+
+
+def _failure_units(matches: pd.DataFrame) -> pd.DataFrame:
+    keyed = _units(matches[matches["is_failure"]])
+    return keyed[["period", "unit", "revision", "category", "rule"]].drop_duplicates(ignore_index=True)
+
+
+def _counts(matches: pd.DataFrame) -> pd.DataFrame:
+    """Failures (distinct, events without a failure counted one each) and events per key."""
+    keyed = _units(matches)
+    keys = ["period", "bucket", "revision", "rule", "category", "group", "caused_by"]
+    grouped = keyed.groupby(keys, sort=False)
+    counts = grouped.agg(failures=("unit", "nunique"), events=("row", "size")).reset_index()
+    return counts
+
+
+def _traffic(counted: pd.DataFrame) -> pd.DataFrame:
+    requests = counted[counted["kind"].isin(("request", "websocket"))]
+    frame = requests.assign(
+        is_request=requests["kind"] == "request",
+        is_websocket=requests["kind"] == "websocket",
+        failed_request=(requests["kind"] == "request") & (requests["status"].fillna(0) >= 500),
+    )
+    grouped = frame.groupby(["period", "bucket", "revision"], sort=False)
+    return grouped.agg(
+        requests=("is_request", "sum"),
+        websocket=("is_websocket", "sum"),
+        failed_requests=("failed_request", "sum"),
+    ).reset_index()
+
+
+def _latency(counted: pd.DataFrame) -> pd.DataFrame:
+    """Quantiles of HTTP request latency per period (and per revision); WebSocket sessions never enter."""
+    requests = counted[(counted["kind"] == "request") & counted["latency_s"].notna()]
+    rows = []
+    for (period, revision), group in [*requests.groupby(["period", "revision"]), *_all_revisions(requests)]:
+        values = group["latency_s"].to_numpy() * 1000
+        quantiles = np.quantile(values, QUANTILES) if len(values) else [np.nan] * len(QUANTILES)
+        rows.append({"period": period, "revision": revision, "samples": len(values),
+                     **{f"p{round(q * 100)}": float(v) for q, v in zip(QUANTILES, quantiles, strict=True)}})  # fmt: skip
+    return pd.DataFrame(rows, columns=["period", "revision", "samples", "p50", "p95", "p99"])
+
+
+def _all_revisions(requests: pd.DataFrame) -> list[tuple[tuple[str, str], pd.DataFrame]]:
+    return [((str(period), "*"), group) for period, group in requests.groupby("period")]
+
+
+def _evidence(window_matches: pd.DataFrame, events: pd.DataFrame) -> dict[tuple[str, str], Evidence]:
+    evidence = {}
+    for (rule, group), part in window_matches.groupby(["rule", "group"], sort=False):
+        rows = events.loc[part["row"].to_numpy()]
+        evidence[(str(rule), str(group))] = Evidence(
+            first_seen=rows["ts"].min().to_pydatetime(warn=False),
+            last_seen=rows["ts"].max().to_pydatetime(warn=False),
+            revisions=sorted({r for r in rows["revision"] if r}),
+            instances=rows["instance"].nunique(),
+            examples=_examples(rows),
+            frame=_most_common_frame(rows),
+            exc_type=_most_common(rows["exc_type"]),
+            captures=[c for c in part["captures"] if isinstance(c, dict)],
+            trace=_most_common(rows["trace"].replace("", None)),
+        )
+    return evidence
+
+
+def _examples(rows: pd.DataFrame) -> list[str]:
+    """A few distinct example lines, most telling first: the exception line of a traceback, else the text."""
+    seen: list[str] = []
+    for _, row in rows.sort_values("exc_type", na_position="last", kind="stable").iterrows():
+        text = _example_text(row)
+        if text and text not in seen:
+            seen.append(text)
+        if len(seen) == MAX_EXAMPLES:
+            break
+    return seen
+
+
+def _example_text(row: Any) -> str:
+    if isinstance(row["exc_type"], str):
+        return f"{row['exc_type']}: {row['exc_message']}" if row["exc_message"] else row["exc_type"]
+    if isinstance(row["message"], str) and row["message"].strip():
+        return row["message"].strip().splitlines()[0][:300]
+    if isinstance(row["path"], str):
+        return f"{row['method'] or ''} {row['path']} → {row['status']}".strip()
+    return ""
+
+
+def _most_common_frame(rows: pd.DataFrame) -> str | None:
+    """The innermost application frame seen most; a traceback's frame is preferred to a logger's location."""
+    framed = rows[rows["frame_file"].notna()]
+    if framed["traceback_frame"].any():
+        framed = framed[framed["traceback_frame"]]
+    if framed.empty:
+        return None
+    labels = framed.apply(lambda r: f"{r['frame_file']}:{r['frame_line']} in {r['frame_function']}", axis=1)
+    return str(labels.value_counts().index[0])
+
+
+def _most_common(values: pd.Series) -> str | None:
+    counts = values.dropna().value_counts()
+    return str(counts.index[0]) if len(counts) else None
+
+
+def _totals(in_scope: pd.DataFrame, folded_in_window: int) -> dict[str, int]:
+    window = in_scope[in_scope["period"] == "window"]
+    return {
+        "entries": int(len(window)) + folded_in_window,
+        "suppressed": int(window["suppressed_by"].notna().sum()),
+        "baseline_entries": int((in_scope["period"] == "baseline").sum()),
+    }

@@ -1,0 +1,35 @@
+"""The one error root of ProdGuardian: every expected failure is a ProdGuardianError."""
+
+from __future__ import annotations
+
+
+class ProdGuardianError(Exception):
+    """An error the user can act on; the CLI prints it on one line and exits 3."""
+
+    def __init__(self, message: str, where: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.where = where
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}" if self.where else self.message
+
+
+class InputError(ProdGuardianError):
+    """Log input that cannot be read (not JSON, truncated, binary)."""
+
+
+class RuleError(ProdGuardianError):
+    """A rule file that does not load or validate."""
+
+
+class ConfigError(ProdGuardianError):
+    """A setting, option or config file that makes no sense."""
+
+
+class SourceError(ProdGuardianError):
+    """Logs could not be fetched (credentials, permissions, network, quota)."""
+
+
+class NoDataError(ProdGuardianError):
+    """No entries in the window: silence is not health, so the status is UNKNOWN."""

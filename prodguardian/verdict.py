@@ -1,0 +1,268 @@
+"""The verdict: status, findings in reading order (root causes before their symptoms), areas, advice.
+
+Pure functions of the detection. Advice is ready-to-paste commands, never executed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prodguardian.aggregate import Window
+from prodguardian.detect import SEVERITIES, Detection, Finding, Metrics, ObjectiveResult, RevisionStats
+
+STATUS_ICONS = {"OK": "🟢", "DEGRADED": "🟡", "CRITICAL": "🔴", "UNKNOWN": "⚪"}
+EXIT_CODES = {"OK": 0, "DEGRADED": 1, "CRITICAL": 2, "UNKNOWN": 3}
+AREAS = {
+    "database": ("database",),
+    "websocket": ("websocket",),
+    "http": ("http_5xx", "timeout", "capacity"),
+    "latency": ("latency",),
+    "platform": ("memory", "crash", "startup"),
+    "unknown": ("unknown",),
+}
+MEMORY_STEPS_MIB = (512, 1024, 2048, 4096, 8192, 16384, 32768)
+ROLLBACK_SHARE = 0.8
+
+
+@dataclass
+class Context:
+    service: str
+    project: str | None
+    region: str | None
+    window: Window
+    totals: dict[str, Any]
+
+
+@dataclass
+class Recommendation:
+    priority: str  # HIGH | MEDIUM | LOW
+    advice: str  # key of the advice text in the report catalog
+    params: dict[str, Any]
+    command: str | None = None
+
+
+@dataclass
+class Area:
+    id: str
+    state: str  # ok | warn | fail
+    findings: list[Finding]
+
+
+@dataclass
+class Report:
+    status: str
+    context: Context
+    findings: list[Finding]
+    metrics: Metrics | None
+    objectives: list[ObjectiveResult]
+    recommendations: list[Recommendation]
+    areas: list[Area] = field(default_factory=list)
+    baseline_available: bool = False
+    reason: str | None = None  # why the status is UNKNOWN
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.status]
+
+    @property
+    def problems(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity != "INFO"]
+
+
+def build_report(detection: Detection, context: Context) -> Report:
+    findings = order_findings(detection.findings)
+    problems = [f for f in findings if f.severity != "INFO"]
+    status = min((f.severity for f in problems), key=SEVERITIES.index) if problems else "OK"
+    return Report(
+        status=status,
+        context=context,
+        findings=findings,
+        metrics=detection.metrics,
+        objectives=detection.objectives,
+        recommendations=recommend(status, problems, detection.revisions, context),
+        areas=_areas(findings),
+        baseline_available=detection.baseline_available,
+    )
+
+
+def unknown_report(reason: str, context: Context) -> Report:
+    """A report that says it cannot tell: no entries in the window, or the logs could not be read."""
+    return Report("UNKNOWN", context, [], None, [], [], reason=reason)
+
+
+def _rank(finding: Finding) -> tuple[int, int]:
+    return SEVERITIES.index(finding.severity), -finding.count
+
+
+def order_findings(findings: list[Finding]) -> list[Finding]:
+    """Most severe first; a root cause is followed by the findings it causes."""
+    present = {f.rule for f in findings}
+    roots = sorted((f for f in findings if f.caused_by not in present), key=_rank)
+    symptoms = [f for f in findings if f.caused_by in present]
+    groups = [[root, *sorted((s for s in symptoms if s.caused_by == root.rule), key=_rank)] for root in roots]
+    groups.sort(key=lambda group: min(_rank(f) for f in group))
+    return [f for group in groups for f in group]
+
+
+def _areas(findings: list[Finding]) -> list[Area]:
+    areas = []
+    for area, categories in AREAS.items():
+        mine = [f for f in findings if f.category in categories]
+        severities = {f.severity for f in mine}
+        state = "fail" if "CRITICAL" in severities else "warn" if "DEGRADED" in severities else "ok"
+        areas.append(Area(area, state, mine))
+    return areas
+
+
+def recommend(
+    status: str, problems: list[Finding], revisions: list[RevisionStats], context: Context
+) -> list[Recommendation]:
+    advice: list[Recommendation] = []
+    rollback = _rollback(problems, revisions, context)
+    if rollback:
+        advice.append(rollback)
+    for finding in problems:
+        builder = ADVICE.get(finding.advice or "")
+        if finding.caused_by or builder is None:
+            continue
+        made = builder(finding, context)
+        if made:
+            advice.append(made)
+    if status != "OK":
+        command = f"prodguardian check --service {context.service} --freshness 15m"
+        advice.append(Recommendation("MEDIUM", "check_again", {}, command))
+    order = ("HIGH", "MEDIUM", "LOW")
+    return sorted(_dedupe(advice), key=lambda r: order.index(r.priority))
+
+
+def _dedupe(advice: list[Recommendation]) -> list[Recommendation]:
+    seen: set[tuple[str, str | None]] = set()
+    kept = []
+    for item in advice:
+        key = (item.advice, item.command or str(sorted(item.params.items())))
+        if key not in seen:
+            seen.add(key)
+            kept.append(item)
+    return kept
+
+
+def _priority(finding: Finding) -> str:
+    return "HIGH" if finding.severity == "CRITICAL" else "MEDIUM"
+
+
+def _gcloud_suffix(context: Context) -> str:
+    region = f" --region={context.region}" if context.region else ""
+    project = f" --project={context.project}" if context.project else ""
+    return region + project
+
+
+def _rollback(problems: list[Finding], revisions: list[RevisionStats], context: Context) -> Recommendation | None:
+    """Roll back when a revision new in this window holds the failures and an older one served cleanly."""
+    if not problems or len(revisions) < 2:
+        return None
+    newest, older = revisions[-1], revisions[:-1]
+    total = sum(r.failures for r in revisions)
+    if newest.baseline_requests or not total or newest.failures < ROLLBACK_SHARE * total:
+        return None
+    clean = [r for r in older if r.requests + r.baseline_requests and not r.failures and not r.baseline_failures]
+    if not clean:
+        return None
+    target = clean[-1]
+    command = (
+        f"gcloud run services update-traffic {context.service} --to-revisions={target.revision}=100"
+        + _gcloud_suffix(context)
+    )
+    params = {"new": newest.revision, "old": target.revision, "failures": newest.failures, "total": total}
+    return Recommendation("HIGH", "rollback", params, command)
+
+
+def memory_step(limit_mib: int, peak_mib: int) -> int:
+    """New memory limit: max(2 × limit, ⌈1.25 × peak⌉), rounded up to a Cloud Run step."""
+    wanted = max(2 * limit_mib, math.ceil(1.25 * peak_mib))
+    return next((step for step in MEMORY_STEPS_MIB if step >= wanted), MEMORY_STEPS_MIB[-1])
+
+
+def format_mib(mib: int) -> str:
+    return f"{mib // 1024}Gi" if mib % 1024 == 0 else f"{mib}Mi"
+
+
+def _memory(finding: Finding, context: Context) -> Recommendation:
+    captures = finding.evidence.captures if finding.evidence else []
+    limits = [int(c["limit_mib"]) for c in captures if "limit_mib" in c]
+    peaks = [int(c["used_mib"]) for c in captures if "used_mib" in c]
+    if not limits:
+        return Recommendation(_priority(finding), "memory_unknown_limit", {})
+    limit, peak = max(limits), max(peaks or limits)
+    new = format_mib(memory_step(limit, peak))
+    command = f"gcloud run services update {context.service} --memory={new}" + _gcloud_suffix(context)
+    return Recommendation(_priority(finding), "memory_limit", {"limit": limit, "peak": peak, "new": new}, command)
+
+
+def _with_frame(key: str) -> Callable[[Finding, Context], Recommendation]:
+    def build(finding: Finding, context: Context) -> Recommendation:
+        frame = finding.evidence.frame if finding.evidence else None
+        if not frame:
+            return Recommendation(_priority(finding), f"{key}_no_frame", {})
+        location, _, function = frame.partition(" in ")
+        path, _, line = location.rpartition(":")
+        params = {"function": function, "file": path.rsplit("/", 1)[-1], "line": line, "frame": frame}
+        return Recommendation(_priority(finding), key, params)
+
+    return build
+
+
+def _logs_command(key: str) -> Callable[[Finding, Context], Recommendation]:
+    """Advice with a `gcloud logging read` for the failure's own lines (by trace when one is known)."""
+
+    def build(finding: Finding, context: Context) -> Recommendation:
+        evidence = finding.evidence
+        clauses = [f'resource.type="cloud_run_revision" AND resource.labels.service_name="{context.service}"']
+        if evidence and evidence.trace and context.project:
+            clauses.append(f'trace="projects/{context.project}/traces/{evidence.trace}"')
+        else:
+            clauses.append("severity>=ERROR")
+        command = f"gcloud logging read '{' AND '.join(clauses)}' --freshness=1h --limit=50"
+        if context.project:
+            command += f" --project={context.project}"
+        params = {"frame": evidence.frame if evidence else None, "group": finding.group}
+        return Recommendation(_priority(finding), key, params, command)
+
+    return build
+
+
+def _service_update(key: str, flags: str) -> Callable[[Finding, Context], Recommendation]:
+    def build(finding: Finding, context: Context) -> Recommendation:
+        command = f"gcloud run services update {context.service} {flags}" + _gcloud_suffix(context)
+        return Recommendation(_priority(finding), key, {}, command)
+
+    return build
+
+
+def _startup(finding: Finding, context: Context) -> Recommendation:
+    revision = finding.evidence.revisions[-1] if finding.evidence and finding.evidence.revisions else None
+    command = f"gcloud run revisions describe {revision}" + _gcloud_suffix(context) if revision else None
+    return Recommendation(_priority(finding), "startup", {"revision": revision}, command)
+
+
+def _plain(key: str) -> Callable[[Finding, Context], Recommendation]:
+    return lambda finding, context: Recommendation(_priority(finding), key, {})
+
+
+ADVICE: dict[str, Callable[[Finding, Context], Recommendation]] = {
+    "memory_limit": _memory,
+    "database_reconnect": _with_frame("database_reconnect"),
+    "database_locked": _with_frame("database_locked"),
+    "database_pool": _with_frame("database_pool"),
+    "database_flapping": _plain("database_flapping"),
+    "websocket": _with_frame("websocket"),
+    "http_5xx": _logs_command("http_5xx"),
+    "investigate": _logs_command("investigate"),
+    "crash": _logs_command("crash"),
+    "timeout": _service_update("timeout", "--timeout=600"),
+    "capacity": _service_update("capacity", "--min-instances=1"),
+    "startup": _startup,
+    "latency": _plain("latency"),
+}
