@@ -70,7 +70,8 @@ def aggregate(
     folded_times = pd.Series(dtype="datetime64[ns]") if folded_times is None else folded_times
     events = classified.events
     period = _periods(events["ts"], window)
-    bucket = np.floor((_naive(window.end) - events["ts"]) / pd.Timedelta(hours=1)).astype("int64")
+    age_ns = _naive(window.end).value - events["ts"].to_numpy().astype("datetime64[ns]").astype("int64")
+    bucket = age_ns // 3_600_000_000_000
     events = events.assign(period=period, bucket=bucket)
     in_scope = events[events["period"] != ""]
     matches = _with_roots(classified.matches, events, pack)
@@ -84,8 +85,13 @@ def aggregate(
         evidence=_evidence(matches[matches["period"] == "window"], events),
         failures=_failure_units(matches),
         totals=_totals(in_scope, int((_periods(folded_times, window) == "window").sum())),
-        revision_first_seen=events.groupby("revision")["ts"].min().map(lambda t: t.to_pydatetime(warn=False)).to_dict(),
+        revision_first_seen=_first_seen(events),
     )
+
+
+def _first_seen(events: pd.DataFrame) -> dict[str, datetime]:
+    firsts = events.groupby("revision")["ts"].min()
+    return {str(revision): stamp.to_pydatetime(warn=False) for revision, stamp in firsts.items()}
 
 
 def _naive(moment: datetime) -> pd.Timestamp:
@@ -103,7 +109,7 @@ def _periods(ts: pd.Series, window: Window) -> np.ndarray:
 
 
 def _with_roots(matches: pd.DataFrame, events: pd.DataFrame, pack: RulePack) -> pd.DataFrame:
-    """Each match with its event's period, bucket, revision and failure, and the root cause it is a symptom of.
+    """Each match with its event's period, bucket, revision and failure, and the root cause behind it.
 
     Within one failure, a rule whose category another matched rule `causes` is that rule's symptom: the
     failure is still counted for both, but the report shows it under its root cause, counted once.
@@ -135,7 +141,9 @@ def _with_roots(matches: pd.DataFrame, events: pd.DataFrame, pack: RulePack) -> 
 def _one_rule_per_category(matches: pd.DataFrame, pack: RulePack) -> pd.DataFrame:
     """Within one failure, lines matched by several rules of one category count for the first rule only."""
     order = {r.id: i for i, r in enumerate(pack.rules)}
-    linked = matches[(matches["failure"] >= 0) & matches["rule"].isin([r.id for r in pack.rules if r.is_failure])]
+    linked = matches[
+        (matches["failure"] >= 0) & matches["rule"].isin([r.id for r in pack.rules if r.is_failure])
+    ]
     if linked.empty:
         return matches
     rank = linked["rule"].map(order)
@@ -202,8 +210,14 @@ def _latency(counted: pd.DataFrame) -> pd.DataFrame:
     for (period, revision), group in [*requests.groupby(["period", "revision"]), *_all_revisions(requests)]:
         values = group["latency_s"].to_numpy() * 1000
         quantiles = np.quantile(values, QUANTILES) if len(values) else [np.nan] * len(QUANTILES)
-        rows.append({"period": period, "revision": revision, "samples": len(values),
-                     **{f"p{round(q * 100)}": float(v) for q, v in zip(QUANTILES, quantiles, strict=True)}})  # fmt: skip
+        rows.append(
+            {
+                "period": period,
+                "revision": revision,
+                "samples": len(values),
+                **{f"p{round(q * 100)}": float(v) for q, v in zip(QUANTILES, quantiles, strict=True)},
+            }
+        )
     return pd.DataFrame(rows, columns=["period", "revision", "samples", "p50", "p95", "p99"])
 
 
@@ -270,7 +284,7 @@ def _most_common(values: pd.Series) -> str | None:
 def _totals(in_scope: pd.DataFrame, folded_in_window: int) -> dict[str, int]:
     window = in_scope[in_scope["period"] == "window"]
     return {
-        "entries": int(len(window)) + folded_in_window,
+        "entries": len(window) + folded_in_window,
         "suppressed": int(window["suppressed_by"].notna().sum()),
         "baseline_entries": int((in_scope["period"] == "baseline").sum()),
     }

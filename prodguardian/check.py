@@ -37,7 +37,7 @@ class CheckRun:
 
 
 def run_check(entries: Iterable[Any], options: CheckOptions, pack: RulePack | None = None) -> CheckRun:
-    """Check the entries of one source; a source with `truncated` set after reading marks the report partial."""
+    """Check the entries; a source whose `truncated` is set after reading marks the report partial."""
     pack = pack if pack is not None else load_pack(options.rules)
     clock = _Stopwatch()
     events = build_events(entries, options.service)

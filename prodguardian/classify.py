@@ -82,7 +82,9 @@ def classify(events: pd.DataFrame, pack: RulePack) -> Classified:
 
 
 def _empty_matches() -> pd.DataFrame:
-    return pd.DataFrame({"row": pd.Series(dtype="int64"), "rule": [], "category": [], "group": [], "captures": []})
+    return pd.DataFrame(
+        {"row": pd.Series(dtype="int64"), "rule": [], "category": [], "group": [], "captures": []}
+    )
 
 
 def _match_rows(events: pd.DataFrame, hit: np.ndarray, rule: Rule) -> pd.DataFrame:
@@ -130,11 +132,13 @@ def _mask(events: pd.DataFrame, match: Match, messages: _Messages) -> np.ndarray
         mask &= agents.map(lambda text: regex.search(text) is not None).to_numpy(dtype=bool)
     if match.fields and mask.any():
         payloads = events["payload"].to_numpy()
-        mask &= np.fromiter((_fields_match(p, match.fields) for p in payloads), dtype=bool, count=len(payloads))
+        mask &= np.fromiter(
+            (_fields_match(p, match.fields) for p in payloads), dtype=bool, count=len(payloads)
+        )
     if match.message and mask.any():
         regex = compile_regex(match.message)
         mask = messages.matching(mask, lambda text: regex.search(text) is not None)
-    return mask
+    return np.asarray(mask, dtype=bool)
 
 
 def _fields_match(payload: Any, fields: Any) -> bool:
@@ -166,14 +170,18 @@ def _fallback_mask(
     failures = events["failure"].to_numpy()
     explained_failures = failures[explained["row"].to_numpy()]
     mask &= ~np.isin(failures, explained_failures[explained_failures >= 0])
-    return mask
+    return np.asarray(mask, dtype=bool)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def _group_key(events: pd.DataFrame, row: int) -> str:
     """Exception type and the message's shape (numbers and ids blanked), e.g. `KeyError: 'thread_id'`."""
-    exc_type = events.at[row, "exc_type"]
-    text = events.at[row, "exc_message"] if exc_type else events.at[row, "message"]
-    first_line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    exc_type = _text(events.at[row, "exc_type"])
+    text = _text(events.at[row, "exc_message"] if exc_type else events.at[row, "message"]).strip()
+    first_line = text.splitlines()[0] if text else ""
     for pattern, replacement in _SHAPE_SUBSTITUTIONS:
         first_line = pattern.sub(replacement, first_line)
     shape = first_line[:160]

@@ -101,8 +101,12 @@ def _all_params(command: click.Command) -> Iterable[click.Parameter]:
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="prodguardian")
-@click.option("--config", type=click.Path(dir_okay=False), envvar="PRODGUARDIAN_CONFIG",
-              help=f"Settings file (default: ./{CONFIG_FILE} when present).")  # fmt: skip
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    envvar="PRODGUARDIAN_CONFIG",
+    help=f"Settings file (default: ./{CONFIG_FILE} when present).",
+)
 def cli(config: str | None) -> None:
     """Is production healthy right now? If not, why, and what to do.
 
@@ -117,37 +121,74 @@ def cli(config: str | None) -> None:
 def _report_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for decorator in reversed(
         [
-            _option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
-                    help="text for a terminal, markdown for an agent or a chat, json for machines."),
-            _option("--lang", type=click.Choice(LANGUAGES), default="en", show_default=True,
-                    help="Language of the report."),
-            _option("--output", type=click.Path(dir_okay=False), default=None,
-                    help="Write the report to FILE (whole or not at all) instead of stdout."),
-            _option("--rules", "rules_dirs", multiple=True, type=click.Path(file_okay=False),
-                    help="Extra rule directory (repeatable); a rule with a built-in id replaces it."),
+            _option(
+                "--format",
+                "fmt",
+                type=click.Choice(FORMATS),
+                default="text",
+                show_default=True,
+                help="text for a terminal, markdown for an agent or a chat, json for machines.",
+            ),
+            _option(
+                "--lang",
+                type=click.Choice(LANGUAGES),
+                default="en",
+                show_default=True,
+                help="Language of the report.",
+            ),
+            _option(
+                "--output",
+                type=click.Path(dir_okay=False),
+                default=None,
+                help="Write the report to FILE (whole or not at all) instead of stdout.",
+            ),
+            _option(
+                "--json-report",
+                type=click.Path(dir_okay=False),
+                default=None,
+                help="Also write the JSON report to FILE (for tools, next to a text or markdown report).",
+            ),
+            _option(
+                "--rules",
+                "rules_dirs",
+                multiple=True,
+                type=click.Path(file_okay=False),
+                help="Extra rule directory (repeatable); a rule with a built-in id replaces it.",
+            ),
         ]
-    ):  # fmt: skip
+    ):
         command = decorator(command)
     return command
 
 
 @cli.command()
-@_option("--source", default="cloud", show_default=True,
-         help="cloud (Cloud Logging), an export file (JSON array, JSON Lines, entries:list, .gz), or - for stdin.")
+@_option(
+    "--source",
+    default="cloud",
+    show_default=True,
+    help="cloud (Cloud Logging), an export file (JSON array, JSON Lines, entries:list, .gz), or - for stdin.",
+)
 @_option("--service", help="Cloud Run service name (required when the input holds several).")
 @_option("--freshness", default="1h", show_default=True, help="Length of the checked window (15m, 1h, 6h…).")
 @_option("--until", help="End of the window, ISO 8601 (default: now for cloud, the newest entry for a file).")
-@_option("--baseline", default="24h", show_default=True, help="How far before the window 'normal' is measured.")
+@_option(
+    "--baseline", default="24h", show_default=True, help="How far before the window 'normal' is measured."
+)
 @_report_options
 @_option("--project", help="Google Cloud project (default: from the environment or gcloud).")
 @_option("--region", help="Cloud Run region, to narrow the read and for commands.")
 @_option("--endpoint", envvar="PRODGUARDIAN_LOGGING_ENDPOINT", help="Logging API endpoint URL.")
-@_option("--max-entries", type=click.IntRange(min=1), default=200_000, show_default=True,
-         help="Stop reading Cloud Logging after this many entries (the report says it is partial).")
+@_option(
+    "--max-entries",
+    type=click.IntRange(min=1),
+    default=200_000,
+    show_default=True,
+    help="Stop reading Cloud Logging after this many entries (the report says it is partial).",
+)
 @_option("--show-filter", is_flag=True, help="Print the Cloud Logging filter that would be sent, and exit.")
 @_option("--quiet", "-q", is_flag=True, help="No progress or warnings on stderr.")
 @click.pass_context
-def check(ctx: click.Context, **opts: Any) -> None:  # fmt: skip
+def check(ctx: click.Context, /, **opts: Any) -> None:
     """Check the service's logs and print a 🟢/🟡/🔴 report.
 
     \b
@@ -201,15 +242,21 @@ def _cloud_source(opts: dict[str, Any], options: CheckOptions, pack: Any) -> Any
 
 
 def _progress_line(stats: Any) -> None:
-    click.echo(f"\rread {stats.entries:,} entries in {stats.pages} pages, {stats.elapsed:.0f} s", nl=False, err=True)
+    click.echo(
+        f"\rread {stats.entries:,} entries in {stats.pages} pages, {stats.elapsed:.0f} s", nl=False, err=True
+    )
 
 
 def _emit(run: CheckRun, opts: dict[str, Any]) -> int:
     report = run.report
     skipped = report.context.totals.get("skipped", 0)
     if skipped and not opts.get("quiet"):
-        click.echo(f"warning: skipped {skipped} entries that are not objects or have no usable timestamp", err=True)
+        click.echo(
+            f"warning: skipped {skipped} entries that are not objects or have no usable timestamp", err=True
+        )
     text = render(report, opts["fmt"], opts["lang"])
+    if opts.get("json_report"):
+        write_text(opts["json_report"], render(report, "json", opts["lang"]))
     if opts.get("output"):
         write_text(opts["output"], text)
     else:
@@ -220,7 +267,9 @@ def _emit(run: CheckRun, opts: dict[str, Any]) -> int:
 @cli.command()
 @click.option("--scenario", default="db-outage", show_default=True, help="Which incident to simulate.")
 @click.option("--list", "list_only", is_flag=True, help="List the scenarios and exit.")
-@click.option("--export", type=click.Path(dir_okay=False), help="Write the scenario as a gcloud JSON export instead.")
+@click.option(
+    "--export", type=click.Path(dir_okay=False), help="Write the scenario as a gcloud JSON export instead."
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the simulator.")
 @_report_options
 def demo(scenario: str, list_only: bool, export: str | None, seed: int, **opts: Any) -> None:
@@ -258,7 +307,9 @@ def rules() -> None:
 
 
 @rules.command("list")
-@click.option("--rules", "rules_dirs", multiple=True, type=click.Path(file_okay=False), help="Extra rule directory.")
+@click.option(
+    "--rules", "rules_dirs", multiple=True, type=click.Path(file_okay=False), help="Extra rule directory."
+)
 def rules_list(rules_dirs: tuple[str, ...]) -> None:
     """Print every rule: id, type, category, and where it comes from.
 
@@ -316,6 +367,68 @@ def rules_test(ctx: click.Context, directories: tuple[str, ...]) -> None:
         ctx.exit(3)
 
 
+@cli.group()
+def hooks() -> None:
+    """Git hooks that check production: a pre-push hook that blocks pushes while production is CRITICAL."""
+
+
+@hooks.command("install")
+@click.argument("hook", type=click.Choice(["pre-push"]))
+@click.option(
+    "--block-on",
+    type=click.Choice(["critical", "degraded"]),
+    default="critical",
+    show_default=True,
+    help="Block the push when production is CRITICAL, or DEGRADED too. UNKNOWN never blocks.",
+)
+@click.option("--service", help="Cloud Run service the hook checks.")
+@click.option("--freshness", help="Length of the checked window (15m, 1h…).")
+@click.option("--project", help="Google Cloud project.")
+@click.option("--region", help="Cloud Run region.")
+@click.option("--source", help="cloud, or an export file (for demos and tests).")
+@click.option("--force", is_flag=True, help="Replace a hook ProdGuardian did not write (backed up first).")
+def hooks_install(hook: str, block_on: str, force: bool, **opts: Any) -> None:
+    """Install a git hook in the current repository (where core.hooksPath says, if set).
+
+    The pre-push hook runs `prodguardian check` with the options given here (the rest comes from
+    prodguardian.yaml and PRODGUARDIAN_* at push time) and blocks the push only when production is CRITICAL,
+    or DEGRADED too with --block-on degraded. It never blocks when the check cannot tell (UNKNOWN: no
+    credentials, no logs in the window…). Push anyway, once, with `git push --no-verify`.
+
+    \b
+    Examples:
+      prodguardian hooks install pre-push --service emergence-app --freshness 30m
+      prodguardian hooks install pre-push --block-on degraded --force
+    """
+    from click.core import ParameterSource
+
+    from prodguardian import hooks as git_hooks
+
+    ctx = click.get_current_context()
+    given = {
+        k: v for k, v in opts.items() if v and ctx.get_parameter_source(k) is ParameterSource.COMMANDLINE
+    }
+    if "freshness" in given:
+        parse_duration(given["freshness"], "--freshness")
+    source = given.get("source")
+    if source == "-":
+        raise ConfigError("a hook cannot read logs from stdin (git writes the pushed refs there)", "--source")
+    if source and source != "cloud":
+        if not Path(source).is_file():
+            raise ConfigError("export file not found", source)
+        given["source"] = str(Path(source).resolve())  # the hook runs at the top of the work tree
+    args = [word for name in ("service", "freshness", "project", "region", "source") if name in given
+            for word in (f"--{name}", str(given[name]))]  # fmt: skip
+    done = git_hooks.install(hook, repo=Path.cwd(), block_on=block_on, check_args=args, force=force)
+    if done.backup is not None:
+        click.echo(f"moved the existing {hook} hook to {done.backup}")
+    click.echo(f"{'updated' if done.updated else 'installed'} the {hook} hook: {done.path}")
+    click.echo(f"  before each push it runs: {' '.join(['prodguardian check', *args])}")
+    blocking = "DEGRADED or CRITICAL" if block_on == "degraded" else "CRITICAL"
+    click.echo(f"  and blocks the push when production is {blocking}; UNKNOWN never blocks")
+    click.echo("  to push anyway, once: git push --no-verify")
+
+
 def _utf8_streams() -> None:
     """Reports carry emoji: never let a legacy console code page (Windows cp1252) turn them into a crash."""
     for stream in (sys.stdout, sys.stderr):
@@ -352,4 +465,3 @@ def entry_point() -> None:
 
 if __name__ == "__main__":
     entry_point()
-

@@ -91,11 +91,17 @@ def detect(aggs: Aggregates, pack: RulePack) -> Detection:
     findings: list[Finding] = []
     for rule in pack.rules:
         if rule.is_failure:
-            findings.extend(_failure_findings(rule, aggs, window_counts, baseline_counts, metrics, baseline_available))
+            findings.extend(
+                _failure_findings(rule, aggs, window_counts, baseline_counts, metrics, baseline_available)
+            )
         elif rule.type == "latency":
             findings.extend(_latency_finding(rule, aggs, baseline_available))
-    objectives = [ObjectiveResult(o, _objective_value(o, aggs, window_counts, metrics)) for o in pack.objectives]
-    findings.extend(_metric_findings(pack, aggs, window_counts, baseline_counts, objectives, baseline_available))
+    objectives = [
+        ObjectiveResult(o, _objective_value(o, aggs, window_counts, metrics)) for o in pack.objectives
+    ]
+    findings.extend(
+        _metric_findings(pack, aggs, window_counts, baseline_counts, objectives, baseline_available)
+    )
     return Detection(findings, metrics, objectives, _revision_stats(aggs), baseline_available)
 
 
@@ -119,7 +125,9 @@ def _failure_findings(
         base = baseline[(baseline["rule"] == rule.id) & (baseline["group"] == group)]
         baseline_rate = _failures(base) / aggs.window.baseline_hours if baseline_available else None
         of = _denominator_of(rule)
-        denominator = None if of is None else (metrics.requests if of == "requests" else metrics.websocket_connections)
+        denominator = (
+            None if of is None else (metrics.requests if of == "requests" else metrics.websocket_connections)
+        )
         rate = count / denominator if denominator else None
         worst = _worst_revision(part, aggs, of) if of else None
         judged_rate = max(rate or 0.0, worst[1]) if worst and worst[2] >= _min_count(rule) else rate
@@ -157,11 +165,14 @@ def _min_count(rule: Rule) -> int:
 
 
 def _worst_revision(part: pd.DataFrame, aggs: Aggregates, of: str) -> tuple[str, float, int] | None:
-    """The revision with the highest failure share of its own traffic: a bad deploy before it takes all traffic."""
+    """The revision failing the largest share of its own traffic: a bad deploy still rolling out."""
     traffic = aggs.traffic[aggs.traffic["period"] == "window"]
     served = traffic.groupby("revision")["requests" if of == "requests" else "websocket"].sum()
     failures = part.groupby("revision")["failures"].sum()
-    shares = [(str(rev), n / served[rev], int(n)) for rev, n in failures.items() if served.get(rev, 0)]
+    served_by = {str(rev): int(n) for rev, n in served.items()}
+    shares = [
+        (str(rev), n / served_by[str(rev)], int(n)) for rev, n in failures.items() if served_by.get(str(rev))
+    ]
     return max(shares, key=lambda item: item[1]) if len(served[served > 0]) > 1 and shares else None
 
 
@@ -189,7 +200,12 @@ def _judge(
 
 
 def _crossed(
-    threshold: Threshold, count: int, rate: float | None, per_hour: float, baseline_rate: float | None, hours: float
+    threshold: Threshold,
+    count: int,
+    rate: float | None,
+    per_hour: float,
+    baseline_rate: float | None,
+    hours: float,
 ) -> bool:
     if count < threshold.min_count:
         return False
@@ -201,12 +217,19 @@ def _crossed(
         return False
     if threshold.above_baseline is not None and baseline_rate is not None:
         expected = baseline_rate * hours
-        return per_hour >= threshold.above_baseline * baseline_rate and poisson_tail(count, expected) < SPIKE_P_VALUE
+        return (
+            per_hour >= threshold.above_baseline * baseline_rate
+            and poisson_tail(count, expected) < SPIKE_P_VALUE
+        )
     return True
 
 
 def _describe(threshold: Threshold) -> dict[str, Any]:
-    return {k: v for k, v in vars(threshold).items() if v is not None and not (k == "of" and threshold.share is None)}
+    return {
+        k: v
+        for k, v in vars(threshold).items()
+        if v is not None and not (k == "of" and threshold.share is None)
+    }
 
 
 def poisson_tail(k: int, expected: float) -> float:
@@ -318,12 +341,16 @@ def _metrics(aggs: Aggregates, window: pd.DataFrame, pack: RulePack) -> Metrics:
         websocket_failures=ws_failures,
         websocket_error_rate=ws_failures / ws_attempts if ws_attempts else None,
         latency_ms=None if latency is None else {k: float(latency[k]) for k in ("p50", "p95", "p99")},
-        baseline_latency_ms=None if base_latency is None else {k: float(base_latency[k]) for k in ("p50", "p95", "p99")},
+        baseline_latency_ms=None
+        if base_latency is None
+        else {k: float(base_latency[k]) for k in ("p50", "p95", "p99")},
         db_reconnections=int(window.loc[window["rule"].isin(metric_rules), "events"].sum()),
     )
 
 
-def _objective_value(objective: Objective, aggs: Aggregates, window: pd.DataFrame, metrics: Metrics) -> float | None:
+def _objective_value(
+    objective: Objective, aggs: Aggregates, window: pd.DataFrame, metrics: Metrics
+) -> float | None:
     kind, _, name = objective.metric.partition(":")
     if kind == "websocket_error_rate":
         return metrics.websocket_error_rate
@@ -349,7 +376,9 @@ def _revision_stats(aggs: Aggregates) -> list[RevisionStats]:
                     failures=_revision_total(aggs.failures, "window", revision, "unit"),
                     requests=_revision_total(aggs.traffic, "window", revision, "requests", "websocket"),
                     baseline_failures=_revision_total(aggs.failures, "baseline", revision, "unit"),
-                    baseline_requests=_revision_total(aggs.traffic, "baseline", revision, "requests", "websocket"),
+                    baseline_requests=_revision_total(
+                        aggs.traffic, "baseline", revision, "requests", "websocket"
+                    ),
                 )
             )
     return stats

@@ -26,7 +26,9 @@ _UVICORN_ACCESS = re.compile(r'^INFO: +\S+ - "[A-Z]+ \S+ HTTP/[\d.]+" \d{3}')
 _APP_REQUEST_ECHO = re.compile(r"^Request completed\b.*\bstatus_code\b")
 _PATH_IN_LINE = re.compile(r'(?:^|[\s"])(?:GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) (/[^\s?"]*)')
 _FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+), in (\S+)')
-_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning|Failure|Timeout)\w*)(?::\s?(.*))?$")
+_EXCEPTION_LINE = re.compile(
+    r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning|Failure|Timeout)\w*)(?::\s?(.*))?$"
+)
 _LIBRARY_PATH = re.compile(r"site-packages/|dist-packages/|/lib/python\d|^<frozen|^<string>")
 _APP_ROOT = re.compile(r"^(?:/app/|/workspace/|/usr/src/app/|/srv/|/code/|/home/[^/]+/)")
 _WEBSOCKET_SEGMENT = re.compile(r"(?:^|/)(?:ws|wss|websocket|websockets)(?:/|$)")
@@ -34,10 +36,28 @@ _TRACEBACK_START = ("Traceback (most recent call last):", "ERROR:    Exception i
 _TRACEBACK_CHAIN = ("During handling of the above exception", "The above exception was the direct cause")
 
 COLUMNS = (
-    "ts_text", "kind", "service", "revision", "instance", "trace", "severity", "method", "path", "status",
-    "latency_s", "protocol", "user_agent", "remote_ip", "message", "payload", "source_file", "source_line",
-    "source_function", "insert_id", "location",
-)  # fmt: skip
+    "ts_text",
+    "kind",
+    "service",
+    "revision",
+    "instance",
+    "trace",
+    "severity",
+    "method",
+    "path",
+    "status",
+    "latency_s",
+    "protocol",
+    "user_agent",
+    "remote_ip",
+    "message",
+    "payload",
+    "source_file",
+    "source_line",
+    "source_function",
+    "insert_id",
+    "location",
+)
 
 
 @dataclass
@@ -57,7 +77,9 @@ class Events:
     totals: Totals = field(default_factory=Totals)
     services: dict[str, int] = field(default_factory=dict)
     project: str | None = None
-    folded_times: pd.Series = field(default_factory=lambda: pd.Series(dtype="datetime64[ns]"))  # echoes, merged lines
+    folded_times: pd.Series = field(
+        default_factory=lambda: pd.Series(dtype="datetime64[ns]")
+    )  # echoes, merged lines
 
 
 def build_events(entries: Iterable[Any], service: str | None = None) -> Events:
@@ -133,7 +155,9 @@ def _fields(entry: dict[str, Any], labels: dict[str, Any], service: str) -> tupl
         remote_ip = http.get("remoteIp")
         if _is_websocket(status, protocol, path):
             kind = "websocket"
-    location = entry.get("sourceLocation") or (payload or {}).get("logging.googleapis.com/sourceLocation") or {}
+    location = (
+        entry.get("sourceLocation") or (payload or {}).get("logging.googleapis.com/sourceLocation") or {}
+    )
     trace = entry.get("trace") or ""
     return (
         entry["timestamp"],
@@ -215,12 +239,12 @@ def _seconds(latency: Any) -> float | None:
 def _is_websocket(status: int | None, protocol: Any, path: str | None) -> bool:
     if status == 101 or (isinstance(protocol, str) and protocol.lower() == "websocket"):
         return True
-    return bool(path) and ("ws" in path or "websocket" in path) and _WEBSOCKET_SEGMENT.search(path) is not None
+    return path is not None and "ws" in path and _WEBSOCKET_SEGMENT.search(path) is not None
 
 
 def _to_frame(columns: dict[str, list[Any]], totals: Totals) -> pd.DataFrame:
     ts_text = columns.pop("ts_text")
-    table = pd.DataFrame(columns)
+    table = pd.DataFrame({name: pd.Series(values, dtype=object) for name, values in columns.items()})
     parsed = pd.to_datetime(pd.Series(ts_text, dtype=object), utc=True, format="ISO8601", errors="coerce")
     table.insert(0, "ts", parsed.dt.tz_localize(None).astype("datetime64[ns]"))  # naive UTC, for fast maths
     unusable = table["ts"].isna()
@@ -242,14 +266,14 @@ def _join_split_tracebacks(table: pd.DataFrame, totals: Totals) -> pd.DataFrame:
         return table
     lines = table[is_app]
     drop: list[int] = []
-    for instance, group in lines.groupby("instance", sort=False):
+    for _instance, group in lines.groupby("instance", sort=False):
         drop.extend(_merge_group(table, group))
     totals.merged_lines += len(drop)
     return table.drop(index=drop)
 
 
 def _merge_group(table: pd.DataFrame, group: pd.DataFrame) -> list[int]:
-    """Within one instance's app lines, fold each split traceback into its first line; return the folded rows."""
+    """Fold each split traceback of one instance's app lines into its first line; return the folded rows."""
     index = group.index.to_numpy()
     messages = group["message"].tolist()
     times = epoch_seconds(group["ts"])
@@ -264,7 +288,8 @@ def _merge_group(table: pd.DataFrame, group: pd.DataFrame) -> list[int]:
             j += 1
         if j > i + 1:
             table.at[index[i], "message"] = "\n".join(m or "" for m in messages[i:j])
-            table.at[index[i], "severity"] = max(int(table.at[index[i], "severity"]), SEVERITY_RANKS["ERROR"])
+            severity = int(group["severity"].to_numpy()[i])
+            table.at[index[i], "severity"] = max(severity, SEVERITY_RANKS["ERROR"])
             merged.extend(index[i + 1 : j])
         i = j
     return merged
@@ -279,14 +304,14 @@ def _continues(messages: list[Any], start: int, at: int) -> bool:
         return True
     if line.startswith((" ", "\t")) or line.startswith(_TRACEBACK_CHAIN) or not line.strip():
         return True
-    if isinstance(previous, str) and previous.startswith(_TRACEBACK_CHAIN) or previous == "":
+    if (isinstance(previous, str) and previous.startswith(_TRACEBACK_CHAIN)) or previous == "":
         return line.startswith(_TRACEBACK_START[:1])
     # The exception line ends the traceback; it follows a frame or its source line.
     return _EXCEPTION_LINE.match(line) is not None and isinstance(previous, str) and previous.startswith(" ")
 
 
 def _drop_echoes(table: pd.DataFrame, totals: Totals) -> pd.DataFrame:
-    """Lines that only repeat a request log (access log, "Request completed") are never events of their own."""
+    """Lines that repeat a request log (access log, "Request completed") are never events of their own."""
     app = table["kind"].to_numpy() == "app"
     if not app.any():
         return table
@@ -294,15 +319,21 @@ def _drop_echoes(table: pd.DataFrame, totals: Totals) -> pd.DataFrame:
     echo = messages.str.match(_UVICORN_ACCESS) | messages.str.match(_APP_REQUEST_ECHO)
     echo_index = echo[echo].index
     totals.echoes += len(echo_index)
-    return table.drop(index=echo_index)
+    kept: pd.DataFrame = table.drop(index=echo_index)
+    return kept
 
 
 def _describe_exceptions(table: pd.DataFrame) -> pd.DataFrame:
     """Exception type, its message and the innermost application frame of every traceback."""
     has_trace = table["message"].str.contains("Traceback (most recent call last)", regex=False, na=False)
     found = [describe_traceback(m) for m in table.loc[has_trace, "message"]]
-    for column, position in (("exc_type", 0), ("exc_message", 1), ("frame_file", 2), ("frame_line", 3),
-                             ("frame_function", 4)):  # fmt: skip
+    for column, position in (
+        ("exc_type", 0),
+        ("exc_message", 1),
+        ("frame_file", 2),
+        ("frame_line", 3),
+        ("frame_function", 4),
+    ):
         values = pd.Series([None] * len(table), index=table.index, dtype=object)
         if found:
             values.loc[has_trace] = [f[position] for f in found]
@@ -358,15 +389,24 @@ def link_failures(table: pd.DataFrame) -> np.ndarray:
     seconds = epoch_seconds(table["ts"])
     requests = _FailingRequests(table, failing, seconds)
     last_line: dict[str, tuple[float, int]] = {}
-    traces, instances, messages = table["trace"].to_numpy(), table["instance"].to_numpy(), table["message"].to_numpy()
+    traces, instances, messages = (
+        table["trace"].to_numpy(),
+        table["instance"].to_numpy(),
+        table["message"].to_numpy(),
+    )
+    by_trace: dict[str, int] = {}  # failures already holding a line of each trace
     for row in np.flatnonzero(errorish):
-        at, instance = seconds[row], instances[row]
-        joined = requests.by_trace.get(traces[row], -1) if traces[row] else -1
-        if joined < 0:
+        at, instance, trace = seconds[row], instances[row], traces[row]
+        if trace:  # a line with a trace joins only that trace's failure
+            joined = requests.by_trace.get(trace, by_trace.get(trace, -1))
+        else:
             joined = requests.near(instance, at, _named_path(messages[row]))
-        if joined < 0 and instance in last_line and at - last_line[instance][0] <= CORRELATION_GAP_S:
-            joined = last_line[instance][1]
+            previous = last_line.get(instance)
+            if joined < 0 and previous and at - previous[0] <= CORRELATION_GAP_S:
+                joined = previous[1]
         failure[row] = joined if joined >= 0 else row
+        if trace:
+            by_trace.setdefault(trace, int(failure[row]))
         last_line[instance] = (at, int(failure[row]))
     return failure
 
@@ -380,9 +420,10 @@ class _FailingRequests:
         self.by_trace = {traces[r]: int(r) for r in rows if traces[r]}
         latency = table["latency_s"].fillna(0.0).to_numpy()
         paths = table["path"].to_numpy()
+        instances = table["instance"].to_numpy()
         self.by_instance: dict[str, list[tuple[float, float, str, int]]] = {}
         for r in rows:
-            self.by_instance.setdefault(table.at[r, "instance"], []).append(
+            self.by_instance.setdefault(str(instances[r]), []).append(
                 (seconds[r], seconds[r] + latency[r], paths[r] or "", int(r))
             )
         self.starts = {k: [v[0] for v in rows_] for k, rows_ in self.by_instance.items()}

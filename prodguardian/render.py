@@ -48,8 +48,9 @@ class Translator:
     def __init__(self, lang: str) -> None:
         self.lang = lang
         self.words = catalog(lang)
-        self.decimal = self.words["format"]["decimal"]
-        self.thousands = self.words["format"]["thousands"]
+        self.decimal: str = self.words["format"]["decimal"]
+        self.thousands: str = self.words["format"]["thousands"]
+        self.percent: str = self.words["format"]["percent"]
 
     def __call__(self, key: str, **params: Any) -> str:
         if params.get("count") == 1 and self.lookup(key + "_one") is not None:
@@ -76,7 +77,7 @@ class Translator:
         if value is None:
             return "—"
         digits = 2 if 0 < value * 100 < 100 and round(value * 100, 1) != value * 100 else 1
-        return self.num(value * 100, digits).rstrip("0").rstrip(self.decimal) + self.words["format"]["percent"]
+        return self.num(value * 100, digits).rstrip("0").rstrip(self.decimal) + self.percent
 
     def rate(self, value: float | None) -> str:
         if value is None:
@@ -89,7 +90,11 @@ class Translator:
         return f"{self.num(value / 1000, 1)} s" if value >= 1000 else f"{self.num(value)} ms"
 
     def hours(self, delta: float) -> str:
-        return self.num(delta, 0 if delta == int(delta) else 1) + " h" if delta >= 1 else f"{round(delta * 60)} min"
+        return (
+            self.num(delta, 0 if delta == int(delta) else 1) + " h"
+            if delta >= 1
+            else f"{round(delta * 60)} min"
+        )
 
 
 class _Blank(dict[str, Any]):
@@ -104,7 +109,9 @@ def render(report: Report, fmt: str = "text", lang: str = "en") -> str:
         raise ConfigError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     t = Translator(lang)
     if fmt == "json":
-        return json.dumps(report_dict(report, t), ensure_ascii=False, indent=2) + "\n"
+        text = json.dumps(report_dict(report, t), ensure_ascii=False, indent=2)
+        # The same data once parsed, but no bidi override or C1 control can reach a terminal printing it.
+        return _CONTROL.sub(lambda found: f"\\u{ord(found.group()):04x}", text) + "\n"
     template = _environment().get_template(f"report.{'md' if fmt == 'markdown' else 'txt'}.j2")
     return template.render(**_view(report, t))
 
@@ -129,7 +136,9 @@ def _inline_code(text: Any) -> str:
     """A markdown code span that no backtick inside the text can close early."""
     body = clean(text).replace("\n", " ")
     fence = "`" * (max((len(m) for m in re.findall(r"`+", body)), default=0) + 1)
-    return f"{fence} {body} {fence}" if body.startswith("`") or body.endswith("`") else f"{fence}{body}{fence}"
+    return (
+        f"{fence} {body} {fence}" if body.startswith("`") or body.endswith("`") else f"{fence}{body}{fence}"
+    )
 
 
 def _view(report: Report, t: Translator) -> dict[str, Any]:
@@ -201,7 +210,11 @@ def _headline(finding: Finding, t: Translator, hours: float) -> str:
         return t("metric_headline", n=t.num(finding.count), length=t.hours(hours), target=target, usual=usual)
     share = _share(finding, t)
     return t(
-        "failure_headline", n=t.num(finding.count), count=finding.count, length=t.hours(hours), share=share,
+        "failure_headline",
+        n=t.num(finding.count),
+        count=finding.count,
+        length=t.hours(hours),
+        share=share,
         usual=usual,
     )
 
@@ -258,7 +271,9 @@ def _share(finding: Finding, t: Translator) -> str:
 
 def _symptom_line(symptom: Finding, t: Translator) -> str:
     caused = symptom.caused_count
-    count = t.num(caused) if caused >= symptom.count else t("n_of", n=t.num(caused), total=t.num(symptom.count))
+    count = (
+        t.num(caused) if caused >= symptom.count else t("n_of", n=t.num(caused), total=t.num(symptom.count))
+    )
     return t("causes", n=count, count=caused, what=finding_title(symptom, t), share=_share(symptom, t))
 
 
@@ -279,8 +294,12 @@ def _ok_lines(report: Report, t: Translator) -> list[str]:
         if area.id == "http":
             if metrics.requests:
                 lines.append(
-                    t("ok.http", pct=t.pct(metrics.error_rate), n=t.num(metrics.failed_requests),
-                      total=t.num(metrics.requests))  # fmt: skip
+                    t(
+                        "ok.http",
+                        pct=t.pct(metrics.error_rate),
+                        n=t.num(metrics.failed_requests),
+                        total=t.num(metrics.requests),
+                    )
                 )
             else:
                 lines.append(t("ok.http_none"))
@@ -312,8 +331,12 @@ def _objective_row(result: ObjectiveResult, t: Translator) -> dict[str, str]:
     comparison = ("≤ " if objective.target else "") if objective.inclusive else "< "
     mark = {True: "✅", False: "❌", None: "—"}[result.met]
     label = t(f"objectives.{objective.id}", default=objective.id.replace("_", " "))
-    return {"label": label, "value": _objective_value(result, t, result.value), "target": comparison + target,
-            "mark": mark}  # fmt: skip
+    return {
+        "label": label,
+        "value": _objective_value(result, t, result.value),
+        "target": comparison + target,
+        "mark": mark,
+    }
 
 
 def _recommendation(item: Recommendation, t: Translator) -> dict[str, Any]:
@@ -341,8 +364,11 @@ def report_dict(report: Report, t: Translator) -> dict[str, Any]:
         "project": ctx.project,
         "region": ctx.region,
         "window": {"start": _iso(ctx.window.start), "end": _iso(ctx.window.end)},
-        "baseline": {"start": _iso(ctx.window.baseline_start), "end": _iso(ctx.window.start),
-                     "available": report.baseline_available},  # fmt: skip
+        "baseline": {
+            "start": _iso(ctx.window.baseline_start),
+            "end": _iso(ctx.window.start),
+            "available": report.baseline_available,
+        },
         "totals": {
             "entries": int(ctx.totals.get("entries", 0)),
             "requests": metrics.requests if metrics else 0,
@@ -353,7 +379,9 @@ def report_dict(report: Report, t: Translator) -> dict[str, Any]:
             "truncated": bool(ctx.totals.get("truncated", False)),
         },
         "findings": [_finding_dict(f, t, ctx.window.hours) for f in report.findings],
-        "metrics": None if metrics is None else {
+        "metrics": None
+        if metrics is None
+        else {
             "requests": metrics.requests,
             "errors": metrics.errors,
             "error_rate": metrics.error_rate,
@@ -364,15 +392,21 @@ def report_dict(report: Report, t: Translator) -> dict[str, Any]:
             "db_reconnections": metrics.db_reconnections,
         },
         "objectives": [
-            {"id": o.objective.id, "metric": o.objective.metric, "value": o.value, "target": o.objective.target,
-             "inclusive": o.objective.inclusive, "met": o.met}  # fmt: skip
+            {
+                "id": o.objective.id,
+                "metric": o.objective.metric,
+                "value": o.value,
+                "target": o.objective.target,
+                "inclusive": o.objective.inclusive,
+                "met": o.met,
+            }
             for o in report.objectives
         ],
         "recommendations": [
             {"priority": r.priority, "action": _recommendation(r, t)["action"], "command": r.command}
             for r in report.recommendations
         ],
-    }  # fmt: skip
+    }
 
 
 def _finding_dict(finding: Finding, t: Translator, hours: float) -> dict[str, Any]:

@@ -89,7 +89,10 @@ RULE_SCHEMA: dict[str, Any] = {
                         {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
                     ]
                 },
-                "fields": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
+                "fields": {
+                    "type": "object",
+                    "additionalProperties": {"type": ["string", "number", "boolean"]},
+                },
                 "paths": _PATHS,
                 "path_prefixes": _PATHS,
                 "user_agent": {"type": "string", "minLength": 1},
@@ -125,8 +128,11 @@ OBJECTIVE_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "properties": {
         "id": {"type": "string", "pattern": "^[a-z0-9]+(_[a-z0-9]+)*$"},
-        "metric": {"type": "string", "pattern": "^(websocket_error_rate|http_error_rate|latency_p95_ms|"
-                   "per_hour:[a-z0-9-]+|category_per_hour:[a-z0-9_]+)$"},
+        "metric": {
+            "type": "string",
+            "pattern": "^(websocket_error_rate|http_error_rate|latency_p95_ms|"
+            "per_hour:[a-z0-9-]+|category_per_hour:[a-z0-9_]+)$",
+        },
         "below": {"type": "number"},
         "at_most": {"type": "number"},
     },
@@ -248,7 +254,7 @@ def _construct_located(loader: _Loader, node: yaml.MappingNode) -> _LocatedDict:
     return mapping
 
 
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_located)  # type: ignore[arg-type]
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_located)
 
 
 def _where(path: str, node: Any, keys: Iterable[Any] = ()) -> str:
@@ -257,9 +263,9 @@ def _where(path: str, node: Any, keys: Iterable[Any] = ()) -> str:
     for key in keys:
         if isinstance(node, _LocatedDict) and str(key) in node.key_marks:
             line, column = node.key_marks[str(key)]
-        if isinstance(node, dict) and key in node:
-            node = node[key]
-        elif isinstance(node, list) and isinstance(key, int) and key < len(node):
+        if (isinstance(node, dict) and key in node) or (
+            isinstance(node, list) and isinstance(key, int) and key < len(node)
+        ):
             node = node[key]
         else:
             break
@@ -331,7 +337,7 @@ def _cross_check(rules: Mapping[str, Rule], objectives: Mapping[str, Objective])
 def _load_file(path: Path) -> tuple[list[Rule], list[Objective], list[RuleError]]:
     name = str(path)
     try:
-        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
     except (OSError, UnicodeDecodeError) as exc:
         return [], [], [RuleError(f"cannot read: {exc}", name)]
     except yaml.MarkedYAMLError as exc:
@@ -347,11 +353,15 @@ def _load_file(path: Path) -> tuple[list[Rule], list[Objective], list[RuleError]
     seen: set[str] = set()
     for index, raw in enumerate(doc.get("rules", [])):
         rule_id = raw.get("id") if isinstance(raw.get("id"), str) else f"#{index + 1}"
-        problems = [_schema_error(name, raw, e, RULE_SCHEMA, rule_id) for e in _schema_errors(raw, RULE_SCHEMA)]
+        problems = [
+            _schema_error(name, raw, e, RULE_SCHEMA, rule_id) for e in _schema_errors(raw, RULE_SCHEMA)
+        ]
         if not problems:
-            rule, problems = _build_rule(raw, f"{name}:{raw.line}")
+            rule, problems = _build_rule(raw, f"{name}:{raw.line}:{raw.column}")
             if rule_id in seen:
-                problems.append(RuleError(f"rule {rule_id}: duplicate id in this file", _where(name, raw, ["id"])))
+                problems.append(
+                    RuleError(f"rule {rule_id}: duplicate id in this file", _where(name, raw, ["id"]))
+                )
             if not problems and rule is not None:
                 rules.append(rule)
         seen.add(rule_id)
@@ -370,7 +380,9 @@ def _schema_error(
 ) -> RuleError:
     keys = list(error.absolute_path)
     if error.validator == "additionalProperties":
-        unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        declared: Any = error.schema
+        instance: Any = error.instance
+        unknown = sorted(set(instance) - set(declared.get("properties", {})))
         keys.append(unknown[0])
         message = f"unknown field {unknown[0]!r}"
     elif error.validator == "required":
@@ -387,7 +399,7 @@ def _threshold(raw: Mapping[str, Any] | None) -> Threshold | None:
 
 
 def _build_rule(raw: _LocatedDict, origin: str) -> tuple[Rule | None, list[RuleError]]:
-    path = origin.rsplit(":", 1)[0]
+    path = origin.rsplit(":", 2)[0]
     rule_id = raw["id"]
     match_raw = raw.get("match", {})
     errors = []
@@ -406,7 +418,9 @@ def _build_rule(raw: _LocatedDict, origin: str) -> tuple[Rule | None, list[RuleE
     needs_thresholds = rule_type in ("failure", "latency", "fallback")
     thresholds = raw.get("thresholds", {})
     if needs_thresholds and not thresholds:
-        errors.append(RuleError(f"rule {rule_id}: field thresholds: a {rule_type} rule needs thresholds", origin))
+        errors.append(
+            RuleError(f"rule {rule_id}: field thresholds: a {rule_type} rule needs thresholds", origin)
+        )
     if rule_type == "metric" and "objective" in raw:
         thresholds = {"degraded": {"per_hour": raw["objective"]["per_hour_below"]}}
     if errors:

@@ -47,7 +47,7 @@ def read_entries(stream: IO[bytes], name: str) -> Iterator[Any]:
     """Detect the export's form from its first bytes and yield its entries (any JSON value, unchecked)."""
     head = stream.read(2)
     if head == b"\x1f\x8b":
-        stream = gzip.GzipFile(fileobj=_Prefixed(head, stream), mode="rb")  # type: ignore[assignment]
+        stream = gzip.GzipFile(fileobj=_Prefixed(head, stream), mode="rb")  # type: ignore[call-overload]
         head = b""
     reader = _Reader(stream, name, head)
     try:
@@ -110,6 +110,8 @@ class _Reader:
         self.offset += n
 
     def first_significant_byte(self) -> int:
+        while len(self.buf) < 4 and self.fill():
+            pass
         while True:
             stripped = self.buf.lstrip()
             self.consume(len(self.buf) - len(stripped))
@@ -163,17 +165,22 @@ class _Reader:
         return b"\n" + self.buf[newline + 1 : brace] + b"}"
 
     def _skip_separator(self) -> None:
-        stripped = self.buf.lstrip()
-        if stripped.startswith(b","):
-            stripped = stripped[1:]
-        self.consume(len(self.buf) - len(stripped))
+        """whitespace, then a comma (consumed) or the closing bracket (kept for the tail)."""
+        while True:
+            stripped = self.buf.lstrip()
+            self.consume(len(self.buf) - len(stripped))
+            if self.buf or not self.fill():
+                break
+        if self.buf.startswith(b","):
+            self.consume(1)
+        elif self.buf and not self.buf.startswith(b"]"):
+            raise self.error("invalid JSON: expected ',' or ']' after an entry", 0)
 
     def _array_tail(self) -> Iterator[Any]:
         try:
             tail = orjson.loads(b"[" + self.buf)
         except orjson.JSONDecodeError as exc:
-            what = "truncated JSON array" if exc.pos >= len(self.buf) else f"invalid JSON: {exc.msg}"
-            raise self.error(what, max(exc.pos - 1, 0)) from None
+            raise self.error(_describe(exc, len(self.buf) + 1), max(exc.pos - 1, 0)) from None
         self.consume(len(self.buf))
         yield from tail
 
@@ -182,14 +189,25 @@ class _Reader:
         decoder = json.JSONDecoder()
         utf8 = codecs.getincrementaldecoder("utf-8")()
         text, text_at, pos = "", self.offset, 0  # text_at: file offset of text[0]
+        expect_value, first = True, True
         while True:
             if len(text) - pos < CHUNK_BYTES // 2 and self._has_more():
                 text_at += len(text[:pos].encode())
                 text, pos = text[pos:] + self._take_text(utf8, text_at), 0
-            while pos < len(text) and text[pos] in " \t\r\n,":
+            while pos < len(text) and text[pos] in " \t\r\n":
                 pos += 1
-            if pos < len(text) and text[pos] == "]":
+            if pos >= len(text) and not self._has_more():
+                raise InputError("truncated JSON array", f"{self.name}: byte {text_at + len(text.encode())}")
+            if pos < len(text) and text[pos] == "]" and (first or not expect_value):
                 return
+            if not expect_value:
+                if pos < len(text) and text[pos] == ",":
+                    pos, expect_value = pos + 1, True
+                    continue
+                at = text_at + len(text[:pos].encode())
+                raise InputError(
+                    "invalid JSON: expected ',' or ']' after an entry", f"{self.name}: byte {at}"
+                )
             try:
                 value, pos = decoder.raw_decode(text, pos)
             except json.JSONDecodeError as exc:
@@ -197,8 +215,8 @@ class _Reader:
                     text += self._take_text(utf8, text_at)
                     continue
                 at = text_at + len(text[: exc.pos].encode())
-                what = "truncated JSON array" if exc.pos >= len(text) - 1 else f"invalid JSON: {exc.msg}"
-                raise InputError(what, f"{self.name}: byte {at}") from None
+                raise InputError(_describe(exc, len(text)), f"{self.name}: byte {at}") from None
+            expect_value, first = False, False
             yield value
 
     def _has_more(self) -> bool:
@@ -212,7 +230,9 @@ class _Reader:
         try:
             return utf8.decode(data, final=self.eof)
         except UnicodeDecodeError as exc:
-            raise InputError("not UTF-8 text", f"{self.name}: byte {self.offset - len(data) + exc.start}") from None
+            raise InputError(
+                "not UTF-8 text", f"{self.name}: byte {self.offset - len(data) + exc.start}"
+            ) from None
 
     def object_or_lines(self) -> Iterator[Any]:
         """JSON Lines (one entry a line), or one document: an entries:list response or a single entry."""
@@ -224,7 +244,11 @@ class _Reader:
         except orjson.JSONDecodeError:
             yield from self._document()
             return
-        if isinstance(first, dict) and isinstance(first.get("entries"), list) and b"\n" not in self.buf.strip():
+        if (
+            isinstance(first, dict)
+            and isinstance(first.get("entries"), list)
+            and b"\n" not in self.buf.strip()
+        ):
             yield from first["entries"]
             return
         yield from self._lines()
@@ -236,8 +260,7 @@ class _Reader:
         try:
             doc = orjson.loads(self.buf)
         except orjson.JSONDecodeError as exc:
-            what = "truncated JSON" if exc.pos >= len(self.buf) else f"invalid JSON: {exc.msg}"
-            raise self.error(what, exc.pos) from None
+            raise self.error(_describe(exc, len(self.buf)), exc.pos) from None
         if isinstance(doc, dict) and isinstance(doc.get("entries"), list):
             yield from doc["entries"]
         else:
@@ -255,7 +278,9 @@ class _Reader:
                 try:
                     yield orjson.loads(line)
                 except orjson.JSONDecodeError as exc:
-                    raise InputError(f"invalid JSON Lines entry: {exc.msg}", f"{self.name}:{line_no}") from None
+                    raise InputError(
+                        f"invalid JSON Lines entry: {exc.msg}", f"{self.name}:{line_no}"
+                    ) from None
             self.consume(len(self.buf) - (0 if self.eof else len(lines[-1])))
             if not self.fill() and not self.buf:
                 return
@@ -263,8 +288,13 @@ class _Reader:
                 return
 
 
+def _describe(exc: json.JSONDecodeError, length: int) -> str:
+    """What went wrong, saying `truncated` when the error is at the very end of the data."""
+    return "truncated JSON" if exc.pos >= length - 8 else f"invalid JSON: {exc.msg}"
+
+
 def write_export(entries: Iterable[Any], path: str, *, jsonl: bool = False) -> int:
-    """Write entries as a gcloud-compatible JSON array (or JSON Lines), whole or not at all; returns the count."""
+    """Write entries as a gcloud-style JSON array (or JSON Lines), whole or not at all; return the count."""
     count = 0
     with atomic_writer(path) as out:
         out.write(b"" if jsonl else b"[\n")

@@ -6,6 +6,7 @@ Pure functions of the detection. Advice is ready-to-paste commands, never execut
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,15 @@ AREAS = {
     "unknown": ("unknown",),
 }
 MEMORY_STEPS_MIB = (512, 1024, 2048, 4096, 8192, 16384, 32768)
+# Names that come from logs end up in ready-to-paste shell commands: only plain identifiers may.
+_SHELL_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def shell_safe(*values: str | None) -> bool:
+    """Whether every value is a plain identifier (service, revision, region, project, trace)."""
+    return all(v is not None and _SHELL_SAFE.match(v) for v in values)
+
+
 ROLLBACK_SHARE = 0.8
 
 
@@ -132,7 +142,9 @@ def recommend(
         if made:
             advice.append(made)
     if status != "OK":
-        command = f"prodguardian check --service {context.service} --freshness 15m"
+        command = _safe_command(
+            f"prodguardian check --service {context.service} --freshness 15m", context.service
+        )
         advice.append(Recommendation("MEDIUM", "check_again", {}, command))
     order = ("HIGH", "MEDIUM", "LOW")
     return sorted(_dedupe(advice), key=lambda r: order.index(r.priority))
@@ -154,12 +166,18 @@ def _priority(finding: Finding) -> str:
 
 
 def _gcloud_suffix(context: Context) -> str:
-    region = f" --region={context.region}" if context.region else ""
-    project = f" --project={context.project}" if context.project else ""
+    region = f" --region={context.region}" if shell_safe(context.region) else ""
+    project = f" --project={context.project}" if shell_safe(context.project) else ""
     return region + project
 
 
-def _rollback(problems: list[Finding], revisions: list[RevisionStats], context: Context) -> Recommendation | None:
+def _safe_command(command: str, *names: str | None) -> str | None:
+    return command if shell_safe(*names) else None
+
+
+def _rollback(
+    problems: list[Finding], revisions: list[RevisionStats], context: Context
+) -> Recommendation | None:
     """Roll back when a revision new in this window holds the failures and an older one served cleanly."""
     if not problems or len(revisions) < 2:
         return None
@@ -167,13 +185,17 @@ def _rollback(problems: list[Finding], revisions: list[RevisionStats], context: 
     total = sum(r.failures for r in revisions)
     if newest.baseline_requests or not total or newest.failures < ROLLBACK_SHARE * total:
         return None
-    clean = [r for r in older if r.requests + r.baseline_requests and not r.failures and not r.baseline_failures]
+    clean = [
+        r for r in older if r.requests + r.baseline_requests and not r.failures and not r.baseline_failures
+    ]
     if not clean:
         return None
     target = clean[-1]
-    command = (
+    command = _safe_command(
         f"gcloud run services update-traffic {context.service} --to-revisions={target.revision}=100"
-        + _gcloud_suffix(context)
+        + _gcloud_suffix(context),
+        context.service,
+        target.revision,
     )
     params = {"new": newest.revision, "old": target.revision, "failures": newest.failures, "total": total}
     return Recommendation("HIGH", "rollback", params, command)
@@ -197,8 +219,13 @@ def _memory(finding: Finding, context: Context) -> Recommendation:
         return Recommendation(_priority(finding), "memory_unknown_limit", {})
     limit, peak = max(limits), max(peaks or limits)
     new = format_mib(memory_step(limit, peak))
-    command = f"gcloud run services update {context.service} --memory={new}" + _gcloud_suffix(context)
-    return Recommendation(_priority(finding), "memory_limit", {"limit": limit, "peak": peak, "new": new}, command)
+    command = _safe_command(
+        f"gcloud run services update {context.service} --memory={new}" + _gcloud_suffix(context),
+        context.service,
+    )
+    return Recommendation(
+        _priority(finding), "memory_limit", {"limit": limit, "peak": peak, "new": new}, command
+    )
 
 
 def _with_frame(key: str) -> Callable[[Finding, Context], Recommendation]:
@@ -220,15 +247,15 @@ def _logs_command(key: str) -> Callable[[Finding, Context], Recommendation]:
     def build(finding: Finding, context: Context) -> Recommendation:
         evidence = finding.evidence
         clauses = [f'resource.type="cloud_run_revision" AND resource.labels.service_name="{context.service}"']
-        if evidence and evidence.trace and context.project:
+        if evidence and evidence.trace and shell_safe(context.project, evidence.trace):
             clauses.append(f'trace="projects/{context.project}/traces/{evidence.trace}"')
         else:
             clauses.append("severity>=ERROR")
         command = f"gcloud logging read '{' AND '.join(clauses)}' --freshness=1h --limit=50"
-        if context.project:
+        if shell_safe(context.project):
             command += f" --project={context.project}"
         params = {"frame": evidence.frame if evidence else None, "group": finding.group}
-        return Recommendation(_priority(finding), key, params, command)
+        return Recommendation(_priority(finding), key, params, _safe_command(command, context.service))
 
     return build
 
@@ -236,14 +263,14 @@ def _logs_command(key: str) -> Callable[[Finding, Context], Recommendation]:
 def _service_update(key: str, flags: str) -> Callable[[Finding, Context], Recommendation]:
     def build(finding: Finding, context: Context) -> Recommendation:
         command = f"gcloud run services update {context.service} {flags}" + _gcloud_suffix(context)
-        return Recommendation(_priority(finding), key, {}, command)
+        return Recommendation(_priority(finding), key, {}, _safe_command(command, context.service))
 
     return build
 
 
 def _startup(finding: Finding, context: Context) -> Recommendation:
     revision = finding.evidence.revisions[-1] if finding.evidence and finding.evidence.revisions else None
-    command = f"gcloud run revisions describe {revision}" + _gcloud_suffix(context) if revision else None
+    command = _safe_command(f"gcloud run revisions describe {revision}" + _gcloud_suffix(context), revision)
     return Recommendation(_priority(finding), "startup", {"revision": revision}, command)
 
 

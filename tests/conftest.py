@@ -1,0 +1,30 @@
+"""Shared fixtures: the rule pack once, simulator exports once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from prodguardian.rules import RulePack, load_pack
+from prodguardian.simulate import generate
+from prodguardian.source import write_export
+
+os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+
+
+@pytest.fixture(scope="session")
+def pack() -> RulePack:
+    return load_pack()
+
+
+@pytest.fixture(scope="session")
+def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A gcloud-style JSON export of each scenario the CLI tests use."""
+    folder = tmp_path_factory.mktemp("exports")
+    paths = {}
+    for name in ("db-outage", "healthy", "slow", "bad-deploy"):
+        paths[name] = folder / f"{name}.json"
+        write_export(generate(name), str(paths[name]))
+    return paths
