@@ -118,47 +118,81 @@ def cli(config: str | None) -> None:
     """
 
 
-def _report_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    for decorator in reversed(
-        [
-            _option(
-                "--format",
-                "fmt",
-                type=click.Choice(FORMATS),
-                default="text",
-                show_default=True,
-                help="text for a terminal, markdown for an agent or a chat, json for machines.",
-            ),
-            _option(
-                "--lang",
-                type=click.Choice(LANGUAGES),
-                default="en",
-                show_default=True,
-                help="Language of the report.",
-            ),
-            _option(
-                "--output",
-                type=click.Path(dir_okay=False),
-                default=None,
-                help="Write the report to FILE (whole or not at all) instead of stdout.",
-            ),
-            _option(
-                "--json-report",
-                type=click.Path(dir_okay=False),
-                default=None,
-                help="Also write the JSON report to FILE (for tools, next to a text or markdown report).",
-            ),
-            _option(
-                "--rules",
-                "rules_dirs",
-                multiple=True,
-                type=click.Path(file_okay=False),
-                help="Extra rule directory (repeatable); a rule with a built-in id replaces it.",
-            ),
-        ]
-    ):
-        command = decorator(command)
-    return command
+def _stack(*decorators: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Callable[..., Any]:
+    """One decorator applying several click options, in the order written."""
+
+    def apply(command: Callable[..., Any]) -> Callable[..., Any]:
+        for decorator in reversed(decorators):
+            command = decorator(command)
+        return command
+
+    return apply
+
+
+_report_options = _stack(
+    _option(
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS),
+        default="text",
+        show_default=True,
+        help="text for a terminal, markdown for an agent or a chat, json for machines.",
+    ),
+    _option(
+        "--lang",
+        type=click.Choice(LANGUAGES),
+        default="en",
+        show_default=True,
+        help="Language of the report.",
+    ),
+    _option(
+        "--output",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Write the report to FILE (whole or not at all) instead of stdout.",
+    ),
+    _option(
+        "--json-report",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Also write the JSON report to FILE (for tools, next to a text or markdown report).",
+    ),
+)
+_rules_option = _option(
+    "--rules",
+    "rules_dirs",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    help="Extra rule directory (repeatable); a rule with a built-in id replaces it.",
+)
+_window_options = _stack(
+    _option("--service", help="Cloud Run service name (required when the input holds several)."),
+    _option(
+        "--freshness", default="1h", show_default=True, help="Length of the checked window (15m, 1h, 6h…)."
+    ),
+    _option(
+        "--until", help="End of the window, ISO 8601 (default: now for cloud, the newest entry for a file)."
+    ),
+    _option(
+        "--baseline", default="24h", show_default=True, help="How far before the window 'normal' is measured."
+    ),
+)
+_cloud_options = _stack(
+    _option("--project", help="Google Cloud project (default: from the environment or gcloud)."),
+    _option("--region", help="Cloud Run region, to narrow the read and for commands."),
+    _option("--endpoint", envvar="PRODGUARDIAN_LOGGING_ENDPOINT", help="Logging API endpoint URL."),
+    _option(
+        "--max-entries",
+        type=click.IntRange(min=1),
+        default=200_000,
+        show_default=True,
+        help="Stop reading Cloud Logging after this many entries (the report says it is partial).",
+    ),
+    _option(
+        "--show-filter", is_flag=True, help="Print the Cloud Logging filter that would be sent, and exit."
+    ),
+    _option("--quiet", "-q", is_flag=True, help="No progress or warnings on stderr."),
+)
 
 
 @cli.command()
@@ -168,25 +202,10 @@ def _report_options(command: Callable[..., Any]) -> Callable[..., Any]:
     show_default=True,
     help="cloud (Cloud Logging), an export file (JSON array, JSON Lines, entries:list, .gz), or - for stdin.",
 )
-@_option("--service", help="Cloud Run service name (required when the input holds several).")
-@_option("--freshness", default="1h", show_default=True, help="Length of the checked window (15m, 1h, 6h…).")
-@_option("--until", help="End of the window, ISO 8601 (default: now for cloud, the newest entry for a file).")
-@_option(
-    "--baseline", default="24h", show_default=True, help="How far before the window 'normal' is measured."
-)
+@_window_options
 @_report_options
-@_option("--project", help="Google Cloud project (default: from the environment or gcloud).")
-@_option("--region", help="Cloud Run region, to narrow the read and for commands.")
-@_option("--endpoint", envvar="PRODGUARDIAN_LOGGING_ENDPOINT", help="Logging API endpoint URL.")
-@_option(
-    "--max-entries",
-    type=click.IntRange(min=1),
-    default=200_000,
-    show_default=True,
-    help="Stop reading Cloud Logging after this many entries (the report says it is partial).",
-)
-@_option("--show-filter", is_flag=True, help="Print the Cloud Logging filter that would be sent, and exit.")
-@_option("--quiet", "-q", is_flag=True, help="No progress or warnings on stderr.")
+@_rules_option
+@_cloud_options
 @click.pass_context
 def check(ctx: click.Context, /, **opts: Any) -> None:
     """Check the service's logs and print a 🟢/🟡/🔴 report.
@@ -241,6 +260,38 @@ def _cloud_source(opts: dict[str, Any], options: CheckOptions, pack: Any) -> Any
     return cloud.CloudSource(query, progress=progress)
 
 
+@cli.command()
+@_window_options
+@_rules_option
+@_cloud_options
+@_option("--output", default="-", show_default=True, help="Where to write the export (- for stdout).")
+@_option("--jsonl", is_flag=True, help="Write JSON Lines (one entry a line) instead of a JSON array.")
+@click.pass_context
+def fetch(ctx: click.Context, /, **opts: Any) -> None:
+    """Write the window and its baseline, as read from Cloud Logging, to a gcloud-compatible export.
+
+    The export replays offline with `prodguardian check --source FILE` and can be attached to a bug report.
+    It holds what `check --source cloud` reads: the same filter, the same entries.
+
+    \b
+    Examples:
+      prodguardian fetch --service emergence-app --output window.json
+      prodguardian fetch --service emergence-app --freshness 15m --baseline 6h --jsonl --output w.jsonl
+    """
+    options = _check_options({**opts, "source": "cloud"})
+    source = _cloud_source(opts, options, load_pack(options.rules))
+    if opts["show_filter"]:
+        click.echo(source.filter)
+        ctx.exit(0)
+    count = write_export(source, opts["output"], jsonl=opts["jsonl"])
+    if not opts["quiet"]:
+        click.echo(f"\nwrote {count:,} entries to {opts['output']}", err=True)
+        if source.truncated:
+            click.echo(
+                f"warning: stopped at --max-entries {opts['max_entries']:,}: the export is partial", err=True
+            )
+
+
 def _progress_line(stats: Any) -> None:
     click.echo(
         f"\rread {stats.entries:,} entries in {stats.pages} pages, {stats.elapsed:.0f} s", nl=False, err=True
@@ -272,6 +323,7 @@ def _emit(run: CheckRun, opts: dict[str, Any]) -> int:
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the simulator.")
 @_report_options
+@_rules_option
 def demo(scenario: str, list_only: bool, export: str | None, seed: int, **opts: Any) -> None:
     """Run the check on simulated Cloud Run traffic (no Google account needed).
 
@@ -417,8 +469,10 @@ def hooks_install(hook: str, block_on: str, force: bool, **opts: Any) -> None:
         if not Path(source).is_file():
             raise ConfigError("export file not found", source)
         given["source"] = str(Path(source).resolve())  # the hook runs at the top of the work tree
-    args = [word for name in ("service", "freshness", "project", "region", "source") if name in given
-            for word in (f"--{name}", str(given[name]))]  # fmt: skip
+    args: list[str] = []
+    for name in ("service", "freshness", "project", "region", "source"):
+        if name in given:
+            args += [f"--{name}", str(given[name])]
     done = git_hooks.install(hook, repo=Path.cwd(), block_on=block_on, check_args=args, force=force)
     if done.backup is not None:
         click.echo(f"moved the existing {hook} hook to {done.backup}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import itertools
 import json
 import sys
 from collections.abc import Iterable, Iterator
@@ -294,11 +295,17 @@ def _describe(exc: json.JSONDecodeError, length: int) -> str:
 
 
 def write_export(entries: Iterable[Any], path: str, *, jsonl: bool = False) -> int:
-    """Write entries as a gcloud-style JSON array (or JSON Lines), whole or not at all; return the count."""
+    """Write entries as a gcloud-style JSON array (or JSON Lines), whole or not at all; return the count.
+
+    The first entry is read before anything is written, so a source that fails at once (no credentials)
+    leaves even stdout untouched.
+    """
     count = 0
+    pending = iter(entries)
+    first = list(itertools.islice(pending, 1))
     with atomic_writer(path) as out:
         out.write(b"" if jsonl else b"[\n")
-        for entry in entries:
+        for entry in itertools.chain(first, pending):
             if jsonl:
                 out.write(orjson.dumps(entry) + b"\n")
             else:

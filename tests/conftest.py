@@ -10,6 +10,7 @@ import pytest
 from prodguardian.rules import RulePack, load_pack
 from prodguardian.simulate import generate
 from prodguardian.source import write_export
+from tests.fake_logging_server import fake_logging_server  # noqa: F401 - the shared fixture
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 

@@ -1,0 +1,90 @@
+"""`check --source cloud` and `fetch` through the CLI and the real client, against a fake Logging API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from prodguardian.cli import main
+from prodguardian.simulate import generate
+from tests.fake_logging_server import FakeLoggingServer, Fault
+
+UNTIL = "2025-10-11T12:04:00Z"
+CHECK = ["--service", "emergence-app", "--until", UNTIL, "--project", "emergence-469005", "--quiet"]
+
+
+@pytest.fixture
+def logging_api(fake_logging_server: FakeLoggingServer, monkeypatch: pytest.MonkeyPatch) -> FakeLoggingServer:
+    monkeypatch.setenv("LOGGING_EMULATOR_HOST", fake_logging_server.host)
+    monkeypatch.setattr("prodguardian.cloud.CALLS_PER_SECOND", 1000.0, raising=False)
+    fake_logging_server.add(generate("db-outage"))
+    return fake_logging_server
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_fetch_then_check_file_gives_the_cloud_report(
+    capsys: pytest.CaptureFixture[str], logging_api: FakeLoggingServer, tmp_path: Path
+) -> None:
+    code, live, _ = run(capsys, "check", *CHECK, "--format", "json")
+    assert code == 2
+    export = tmp_path / "window.json"
+    code, _, _ = run(capsys, "fetch", *CHECK, "--output", str(export))
+    assert code == 0
+    code, replay, _ = run(capsys, "check", "--source", str(export), "--until", UNTIL, "--format", "json")
+    assert code == 2
+    assert json.loads(replay) == json.loads(live)
+    report = json.loads(live)
+    assert report["metrics"]["websocket_failures"] == 9 and report["metrics"]["websocket_connections"] == 80
+    assert report["findings"][0]["rule"] == "database-unavailable"
+
+
+def test_show_filter_needs_no_credentials(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "check", *CHECK, "--show-filter")
+    assert code == 0
+    assert (
+        'resource.type="cloud_run_revision"' in out and 'resource.labels.service_name="emergence-app"' in out
+    )
+    assert 'timestamp>="2025-10-10T11:04:00' in out and 'timestamp<"2025-10-11T12:04:00' in out
+
+
+def test_truncated_read_is_reported(
+    capsys: pytest.CaptureFixture[str], logging_api: FakeLoggingServer
+) -> None:
+    _, out, _ = run(capsys, "check", *CHECK, "--max-entries", "2000", "--format", "json")
+    report = json.loads(out)
+    assert report["totals"]["truncated"] is True
+    _, out, _ = run(capsys, "check", *CHECK, "--max-entries", "2000")
+    assert "read cut at --max-entries" in out
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        (Fault(status=403), "roles/logging.viewer"),
+        (Fault(status=404), "emergence-469005"),
+    ],
+    ids=["permission-denied", "unknown-project"],
+)
+def test_fetch_errors_are_one_line_exit_3(
+    capsys: pytest.CaptureFixture[str], logging_api: FakeLoggingServer, fault: Fault, message: str
+) -> None:
+    logging_api.inject_always(fault)
+    for command in ("check", "fetch"):
+        code, out, err = run(capsys, command, *CHECK)
+        assert code == 3 and out == ""
+        assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_unreachable_endpoint_is_exit_3(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOGGING_EMULATOR_HOST", "127.0.0.1:9")  # discard port: nothing listens
+    code, out, err = run(capsys, "check", *CHECK)
+    assert code == 3 and out == "" and "unreachable" in err.lower()
