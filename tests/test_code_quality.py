@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +17,7 @@ def _run(*command: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize("command", [("check", "."), ("format", "--check", ".")], ids=["lint", "format"])
 def test_ruff(command: tuple[str, ...]) -> None:
-    ruff = shutil.which("ruff") or pytest.fail("ruff is not installed: pip install '.[test]'")
-    result = _run(ruff, *command)
+    result = _run(sys.executable, "-m", "ruff", *command)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -18,7 +18,9 @@ def hostile_report(pack: RulePack, revision: str = logs.REVISION) -> str:
         entries.append(logs.request(100 + i, "/api/threads", 500, trace=f"{i:032x}", revision=revision))
         entries.append(logs.json_line(100.1 + i, HOSTILE, "ERROR", trace=f"{i:032x}", revision=revision))
     report = run_check(entries, CheckOptions(), pack).report
-    return "\n".join(render(report, fmt, lang) for fmt in ("text", "markdown", "json") for lang in ("en", "fr"))
+    return "\n".join(
+        render(report, fmt, lang) for fmt in ("text", "markdown", "json") for lang in ("en", "fr")
+    )
 
 
 def test_control_characters_never_reach_the_terminal(pack: RulePack) -> None:

@@ -34,7 +34,11 @@ def test_wheel_installs_and_runs_from_any_directory(tmp_path: Path) -> None:
     assert install.returncode == 0, install.stderr
     env = {**os.environ, "PYTHONPATH": str(target)}
     where = subprocess.run(
-        [sys.executable, "-c", "import prodguardian, prodguardian.resources as r; print(r.data_dir('rules'))"],
+        [
+            sys.executable,
+            "-c",
+            "import prodguardian, prodguardian.resources as r; print(r.data_dir('rules'))",
+        ],
         cwd=elsewhere,
         env=env,
         capture_output=True,
