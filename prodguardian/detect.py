@@ -105,6 +105,21 @@ def detect(aggs: Aggregates, pack: RulePack) -> Detection:
     return Detection(findings, metrics, objectives, _revision_stats(aggs), baseline_available)
 
 
+def _finding(rule: Rule, aggs: Aggregates, *, severity: str, kind: str, count: int, **fields: Any) -> Finding:
+    """A finding of `rule`: what every kind of finding takes from the rule and the window."""
+    return Finding(
+        rule=rule.id,
+        category=rule.category,
+        severity=severity,
+        kind=kind,
+        description=rule.description,
+        advice=rule.advice,
+        count=count,
+        per_hour=count / aggs.window.hours,
+        **{"baseline_per_hour": None, **fields},
+    )
+
+
 def _failures(counts: pd.DataFrame) -> int:
     """Distinct failures in a slice of the counts table (a failure spans buckets at most once per rule)."""
     return int(counts["failures"].sum())
@@ -136,15 +151,12 @@ def _failure_findings(
         )
         caused = part[part["caused_by"] != ""]
         findings.append(
-            Finding(
-                rule=rule.id,
-                category=rule.category,
+            _finding(
+                rule,
+                aggs,
                 severity=severity,
                 kind="failure",
-                description=rule.description,
-                advice=rule.advice,
                 count=count,
-                per_hour=count / aggs.window.hours,
                 baseline_per_hour=baseline_rate,
                 rate=rate,
                 denominator=denominator,
@@ -258,16 +270,12 @@ def _latency_finding(rule: Rule, aggs: Aggregates, baseline_available: bool) -> 
             severity, threshold = name, _describe(limit)
             break
     return [
-        Finding(
-            rule=rule.id,
-            category=rule.category,
+        _finding(
+            rule,
+            aggs,
             severity=severity,
             kind="latency",
-            description=rule.description,
-            advice=rule.advice,
             count=samples,
-            per_hour=samples / aggs.window.hours,
-            baseline_per_hour=None,
             threshold=threshold,
             value_ms=value,
             baseline_ms=baseline_ms,
@@ -305,15 +313,12 @@ def _metric_findings(
         base = int(baseline.loc[baseline["rule"] == rule.id, "events"].sum())
         result = missed.get(rule.id)
         findings.append(
-            Finding(
-                rule=rule.id,
-                category=rule.category,
+            _finding(
+                rule,
+                aggs,
                 severity="DEGRADED" if result else "INFO",
                 kind="metric",
-                description=rule.description,
-                advice=rule.advice,
                 count=count,
-                per_hour=count / aggs.window.hours,
                 baseline_per_hour=base / aggs.window.baseline_hours if baseline_available else None,
                 threshold={"per_hour_below": result.objective.target} if result else None,
                 evidence=aggs.evidence.get((rule.id, "")),

@@ -41,6 +41,8 @@ from typing import Any, Self
 
 import orjson
 
+from prodguardian.rules import SEVERITY_RANKS
+
 try:  # the real API matches with RE2; use it when installed so non-RE2 patterns fail here too
     import re2 as _regex_engine  # type: ignore[import-not-found,import-untyped,unused-ignore]
 except ImportError:  # pragma: no cover - depends on the environment
@@ -51,17 +53,7 @@ try:
 except ImportError:  # pragma: no cover - the module also serves benchmarks outside pytest
     pytest = None  # type: ignore[assignment]
 
-SEVERITIES = {
-    "DEFAULT": 0,
-    "DEBUG": 100,
-    "INFO": 200,
-    "NOTICE": 300,
-    "WARNING": 400,
-    "ERROR": 500,
-    "CRITICAL": 600,
-    "ALERT": 700,
-    "EMERGENCY": 800,
-}
+SEVERITIES = SEVERITY_RANKS  # the API ranks severities as ProdGuardian does
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 50  # the API's default when pageSize is absent
 STATUS_NAMES = {
