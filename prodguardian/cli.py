@@ -226,6 +226,8 @@ def check(ctx: click.Context, /, **opts: Any) -> None:
     else:
         source = FileSource(opts["source"])
     run = run_check(source, options, pack)
+    if getattr(source, "stats", None) and _shows_progress(opts):
+        click.echo(err=True)  # end the progress line
     ctx.exit(_emit(run, opts))
 
 
@@ -256,7 +258,7 @@ def _cloud_source(opts: dict[str, Any], options: CheckOptions, pack: Any) -> Any
         max_entries=opts.get("max_entries") or 200_000,
         endpoint=opts.get("endpoint") or None,
     )
-    progress = None if opts.get("quiet") or not sys.stderr.isatty() else _progress_line
+    progress = _progress_line if _shows_progress(opts) else None
     return cloud.CloudSource(query, progress=progress)
 
 
@@ -290,6 +292,11 @@ def fetch(ctx: click.Context, /, **opts: Any) -> None:
             click.echo(
                 f"warning: stopped at --max-entries {opts['max_entries']:,}: the export is partial", err=True
             )
+
+
+def _shows_progress(opts: dict[str, Any]) -> bool:
+    """Progress goes to a terminal only: never into a cron mail or an agent's context."""
+    return not opts.get("quiet") and sys.stderr.isatty()
 
 
 def _progress_line(stats: Any) -> None:
