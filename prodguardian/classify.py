@@ -120,12 +120,8 @@ def _mask(events: pd.DataFrame, match: Match, messages: _Messages) -> np.ndarray
         mask &= (status <= match.status_max).fillna(False).to_numpy(dtype=bool)
     if match.latency_ms is not None:
         mask &= (events["latency_s"] * 1000 >= match.latency_ms).to_numpy()
-    if match.paths or match.path_prefixes:
-        paths = events["path"]
-        on_path = paths.isin(match.paths).to_numpy(copy=True)
-        for prefix in match.path_prefixes:
-            on_path |= paths.str.startswith(prefix, na=False).to_numpy()
-        mask &= on_path
+    if match.paths or match.path_prefixes or match.path_segments:
+        mask &= _on_path(events["path"], match, mask)
     if match.user_agent and mask.any():
         agents = events["user_agent"].fillna("")
         regex = compile_regex(match.user_agent)
@@ -139,6 +135,18 @@ def _mask(events: pd.DataFrame, match: Match, messages: _Messages) -> np.ndarray
         regex = compile_regex(match.message)
         mask = messages.matching(mask, lambda text: regex.search(text) is not None)
     return np.asarray(mask, dtype=bool)
+
+
+def _on_path(paths: pd.Series, match: Match, rows: np.ndarray) -> np.ndarray:
+    """Rows whose path is one of `paths`, starts with a prefix, or holds one of the whole segments."""
+    on_path = paths.isin(match.paths).to_numpy(copy=True)
+    for prefix in match.path_prefixes:
+        on_path |= paths.str.startswith(prefix, na=False).to_numpy()
+    if match.path_segments:
+        codes, uniques = pd.factorize(paths[rows], use_na_sentinel=True)
+        has_segment = np.array([not match.path_segments.isdisjoint(p.split("/")) for p in uniques] + [False])
+        on_path[np.flatnonzero(rows)] |= has_segment[codes]
+    return on_path
 
 
 def _fields_match(payload: Any, fields: Any) -> bool:

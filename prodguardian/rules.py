@@ -95,6 +95,11 @@ RULE_SCHEMA: dict[str, Any] = {
                 },
                 "paths": _PATHS,
                 "path_prefixes": _PATHS,
+                "path_segments": {
+                    "type": "array",
+                    "items": {"type": "string", "pattern": "^[^/]+$"},
+                    "minItems": 1,
+                },
                 "user_agent": {"type": "string", "minLength": 1},
             },
         },
@@ -170,6 +175,7 @@ class Match:
     fields: Mapping[str, Any] = field(default_factory=dict)
     paths: frozenset[str] = frozenset()
     path_prefixes: tuple[str, ...] = ()
+    path_segments: frozenset[str] = frozenset()  # whole segments anywhere in the path, e.g. ".env"
     user_agent: str | None = None
 
 
@@ -443,6 +449,7 @@ def _build_rule(raw: _LocatedDict, origin: str) -> tuple[Rule | None, list[RuleE
             fields=dict(match_raw.get("fields", {})),
             paths=frozenset(match_raw.get("paths", ())),
             path_prefixes=tuple(match_raw.get("path_prefixes", ())),
+            path_segments=frozenset(match_raw.get("path_segments", ())),
             user_agent=match_raw.get("user_agent"),
         ),
         degraded=_threshold(thresholds.get("degraded")),
