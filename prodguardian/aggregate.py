@@ -18,6 +18,7 @@ from prodguardian.classify import Classified
 from prodguardian.rules import RulePack
 
 QUANTILES = (0.5, 0.95, 0.99)
+_SCOPE_COLUMNS = ("kind", "status", "latency_s", "revision", "suppressed_by", "period", "bucket")
 MAX_EXAMPLES = 3
 
 
@@ -73,7 +74,8 @@ def aggregate(
     age_ns = _naive(window.end).value - events["ts"].to_numpy().astype("datetime64[ns]").astype("int64")
     bucket = age_ns // 3_600_000_000_000
     events = events.assign(period=period, bucket=bucket)
-    in_scope = events[events["period"] != ""]
+    # Only the columns the traffic, latency and totals tables read: a boolean selection copies every column.
+    in_scope = events[list(_SCOPE_COLUMNS)][period != ""]
     matches = _with_roots(classified.matches, events, pack)
     matches = matches[matches["period"] != ""]
     counted = in_scope[in_scope["suppressed_by"].isna()]

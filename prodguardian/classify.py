@@ -31,26 +31,107 @@ class Classified:
     matches: pd.DataFrame  # row, rule, category, group, captures
 
 
-class _Messages:
-    """Messages factorised once, so a regex runs over each distinct message a single time."""
+def _present(codes: np.ndarray, rows: np.ndarray, size: int) -> np.ndarray:
+    """The distinct codes (≥ 0) of the rows, in order: a count per code, which is linear, not a sort."""
+    return np.flatnonzero(np.bincount(codes[rows] + 1, minlength=size + 1)[1:])
 
-    def __init__(self, messages: pd.Series) -> None:
+
+class _Messages:
+    """Messages factorised once, so a regex runs over each distinct message a single time.
+
+    With `screen`, the pack's message regexes combined into one, a message that matches none of them is
+    found out with one search instead of one per rule; a rule's own regex then runs on the others only.
+    """
+
+    def __init__(self, messages: pd.Series, screen: Any = None) -> None:
         codes, uniques = pd.factorize(messages, use_na_sentinel=True)
         self.codes = codes
         self.uniques = list(uniques)
+        self.screen = screen
+        self.screened = np.full(len(self.uniques), -1, dtype=np.int8)  # -1 not yet, 0 matches none, 1 may
 
-    def matching(self, rows: np.ndarray, predicate: Callable[[str], bool]) -> np.ndarray:
-        """A mask over all events: True where the row is in `rows` and its message satisfies `predicate`."""
-        candidate_codes = np.unique(self.codes[rows & (self.codes >= 0)])
+    def matching(
+        self, rows: np.ndarray, predicate: Callable[[str], bool], screened: bool = False
+    ) -> np.ndarray:
+        """A mask over all events: True where the row is in `rows` and its message satisfies `predicate`.
+
+        `screened`: the predicate can only hold for a message the combined screen matches.
+        """
+        candidate_codes = _present(self.codes, rows, len(self.uniques))
+        if screened and self.screen is not None:
+            unknown = candidate_codes[self.screened[candidate_codes] < 0]
+            search, uniques = self.screen.search, self.uniques
+            self.screened[unknown] = [search(uniques[code]) is not None for code in unknown.tolist()]
+            candidate_codes = candidate_codes[self.screened[candidate_codes] == 1]
         hits = np.zeros(len(self.uniques) + 1, dtype=bool)  # index -1 (no message) stays False
-        for code in candidate_codes:
+        for code in candidate_codes.tolist():
             hits[code] = predicate(self.uniques[code])
         return rows & hits[self.codes]
 
 
+_GROUP_NAME = re.compile(r"(?<!\\)\(\?P<\w+>")  # `(?P<name>` not after a backslash
+
+
+def _screen(pack: RulePack) -> tuple[Any, frozenset[str]]:
+    """One regex matching wherever any rule's message regex matches, and the patterns it covers.
+
+    Group names are dropped (two rules may use one name; unnamed groups match the same); None if the
+    combination does not compile, and each rule then runs its own regex.
+    """
+    covered = frozenset(rule.match.message for rule in pack.rules if rule.match.message)
+    if len(covered) < 2:
+        return None, frozenset()
+    combined = "|".join(f"(?:{_GROUP_NAME.sub('(', pattern)})" for pattern in sorted(covered))
+    try:
+        return compile_regex(combined), covered
+    except Exception:  # RE2 refuses it: no screen
+        return None, frozenset()
+
+
+class _Factorised:
+    """A column's values factorised once: a test on its values runs once per distinct value, and only on
+    the values of the rows still standing."""
+
+    def __init__(self, column: pd.Series) -> None:
+        self.codes, uniques = pd.factorize(column, use_na_sentinel=True)
+        self.uniques = list(uniques)
+
+    def where(self, rows: np.ndarray, test: Callable[[Any], bool], missing: bool = False) -> np.ndarray:
+        """True where the row is in `rows` and `test` holds for its value (`missing` for a missing one)."""
+        hits = np.zeros(len(self.uniques) + 1, dtype=bool)
+        hits[-1] = missing
+        for code in _present(self.codes, rows, len(self.uniques)).tolist():
+            hits[code] = test(self.uniques[code])
+        return rows & hits[self.codes]
+
+
+class _Columns:
+    """The columns rules test, prepared once per classification instead of once per rule."""
+
+    def __init__(self, events: pd.DataFrame, pack: RulePack) -> None:
+        self.count = len(events)
+        screen, self.screened_patterns = _screen(pack)
+        self.messages = _Messages(events["message"], screen)
+        self.kinds = _Factorised(events["kind"])
+        self.severity = events["severity"].to_numpy()
+        status = events["status"]
+        self.status_known = status.notna().to_numpy()
+        self.status = status.to_numpy(dtype="int64", na_value=0)  # read where status_known only
+        self.latency_ms = events["latency_s"].to_numpy(dtype="float64") * 1000
+        self.paths = _Factorised(events["path"])
+        self.events = events
+        self._agents: _Factorised | None = None
+
+    @property
+    def agents(self) -> _Factorised:
+        if self._agents is None:
+            self._agents = _Factorised(self.events["user_agent"])
+        return self._agents
+
+
 def classify(events: pd.DataFrame, pack: RulePack) -> Classified:
     """Match every rule of the pack against the events."""
-    messages = _Messages(events["message"])
+    messages = _Columns(events, pack)
     suppressed = np.zeros(len(events), dtype=bool)
     suppressed_by = np.full(len(events), None, dtype=object)
     for rule in pack.rules:
@@ -106,47 +187,50 @@ def _captured(regex: Any, text: Any) -> dict[str, str] | None:
     return {k: v for k, v in found.groupdict().items() if v is not None} or None
 
 
-def _mask(events: pd.DataFrame, match: Match, messages: _Messages) -> np.ndarray:
-    """Rows that satisfy every condition of `match`; regexes last, on the rows still standing."""
-    mask = np.ones(len(events), dtype=bool)
+def _mask(events: pd.DataFrame, match: Match, columns: _Columns) -> np.ndarray:
+    """Rows that satisfy every condition of `match`; regexes last, on the rows still standing.
+
+    Every test on a column's values runs once per distinct value among the rows still standing.
+    """
+    mask = np.ones(columns.count, dtype=bool)
     if match.kinds:
-        mask &= events["kind"].isin(match.kinds).to_numpy()
+        kinds = set(match.kinds)
+        mask = columns.kinds.where(mask, lambda kind: kind in kinds)
     if match.min_severity:
-        mask &= events["severity"].to_numpy() >= match.min_severity
-    status = events["status"]
+        mask &= columns.severity >= match.min_severity
     if match.status_min is not None:
-        mask &= (status >= match.status_min).fillna(False).to_numpy(dtype=bool)
+        mask &= columns.status_known & (columns.status >= match.status_min)
     if match.status_max is not None:
-        mask &= (status <= match.status_max).fillna(False).to_numpy(dtype=bool)
+        mask &= columns.status_known & (columns.status <= match.status_max)
     if match.latency_ms is not None:
-        mask &= (events["latency_s"] * 1000 >= match.latency_ms).to_numpy()
-    if match.paths or match.path_prefixes or match.path_segments:
-        mask &= _on_path(events["path"], match, mask)
+        mask &= columns.latency_ms >= match.latency_ms
+    if (match.paths or match.path_prefixes or match.path_segments) and mask.any():
+        mask = columns.paths.where(mask, lambda path: _on_path(path, match))
     if match.user_agent and mask.any():
-        agents = events["user_agent"].fillna("")
         regex = compile_regex(match.user_agent)
-        mask &= agents.map(lambda text: regex.search(text) is not None).to_numpy(dtype=bool)
+        mask = columns.agents.where(
+            mask, lambda text: regex.search(text) is not None, missing=regex.search("") is not None
+        )
     if match.fields and mask.any():
         payloads = events["payload"].to_numpy()
-        mask &= np.fromiter(
-            (_fields_match(p, match.fields) for p in payloads), dtype=bool, count=len(payloads)
-        )
+        rows = np.flatnonzero(mask)
+        mask[rows] = [_fields_match(p, match.fields) for p in payloads[rows].tolist()]
     if match.message and mask.any():
         regex = compile_regex(match.message)
-        mask = messages.matching(mask, lambda text: regex.search(text) is not None)
+        screened = match.message in columns.screened_patterns
+        mask = columns.messages.matching(mask, lambda text: regex.search(text) is not None, screened)
     return np.asarray(mask, dtype=bool)
 
 
-def _on_path(paths: pd.Series, match: Match, rows: np.ndarray) -> np.ndarray:
-    """Rows whose path is one of `paths`, starts with a prefix, or holds one of the whole segments."""
-    on_path = paths.isin(match.paths).to_numpy(copy=True)
-    for prefix in match.path_prefixes:
-        on_path |= paths.str.startswith(prefix, na=False).to_numpy()
-    if match.path_segments:
-        codes, uniques = pd.factorize(paths[rows], use_na_sentinel=True)
-        has_segment = np.array([not match.path_segments.isdisjoint(p.split("/")) for p in uniques] + [False])
-        on_path[np.flatnonzero(rows)] |= has_segment[codes]
-    return on_path
+def _on_path(path: Any, match: Match) -> bool:
+    """Whether a path is one of `paths`, starts with a prefix, or holds one of the whole segments."""
+    if path in match.paths:
+        return True
+    if not isinstance(path, str):
+        return False
+    if match.path_prefixes and path.startswith(tuple(match.path_prefixes)):
+        return True
+    return bool(match.path_segments) and not match.path_segments.isdisjoint(path.split("/"))
 
 
 def _fields_match(payload: Any, fields: Any) -> bool:
@@ -164,7 +248,7 @@ def _fields_match(payload: Any, fields: Any) -> bool:
 def _fallback_mask(
     events: pd.DataFrame,
     rule: Rule,
-    messages: _Messages,
+    messages: _Columns,
     suppressed: np.ndarray,
     matched: pd.DataFrame,
     pack: RulePack,

@@ -8,8 +8,12 @@ the lines of one failure — request row, app error, traceback — under one fai
 from __future__ import annotations
 
 import bisect
+import contextlib
+import functools
+import gc
+import itertools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,13 +21,19 @@ import numpy as np
 import pandas as pd
 
 from prodguardian.rules import SEVERITY_RANKS
+from prodguardian.source import FileSource
 
 CORRELATION_GAP_S = 2.0
 TRACEBACK_GAP_S = 1.0
 MAX_MESSAGE_CHARS = 32_768  # Cloud Logging entries are at most 256 KiB; enough to show and match
+BATCH_ENTRIES = 8192  # entries of a plain iterable extracted at a time
+CHUNK_ROWS = 1 << 16  # extracted rows turned into typed columns at a time
 
 _UVICORN_ACCESS = re.compile(r'^INFO: +\S+ - "[A-Z]+ \S+ HTTP/[\d.]+" \d{3}')
 _APP_REQUEST_ECHO = re.compile(r"^Request completed\b.*\bstatus_code\b")
+# Either echo, anchored at the start as both are: one match call per line instead of two.
+_ECHO = re.compile(f"(?:{_UVICORN_ACCESS.pattern[1:]})|(?:{_APP_REQUEST_ECHO.pattern[1:]})")
+_ECHO_PREFIXES = ("INFO: ", "Request completed")  # what either needs first: a cheap test before the regex
 _PATH_IN_LINE = re.compile(r'(?:^|[\s"])(?:GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) (/[^\s?"]*)')
 _FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+), in (\S+)')
 _EXCEPTION_LINE = re.compile(
@@ -83,105 +93,369 @@ class Events:
 
 
 def build_events(entries: Iterable[Any], service: str | None = None) -> Events:
-    """Turn LogEntry dicts into the events table, with tracebacks joined, echoes dropped, failures linked."""
-    columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+    """Turn LogEntry dicts into the events table, with tracebacks joined, echoes dropped, failures linked.
+
+    Entries are taken a batch at a time and only the fields the pipeline uses are kept, as typed columns, so
+    the raw entries of one batch at most are alive at once. A `FileSource` hands over its batches itself and
+    splits a large export between worker processes, which send back the columns. The table is then sorted,
+    folded (split tracebacks, echoes) and copied once.
+    """
     totals = Totals()
     services: dict[str, int] = {}
-    project = _extract_all(entries, columns, totals, services, service)
-    table = _to_frame(columns, totals)
-    full_times = table["ts"]
-    table = _join_split_tracebacks(table, totals)
-    table = _drop_echoes(table, totals)
-    folded_times = full_times.drop(index=table.index).reset_index(drop=True)
-    table = _describe_exceptions(table).reset_index(drop=True)
+    project: str | None = None
+    pieces: list[dict[str, Any]] = []
+    with _cycle_collector_paused():
+        for part in _extracted_parts(entries, service):
+            totals.entries += part.entries
+            totals.skipped += part.skipped
+            totals.other_services += part.other_services
+            for name, count in part.services.items():
+                services[name] = services.get(name, 0) + count
+            if project is None:
+                project = part.project
+            pieces.append(part.columns)
+    columns = _concatenate(pieces)
+    del pieces
+    table, folded_times = _fold(columns, totals)
+    del columns
+    table = _describe_exceptions(table)
     table["failure"] = link_failures(table)
     return Events(table, totals, services, project, folded_times)
 
 
-def _extract_all(
-    entries: Iterable[Any],
-    columns: dict[str, list[Any]],
-    totals: Totals,
-    services: dict[str, int],
+@contextlib.contextmanager
+def _cycle_collector_paused() -> Iterator[None]:
+    """Parsed entries make no reference cycles, yet each batch of them sets off full collections that walk
+    every live object: a fifth of the extraction's time. Collection resumes as usual afterwards."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _extracted_parts(entries: Iterable[Any], service: str | None) -> Iterator[_Part]:
+    """The extracted columns of the entries, part by part in input order."""
+    if isinstance(entries, FileSource):
+        yield from entries.map_parts(functools.partial(extract_part, service=service))
+    else:
+        yield extract_part(_batched(entries), service)
+
+
+def _batched(entries: Iterable[Any]) -> Iterator[list[Any]]:
+    if isinstance(entries, list):
+        for at in range(0, len(entries), BATCH_ENTRIES):
+            yield entries[at : at + BATCH_ENTRIES]
+        return
+    iterator = iter(entries)
+    while batch := list(itertools.islice(iterator, BATCH_ENTRIES)):
+        yield batch
+
+
+@dataclass
+class _Part:
+    """What extracting one run of entries gave: its columns (see `_columnise`) and the counts made."""
+
+    columns: dict[str, Any] = field(default_factory=dict)
+    entries: int = 0
+    skipped: int = 0
+    other_services: int = 0
+    services: dict[str, int] = field(default_factory=dict)
+    project: str | None = None
+
+
+def extract_part(batches: Iterable[list[Any]], service: str | None = None) -> _Part:
+    """Extract every usable entry of the batches into typed columns (picklable: a worker sends it back)."""
+    part = _Part()
+    rows: list[tuple[Any, ...]] = []
+    chunks: list[dict[str, Any]] = []
+    caches: tuple[dict[Any, Any], dict[Any, Any], dict[Any, Any]] = ({}, {}, {})
+    for batch in batches:
+        _extract_batch(batch, rows, part, service, caches)
+        if len(rows) >= CHUNK_ROWS:
+            chunks.append(_columnise(rows, part))
+            rows = []
+    if rows or not chunks:
+        chunks.append(_columnise(rows, part))
+    part.columns = _concatenate(chunks)
+    return part
+
+
+def _extract_batch(
+    batch: list[Any],
+    rows: list[tuple[Any, ...]],
+    part: _Part,
     service: str | None,
-) -> str | None:
-    """Append every usable entry's fields to the columns; return the project the entries belong to."""
-    appenders = [columns[name].append for name in COLUMNS]
-    project = None
-    for entry in entries:
-        totals.entries += 1
-        if not isinstance(entry, dict) or not isinstance(entry.get("timestamp"), str):
-            totals.skipped += 1
+    caches: tuple[dict[Any, Any], dict[Any, Any], dict[Any, Any]],
+) -> None:
+    """Append one row per usable entry (the values of `_ROW`); the hot loop of a check.
+
+    It binds what it uses to locals, memoises what repeats (log name → kind, severity → rank), and lets the
+    rows that carry the same revision, instance, location, user agent... share one string object.
+    """
+    kinds, ranks, strings = caches
+    intern = strings.setdefault
+    add = rows.append
+    services = part.services
+    project = part.project
+    skipped = other = 0
+    mapping = dict
+    text = str
+    echo_match = _ECHO.match
+    echo_prefixes = _ECHO_PREFIXES
+    limit = MAX_MESSAGE_CHARS
+    websocket_segment = _WEBSOCKET_SEGMENT.search
+    for entry in batch:
+        if not isinstance(entry, mapping):
+            skipped += 1
             continue
-        labels = (entry.get("resource") or {}).get("labels") or {}
+        get = entry.get
+        timestamp = get("timestamp")
+        if not isinstance(timestamp, text):
+            skipped += 1
+            continue
+        labels = (get("resource") or {}).get("labels") or {}
         name = labels.get("service_name") or ""
         services[name] = services.get(name, 0) + 1
         if service is not None and name != service:
-            totals.other_services += 1
+            other += 1
             continue
-        for append, value in zip(appenders, _fields(entry, labels, name), strict=True):
-            append(value)
         if project is None:
-            project = labels.get("project_id") or _project_of(entry.get("logName"))
-    return project
+            project = labels.get("project_id") or _project_of(get("logName"))
+        log_name = get("logName") or ""
+        try:
+            kind = kinds[log_name]
+        except KeyError:
+            kind = kinds[log_name] = _kind(log_name)
+        except TypeError:
+            kind = _kind(log_name)
+        payload = get("jsonPayload")
+        if isinstance(payload, mapping):
+            message = _payload_message(payload)
+        else:
+            payload = None
+            message = get("textPayload")
+        if isinstance(message, text) and len(message) > limit:
+            message = message[:limit]
+        http = get("httpRequest")
+        if (
+            kind == "app"
+            and not isinstance(http, mapping)
+            and isinstance(message, text)
+            and message.startswith(echo_prefixes)
+            and echo_match(message) is not None
+        ):
+            # An echo is dropped once tracebacks are folded: only its time and instance matter (an echo
+            # always ends a traceback, whatever its text), so none of the rest is kept or sent.
+            instance = (get("labels") or {}).get("instanceId") or ""
+            if instance.__class__ is text:
+                instance = intern(instance, instance)
+            add((timestamp, "app", None, None, instance, None, 0, *_ECHO_TAIL))
+            continue
+        if isinstance(payload, mapping):
+            location = get("sourceLocation") or payload.get("logging.googleapis.com/sourceLocation") or {}
+        else:
+            location = get("sourceLocation") or {}
+        if isinstance(http, mapping):
+            kind = "request"
+            method = http.get("requestMethod")
+            url = http.get("requestUrl") or ""
+            start = url.find("://")  # the path, as _url_path gives it (inlined: a call per request costs)
+            start = url.find("/", start + 3) if start >= 0 else (0 if url.startswith("/") else -1)
+            if start < 0:
+                route = "/"
+            else:
+                end = url.find("?", start)
+                if end < 0:
+                    end = len(url)
+                hash_at = url.find("#", start, end)
+                route = url[start : end if hash_at < 0 else hash_at] or "/"
+            status = http.get("status")
+            if status.__class__ is not int:
+                status = _int(status)
+            latency = http.get("latency")
+            if isinstance(latency, text) and latency.endswith("s"):
+                try:
+                    latency = float(latency[:-1])
+                except ValueError:
+                    latency = None
+            else:
+                latency = None
+            protocol = http.get("protocol")
+            user_agent = http.get("userAgent")
+            remote_ip = http.get("remoteIp")
+            if (
+                status == 101
+                or (isinstance(protocol, text) and protocol.lower() == "websocket")
+                or ("ws" in route and websocket_segment(route) is not None)
+            ):
+                kind = "websocket"
+            path: str | None = route
+            if method.__class__ is text:
+                method = intern(method, method)
+            if protocol.__class__ is text:
+                protocol = intern(protocol, protocol)
+            if user_agent.__class__ is text:
+                user_agent = intern(user_agent, user_agent)
+            if remote_ip.__class__ is text:
+                remote_ip = intern(remote_ip, remote_ip)
+        else:
+            method = path = status = latency = protocol = user_agent = remote_ip = None
+        if location and isinstance(location, mapping):
+            source_file = location.get("file")
+            source_line = _int(location.get("line"))
+            source_function = location.get("function")
+        else:
+            source_file = source_line = source_function = None
+        severity = get("severity")
+        try:
+            rank = ranks[severity]
+        except KeyError:
+            rank = ranks[severity] = SEVERITY_RANKS.get(text(severity or "DEFAULT").upper(), 0)
+        except TypeError:
+            rank = SEVERITY_RANKS.get(text(severity or "DEFAULT").upper(), 0)
+        if not isinstance(message, text):
+            message = None
+        revision = labels.get("revision_name") or ""
+        instance = (get("labels") or {}).get("instanceId") or ""
+        region = labels.get("location") or ""
+        # Only strings: a dict would hand back 1 for True (equal keys), and not every value is hashable.
+        if name.__class__ is text:
+            name = intern(name, name)
+        if revision.__class__ is text:
+            revision = intern(revision, revision)
+        if instance.__class__ is text:
+            instance = intern(instance, instance)
+        if region.__class__ is text:
+            region = intern(region, region)
+        add(
+            (
+                timestamp,
+                kind,
+                name,
+                revision,
+                instance,
+                (get("trace") or "").rpartition("/")[2],
+                rank,
+                method,
+                path,
+                status,
+                latency,
+                protocol,
+                user_agent,
+                remote_ip,
+                message,
+                payload,
+                source_file,
+                source_line,
+                source_function,
+                get("insertId"),
+                region,
+                False,
+            )
+        )
+    part.entries += len(batch)
+    part.skipped += skipped
+    part.other_services += other
+    part.project = project
+
+
+_ROW = (*COLUMNS, "echo")
+_ECHO_LINE = "INFO: (an echo)"  # what an echo row holds as its message: never part of a traceback
+_ECHO_TAIL = (None,) * 7 + (_ECHO_LINE,) + (None,) * 6 + (True,)  # method … location, then `echo`
+assert len(_ECHO_TAIL) == len(_ROW) - 7
+_TYPED = {"severity": np.int32, "latency_s": np.float64, "echo": np.bool_}
+
+
+def _columnise(rows: list[tuple[Any, ...]], part: _Part) -> dict[str, Any]:
+    """Extracted rows as columns: `ts` as int64 nanoseconds (naive UTC), `status` as an Int64 array,
+    numbers and flags as numpy arrays, the rest as object arrays. Rows whose timestamp does not parse are
+    left out (counted as skipped)."""
+    count = len(rows)
+    values = zip(*rows, strict=True) if rows else iter([()] * len(_ROW))
+    columns: dict[str, Any] = {}
+    for name, column in zip(_ROW, values, strict=True):
+        if name == "ts_text":
+            parsed = pd.to_datetime(
+                pd.Series(column, dtype=object), utc=True, format="ISO8601", errors="coerce"
+            )
+            stamps = parsed.dt.tz_localize(None).astype("datetime64[ns]").to_numpy()
+            columns["ts"] = stamps.view(np.int64)
+            usable = ~np.isnat(stamps)
+        elif name == "status":
+            columns[name] = pd.Series(column, dtype=object).astype("Int64").array
+        elif name in _TYPED:
+            columns[name] = np.array(column, dtype=_TYPED[name])
+        else:
+            columns[name] = np.fromiter(column, dtype=object, count=count)
+    if not usable.all():
+        part.skipped += int(count - usable.sum())
+        columns = {name: column[usable] for name, column in columns.items()}
+    return columns
+
+
+def _concatenate(pieces: list[dict[str, Any]]) -> dict[str, Any]:
+    """Columns of several runs of rows, end to end (each piece is emptied as it goes)."""
+    if len(pieces) == 1:
+        return pieces[0]
+    columns: dict[str, Any] = {}
+    for name in list(pieces[0]):
+        parts = [piece.pop(name) for piece in pieces]
+        if name == "status":
+            columns[name] = pd.concat([pd.Series(p) for p in parts], ignore_index=True).array
+        else:
+            columns[name] = np.concatenate(parts)
+        del parts
+    return columns
+
+
+def _fold(columns: dict[str, Any], totals: Totals) -> tuple[pd.DataFrame, pd.Series]:
+    """The events table in time order (stable: entries of one timestamp keep the input's order), each split
+    traceback folded into its first line and the echoes dropped; and the times of the folded lines."""
+    ts = columns.pop("ts")
+    order = np.argsort(ts, kind="stable")
+    ts = ts[order]
+    kinds = columns["kind"][order]
+    messages = columns["message"][order]
+    severities = columns["severity"][order]
+    folded, merged = _join_split_tracebacks(kinds, messages, columns["instance"][order], severities, ts)
+    totals.merged_lines += int(folded.sum())
+    echo = columns.pop("echo")[order] & ~folded
+    totals.echoes += int(echo.sum())
+    folded |= echo
+    kept = np.flatnonzero(~folded)
+    rows = order[kept]
+    if merged:
+        at = np.searchsorted(kept, np.fromiter(merged, dtype=np.int64, count=len(merged)))
+        messages = messages[kept]
+        messages[at] = [text for text, _ in merged.values()]
+        severities = severities[kept]
+        severities[at] = [severity for _, severity in merged.values()]
+    else:
+        messages, severities = messages[kept], severities[kept]
+    stamps = ts.view("datetime64[ns]")
+    data: dict[str, Any] = {"ts": pd.Series(stamps[kept], dtype="datetime64[ns]")}
+    for name in COLUMNS[1:]:
+        if name == "message":
+            data[name] = pd.Series(messages, dtype=object)
+        elif name == "severity":
+            data[name] = pd.Series(severities, dtype=np.int32)
+        elif name == "status":
+            data[name] = pd.Series(columns.pop(name).take(rows), dtype="Int64")
+        elif name == "latency_s":
+            data[name] = pd.Series(columns.pop(name)[rows], dtype=np.float64)
+        else:
+            data[name] = pd.Series(columns.pop(name)[rows], dtype=object)
+    folded_times = pd.Series(stamps[folded], dtype="datetime64[ns]", name="ts")
+    return pd.DataFrame(data, copy=False), folded_times
 
 
 def _project_of(log_name: Any) -> str | None:
     if isinstance(log_name, str) and log_name.startswith("projects/"):
         return log_name.split("/", 2)[1]
     return None
-
-
-def _fields(entry: dict[str, Any], labels: dict[str, Any], service: str) -> tuple[Any, ...]:
-    """One entry's values, in COLUMNS order."""
-    log_name = entry.get("logName") or ""
-    kind = _kind(log_name)
-    http = entry.get("httpRequest")
-    payload = entry.get("jsonPayload")
-    message = entry.get("textPayload")
-    if isinstance(payload, dict):
-        message = _payload_message(payload)
-    else:
-        payload = None
-    method = path = status = latency = protocol = user_agent = remote_ip = None
-    if isinstance(http, dict):
-        kind = "request"
-        method = http.get("requestMethod")
-        path = _url_path(http.get("requestUrl") or "")
-        status = _int(http.get("status"))
-        latency = _seconds(http.get("latency"))
-        protocol = http.get("protocol")
-        user_agent = http.get("userAgent")
-        remote_ip = http.get("remoteIp")
-        if _is_websocket(status, protocol, path):
-            kind = "websocket"
-    location = (
-        entry.get("sourceLocation") or (payload or {}).get("logging.googleapis.com/sourceLocation") or {}
-    )
-    trace = entry.get("trace") or ""
-    return (
-        entry["timestamp"],
-        kind,
-        service,
-        labels.get("revision_name") or "",
-        (entry.get("labels") or {}).get("instanceId") or "",
-        trace.rsplit("/", 1)[-1],
-        SEVERITY_RANKS.get(str(entry.get("severity") or "DEFAULT").upper(), 0),
-        method,
-        path,
-        status,
-        latency,
-        protocol,
-        user_agent,
-        remote_ip,
-        message[:MAX_MESSAGE_CHARS] if isinstance(message, str) else None,
-        payload,
-        location.get("file") if isinstance(location, dict) else None,
-        _int(location.get("line")) if isinstance(location, dict) else None,
-        location.get("function") if isinstance(location, dict) else None,
-        entry.get("insertId"),
-        labels.get("location") or "",
-    )
 
 
 def epoch_seconds(timestamps: pd.Series) -> np.ndarray:
@@ -242,57 +516,54 @@ def _is_websocket(status: int | None, protocol: Any, path: str | None) -> bool:
     return path is not None and "ws" in path and _WEBSOCKET_SEGMENT.search(path) is not None
 
 
-def _to_frame(columns: dict[str, list[Any]], totals: Totals) -> pd.DataFrame:
-    ts_text = columns.pop("ts_text")
-    table = pd.DataFrame({name: pd.Series(values, dtype=object) for name, values in columns.items()})
-    parsed = pd.to_datetime(pd.Series(ts_text, dtype=object), utc=True, format="ISO8601", errors="coerce")
-    table.insert(0, "ts", parsed.dt.tz_localize(None).astype("datetime64[ns]"))  # naive UTC, for fast maths
-    unusable = table["ts"].isna()
-    if unusable.any():
-        totals.skipped += int(unusable.sum())
-        table = table[~unusable]
-    table["status"] = table["status"].astype("Int64")
-    table["latency_s"] = table["latency_s"].astype("float64")
-    table["severity"] = table["severity"].astype("int32")
-    return table.sort_values("ts", kind="stable").reset_index(drop=True)
+def _join_split_tracebacks(
+    kinds: np.ndarray, messages: np.ndarray, instances: np.ndarray, severities: np.ndarray, ts: np.ndarray
+) -> tuple[np.ndarray, dict[int, tuple[str, int]]]:
+    """Find each traceback written one line per entry (same instance, a few ms apart), rows in time order.
 
-
-def _join_split_tracebacks(table: pd.DataFrame, totals: Totals) -> pd.DataFrame:
-    """Merge a traceback written one line per entry (same instance, a few ms apart) into its first line."""
-    messages = table["message"]
-    is_app = table["kind"].to_numpy() == "app"
-    starts = is_app & messages.isin(_TRACEBACK_START).to_numpy()
+    Returns which rows fold into the line before them, and the new (message, severity) of each first line.
+    """
+    folded = np.zeros(len(kinds), dtype=bool)
+    merged: dict[int, tuple[str, int]] = {}
+    is_app = kinds == "app"
+    starts = is_app & pd.Series(messages, dtype=object).isin(_TRACEBACK_START).to_numpy()
     if not starts.any():
-        return table
-    lines = table[is_app]
-    drop: list[int] = []
-    for _instance, group in lines.groupby("instance", sort=False):
-        drop.extend(_merge_group(table, group))
-    totals.merged_lines += len(drop)
-    return table.drop(index=drop)
+        return folded, merged
+    # Only the app lines of instances where a traceback starts can fold.
+    lines = np.flatnonzero(is_app & pd.Series(instances, dtype=object).isin(instances[starts]).to_numpy())
+    codes, _ = pd.factorize(instances[lines])
+    by_instance = np.argsort(codes, kind="stable")
+    bounds = np.flatnonzero(np.diff(codes[by_instance])) + 1
+    seconds = ts / 1e9  # as epoch_seconds gives them: the gap test must round the same way
+    for group in np.split(lines[by_instance], bounds):
+        _merge_group(group, starts[group], messages, severities, seconds, folded, merged)
+    return folded, merged
 
 
-def _merge_group(table: pd.DataFrame, group: pd.DataFrame) -> list[int]:
-    """Fold each split traceback of one instance's app lines into its first line; return the folded rows."""
-    index = group.index.to_numpy()
-    messages = group["message"].tolist()
-    times = epoch_seconds(group["ts"])
-    merged: list[int] = []
-    i = 0
-    while i < len(index):
-        if messages[i] not in _TRACEBACK_START:
-            i += 1
+def _merge_group(
+    index: np.ndarray,
+    starts: np.ndarray,
+    all_messages: np.ndarray,
+    all_severities: np.ndarray,
+    all_seconds: np.ndarray,
+    folded: np.ndarray,
+    merged: dict[int, tuple[str, int]],
+) -> None:
+    """Fold each split traceback of one instance's app lines (rows `index`, in time order)."""
+    messages = all_messages[index].tolist()
+    times = all_seconds[index]
+    end = 0
+    for i in np.flatnonzero(starts).tolist():
+        if i < end:  # inside the traceback folded just before
             continue
         j = i + 1
         while j < len(index) and times[j] - times[j - 1] <= TRACEBACK_GAP_S and _continues(messages, i, j):
             j += 1
         if j > i + 1:
-            table.at[index[i], "message"] = "\n".join(m or "" for m in messages[i:j])
-            severity = int(group["severity"].to_numpy()[i])
-            table.at[index[i], "severity"] = max(severity, SEVERITY_RANKS["ERROR"])
-            merged.extend(index[i + 1 : j])
-        i = j
-    return merged
+            severity = max(int(all_severities[index[i]]), SEVERITY_RANKS["ERROR"])
+            merged[int(index[i])] = ("\n".join(m or "" for m in messages[i:j]), severity)
+            folded[index[i + 1 : j]] = True
+        end = j
 
 
 def _continues(messages: list[Any], start: int, at: int) -> bool:
@@ -310,23 +581,22 @@ def _continues(messages: list[Any], start: int, at: int) -> bool:
     return _EXCEPTION_LINE.match(line) is not None and isinstance(previous, str) and previous.startswith(" ")
 
 
-def _drop_echoes(table: pd.DataFrame, totals: Totals) -> pd.DataFrame:
-    """Lines that repeat a request log (access log, "Request completed") are never events of their own."""
-    app = table["kind"].to_numpy() == "app"
-    if not app.any():
-        return table
-    messages = table.loc[app, "message"].fillna("")
-    echo = messages.str.match(_UVICORN_ACCESS) | messages.str.match(_APP_REQUEST_ECHO)
-    echo_index = echo[echo].index
-    totals.echoes += len(echo_index)
-    kept: pd.DataFrame = table.drop(index=echo_index)
-    return kept
-
-
 def _describe_exceptions(table: pd.DataFrame) -> pd.DataFrame:
-    """Exception type, its message and the innermost application frame of every traceback."""
-    has_trace = table["message"].str.contains("Traceback (most recent call last)", regex=False, na=False)
-    found = [describe_traceback(m) for m in table.loc[has_trace, "message"]]
+    """Exception type, its message and the innermost application frame of every traceback.
+
+    A traceback's text repeats (the same failure, again and again): each distinct one is read once.
+    """
+    messages = table["message"].to_numpy()
+    marker = "Traceback (most recent call last)"
+    rows = np.flatnonzero(
+        np.fromiter((isinstance(m, str) and marker in m for m in messages), dtype=bool, count=len(messages))
+    )
+    described: dict[str, tuple[Any, ...]] = {}
+    found = []
+    for text in messages[rows].tolist():
+        if text not in described:
+            described[text] = describe_traceback(text)
+        found.append(described[text])
     for column, position in (
         ("exc_type", 0),
         ("exc_message", 1),
@@ -334,16 +604,18 @@ def _describe_exceptions(table: pd.DataFrame) -> pd.DataFrame:
         ("frame_line", 3),
         ("frame_function", 4),
     ):
-        values = pd.Series([None] * len(table), index=table.index, dtype=object)
+        values = np.full(len(table), None, dtype=object)
         if found:
-            values.loc[has_trace] = [f[position] for f in found]
-        table[column] = values
+            values[rows] = [f[position] for f in found]
+        table[column] = pd.Series(values, index=table.index, dtype=object)
     structured = table["frame_file"].isna() & table["source_file"].notna()
-    table.loc[structured, "frame_file"] = table.loc[structured, "source_file"].map(_app_relative)
-    table.loc[structured, "frame_line"] = table.loc[structured, "source_line"]
+    if structured.any():
+        table.loc[structured, "frame_file"] = table.loc[structured, "source_file"].map(_app_relative)
+        table.loc[structured, "frame_line"] = table.loc[structured, "source_line"]
     table["frame_line"] = table["frame_line"].astype("Int64")
     table["traceback_frame"] = ~structured & table["frame_file"].notna()
-    table.loc[structured, "frame_function"] = table.loc[structured, "source_function"]
+    if structured.any():
+        table.loc[structured, "frame_function"] = table.loc[structured, "source_function"]
     return table.drop(columns=["source_file", "source_line", "source_function"])
 
 

@@ -1,18 +1,29 @@
 """Sources of LogEntry dicts: exported files (JSON array, JSON Lines, entries:list responses, gzip, stdin).
 
 Every source yields entries in the Cloud Logging API's JSON shape; nothing downstream knows where they came
-from. Files are parsed in streaming batches so a 1 GB export never has to sit in memory whole.
+from. Files are parsed in streaming batches so a 1 GB export never has to sit in memory whole, and a large
+uncompressed export can be cut at entry boundaries into parts that worker processes read in parallel
+(`FileSource.map_parts`).
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
+import gc
 import gzip
 import itertools
 import json
+import multiprocessing
+import multiprocessing.connection
+import os
+import pickle
 import sys
-from collections.abc import Iterable, Iterator
-from typing import IO, Any
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any, TypeVar, cast
 
 import orjson
 
@@ -21,6 +32,12 @@ from prodguardian.files import atomic_writer
 
 CHUNK_BYTES = 8 << 20
 MAX_ENTRY_BYTES = 64 << 20  # Cloud Logging caps an entry at 256 KiB; anything this large is not a log entry
+PARALLEL_MIN_BYTES = 48 << 20  # below this, starting worker processes costs more than it saves
+PART_BYTES = 32 << 20  # a worker's unit of work (parts are handed out in file order)
+WORKERS_ENV = "PRODGUARDIAN_WORKERS"  # worker processes for a large export; 1 reads it in this process
+_INCREMENTAL_BATCH = 1024
+
+T = TypeVar("T")
 
 
 class FileSource:
@@ -33,19 +50,47 @@ class FileSource:
         self.name = "<stdin>" if path == "-" else path
 
     def __iter__(self) -> Iterator[Any]:
+        for batch in self.batches():
+            yield from batch
+
+    def batches(self) -> Iterator[list[Any]]:
+        """The entries in batches (one parse each), in file order."""
         if self.path == "-":
-            yield from read_entries(sys.stdin.buffer, self.name)
+            yield from read_batches(sys.stdin.buffer, self.name)
             return
         try:
             raw = open(self.path, "rb")  # noqa: SIM115 - closed below, wrapped in gzip when needed
         except OSError as exc:
             raise InputError(exc.strerror or str(exc), self.name) from None
         with raw:
-            yield from read_entries(raw, self.name)
+            yield from read_batches(raw, self.name)
+
+    def map_parts(self, fn: Callable[[Iterator[list[Any]]], T]) -> Iterator[T]:
+        """`fn` applied to the batches of each part of the file, one call per part, results in file order.
+
+        A large uncompressed export (a pretty-printed JSON array, as gcloud writes, or JSON Lines) is cut at
+        entry boundaries into parts that worker processes read and hand to `fn` in parallel, so `fn` must be
+        picklable and return something picklable (what a worker sends back). Anything else is one part read
+        in this process. If any part fails, the whole file is read again here, so errors read exactly as
+        they would without workers.
+        """
+        parts = _plan_parts(self.path)
+        if parts:
+            results = _run_parts(parts, fn)
+            if results is not None:
+                yield from results
+                return
+        yield fn(self.batches())
 
 
 def read_entries(stream: IO[bytes], name: str) -> Iterator[Any]:
     """Detect the export's form from its first bytes and yield its entries (any JSON value, unchecked)."""
+    for batch in read_batches(stream, name):
+        yield from batch
+
+
+def read_batches(stream: IO[bytes], name: str) -> Iterator[list[Any]]:
+    """The entries of `read_entries`, in batches of one parse each."""
     head = stream.read(2)
     if head == b"\x1f\x8b":
         stream = gzip.GzipFile(fileobj=_Prefixed(head, stream), mode="rb")  # type: ignore[call-overload]
@@ -128,7 +173,7 @@ class _Reader:
         at = self.offset + pos
         return InputError(what, f"{self.name}: byte {at}")
 
-    def json_array(self) -> Iterator[Any]:
+    def json_array(self) -> Iterator[list[Any]]:
         """Stream a JSON array, cutting it into batches that orjson parses whole.
 
         Newlines cannot occur inside JSON strings, so in a pretty-printed export (gcloud's form) a line made
@@ -153,10 +198,48 @@ class _Reader:
                     return
                 self.consume(end)
                 self._skip_separator()
-                yield from batch
+                yield batch
             if not self.fill():
                 break
         yield from self._array_tail()
+
+    def array_part(self, closer: bytes, *, first: bool, last: bool) -> Iterator[list[Any]]:
+        """The entries of one part of a pretty-printed array (see `_PartSpec`); `_Unsplittable` otherwise."""
+        if not first:
+            self._skip_blank()
+            if self.buf.startswith(b","):
+                self.consume(1)
+            elif not (last and self.buf.startswith(b"]")):  # the last part may hold only the closing bracket
+                raise _Unsplittable
+        while True:
+            if len(self.buf) < CHUNK_BYTES:
+                self.fill()
+            cut = self.buf.rfind(closer)
+            if cut < 0:
+                if self.fill():
+                    continue
+                break
+            end = cut + len(closer)
+            try:
+                batch = orjson.loads(b"[" + self.buf[:end] + b"]")
+            except orjson.JSONDecodeError:
+                raise _Unsplittable from None
+            self.consume(end)
+            self._skip_blank()
+            if self.buf.startswith(b","):
+                self.consume(1)
+            elif self.buf and not (last and self.buf.startswith(b"]")):
+                raise _Unsplittable  # entries must be separated by commas, as the exact reader demands
+            yield batch
+        if self.buf.strip() != (b"]" if last else b""):
+            raise _Unsplittable
+
+    def _skip_blank(self) -> None:
+        while True:
+            stripped = self.buf.lstrip()
+            self.consume(len(self.buf) - len(stripped))
+            if self.buf or not self.fill():
+                return
 
     def _element_closer(self) -> bytes | None:
         brace = self.buf.find(b"{")
@@ -177,15 +260,35 @@ class _Reader:
         elif self.buf and not self.buf.startswith(b"]"):
             raise self.error("invalid JSON: expected ',' or ']' after an entry", 0)
 
-    def _array_tail(self) -> Iterator[Any]:
+    def _array_tail(self) -> Iterator[list[Any]]:
         try:
             tail = orjson.loads(b"[" + self.buf)
         except orjson.JSONDecodeError as exc:
             raise self.error(_describe(exc, len(self.buf) + 1), max(exc.pos - 1, 0)) from None
         self.consume(len(self.buf))
-        yield from tail
+        if tail:
+            yield tail
 
-    def _decode_incrementally(self) -> Iterator[Any]:
+    def _decode_incrementally(self) -> Iterator[list[Any]]:
+        """Exact element-by-element decoding for compact or unusually formatted arrays, in small batches.
+
+        The entries decoded before an error are handed over before it is raised, as one at a time would be.
+        """
+        pending: list[Any] = []
+        try:
+            for value in self._decode_values():
+                pending.append(value)
+                if len(pending) >= _INCREMENTAL_BATCH:
+                    yield pending
+                    pending = []
+        except InputError:
+            if pending:
+                yield pending
+            raise
+        if pending:
+            yield pending
+
+    def _decode_values(self) -> Iterator[Any]:
         """Exact element-by-element decoding for compact or unusually formatted arrays."""
         decoder = json.JSONDecoder()
         utf8 = codecs.getincrementaldecoder("utf-8")()
@@ -235,7 +338,7 @@ class _Reader:
                 "not UTF-8 text", f"{self.name}: byte {self.offset - len(data) + exc.start}"
             ) from None
 
-    def object_or_lines(self) -> Iterator[Any]:
+    def object_or_lines(self) -> Iterator[list[Any]]:
         """JSON Lines (one entry a line), or one document: an entries:list response or a single entry."""
         while b"\n" not in self.buf and self.fill():
             pass
@@ -250,11 +353,22 @@ class _Reader:
             and isinstance(first.get("entries"), list)
             and b"\n" not in self.buf.strip()
         ):
-            yield from first["entries"]
+            yield first["entries"]
             return
         yield from self._lines()
 
-    def _document(self) -> Iterator[Any]:
+    def _is_lines(self) -> bool:
+        """What `object_or_lines` decides, without reading further than it does: JSON Lines or not."""
+        while b"\n" not in self.buf and self.fill():
+            pass
+        try:
+            first = orjson.loads(self.buf.split(b"\n", 1)[0])
+        except orjson.JSONDecodeError:
+            return False
+        entries_list = isinstance(first, dict) and isinstance(first.get("entries"), list)
+        return not entries_list or b"\n" in self.buf.strip()
+
+    def _document(self) -> Iterator[list[Any]]:
         while self.fill():
             if len(self.buf) > MAX_ENTRY_BYTES * 16:
                 raise self.error("a single JSON document this large must be a JSON array or JSON Lines", 0)
@@ -263,30 +377,240 @@ class _Reader:
         except orjson.JSONDecodeError as exc:
             raise self.error(_describe(exc, len(self.buf)), exc.pos) from None
         if isinstance(doc, dict) and isinstance(doc.get("entries"), list):
-            yield from doc["entries"]
+            yield doc["entries"]
         else:
-            yield doc
+            yield [doc]
 
-    def _lines(self) -> Iterator[Any]:
+    def _lines(self) -> Iterator[list[Any]]:
+        """One batch per buffer of lines; the lines before a broken one are handed over before the error."""
         line_no = 0
+        loads = orjson.loads
         while True:
             lines = self.buf.split(b"\n")
             complete = lines if self.eof else lines[:-1]
+            batch = []
             for line in complete:
                 line_no += 1
                 if not line.strip():
                     continue
                 try:
-                    yield orjson.loads(line)
+                    batch.append(loads(line))
                 except orjson.JSONDecodeError as exc:
+                    if batch:
+                        yield batch
                     raise InputError(
                         f"invalid JSON Lines entry: {exc.msg}", f"{self.name}:{line_no}"
                     ) from None
+            if batch:
+                yield batch
             self.consume(len(self.buf) - (0 if self.eof else len(lines[-1])))
             if not self.fill() and not self.buf:
                 return
             if self.eof and not self.buf.strip():
                 return
+
+
+class _Unsplittable(Exception):
+    """A part does not read as a run of whole entries: the file is read in one piece instead."""
+
+
+class _Bounded:
+    """The bytes of a stream up to a limit."""
+
+    def __init__(self, stream: IO[bytes], limit: int) -> None:
+        self.stream, self.left = stream, limit
+
+    def read(self, size: int = -1) -> bytes:
+        size = self.left if size < 0 else min(size, self.left)
+        data = self.stream.read(size) if size else b""
+        self.left -= len(data)
+        return data
+
+
+@dataclass(frozen=True)
+class _PartSpec:
+    """Bytes [start, end) of an export: whole entries of a pretty-printed JSON array (entries end with
+    `closer`, the part after the first begins at the `,` before its first entry), or whole JSON Lines."""
+
+    path: str
+    start: int
+    end: int
+    closer: bytes | None  # None: JSON Lines
+    first: bool
+    last: bool
+
+
+def worker_count() -> int:
+    """Worker processes for a large export: $PRODGUARDIAN_WORKERS, else the CPUs this process may use."""
+    wanted = os.environ.get(WORKERS_ENV, "").strip()
+    if wanted:
+        try:
+            return max(1, int(wanted))
+        except ValueError:
+            return 1
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _plan_parts(path: str) -> list[_PartSpec] | None:
+    """Cut a large plain export into parts at entry boundaries, or None to read it in one piece.
+
+    Workers are forked (cheap: nothing to import again), so only where fork is safe: Linux, and a process
+    with no other thread running.
+    """
+    workers = worker_count()
+    if path == "-" or workers < 2 or not sys.platform.startswith("linux") or threading.active_count() > 1:
+        return None
+    try:
+        size = os.path.getsize(path)
+        if size < PARALLEL_MIN_BYTES:
+            return None
+        with open(path, "rb") as raw:
+            return _cut(raw, path, size, max(workers, -(-size // PART_BYTES)))
+    except (OSError, InputError):
+        return None
+
+
+def _cut(raw: IO[bytes], path: str, size: int, count: int) -> list[_PartSpec] | None:
+    reader = _Reader(raw, path, raw.read(2))
+    if reader.buf == b"\x1f\x8b":
+        return None
+    first = reader.first_significant_byte()
+    if first == ord("["):
+        reader.consume(1)
+        while len(reader.buf) < 4096 and reader.fill():
+            pass
+        closer = reader._element_closer()
+        if closer is None:
+            return None
+        mark = closer
+    elif first == ord("{") and reader._is_lines():
+        closer, mark = None, b"\n"
+    else:
+        return None
+    start = reader.offset
+    bounds = [start]
+    for k in range(1, count):
+        at = _find(raw, mark, max(start + (size - start) * k // count, bounds[-1]))
+        if at < 0 or at + len(mark) >= size:
+            break
+        if at + len(mark) > bounds[-1]:
+            bounds.append(at + len(mark))
+    bounds.append(size)
+    pairs = list(itertools.pairwise(bounds))
+    if len(pairs) < 2:
+        return None
+    last = len(pairs) - 1
+    return [_PartSpec(path, a, b, closer, first=i == 0, last=i == last) for i, (a, b) in enumerate(pairs)]
+
+
+def _find(raw: IO[bytes], mark: bytes, at: int) -> int:
+    """Offset of the first `mark` at or after `at` in the file, or -1."""
+    raw.seek(at)
+    window = b""
+    while True:
+        data = raw.read(1 << 20)
+        if not data:
+            return -1
+        window += data
+        found = window.find(mark)
+        if found >= 0:
+            return at + found
+        keep = len(mark) - 1
+        at += len(window) - keep
+        window = window[len(window) - keep :]
+
+
+def _run_parts(parts: list[_PartSpec], fn: Callable[[Iterator[list[Any]]], T]) -> list[T] | None:
+    """`fn` over each part, each in a process of its own forked for it; None if any part failed.
+
+    A worker writes its result to a file (in memory, /dev/shm, where there is one) and exits without freeing
+    the entries it parsed: the operating system takes the memory back at once, which saves a fifth of the
+    parse, and no worker ever waits for this process to read a pipe. A worker that dies (killed, out of
+    memory) leaves no result, which says so instead of leaving anyone waiting.
+    """
+    context = multiprocessing.get_context("fork")
+    workers = min(worker_count(), len(parts))
+    folder = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    results: dict[int, T] = {}
+    running: dict[int, tuple[int, Any, str]] = {}  # process sentinel → (part, process, result file)
+    queue = list(enumerate(parts))[::-1]
+
+    def start() -> None:
+        while queue and len(running) < workers:
+            index, part = queue.pop()
+            descriptor, result_path = tempfile.mkstemp(prefix="prodguardian-part-", dir=folder)
+            os.close(descriptor)
+            process = context.Process(target=_part_worker, args=(fn, part, result_path), daemon=True)
+            process.start()
+            running[process.sentinel] = (index, process, result_path)
+
+    try:
+        start()
+        while running:
+            finished = [running.pop(cast(int, s)) for s in multiprocessing.connection.wait(list(running))]
+            for _, process, _ in finished:
+                process.join()
+            start()  # the next parts first: reading a result here overlaps with their parsing
+            failed = False
+            for index, process, result_path in finished:
+                try:
+                    if process.exitcode == 0 and not failed:
+                        with open(result_path, "rb") as result:
+                            done, results[index] = pickle.load(result)
+                        failed = not done
+                    else:
+                        failed = True
+                finally:
+                    os.unlink(result_path)
+            if failed:
+                return None
+        return [results[index] for index in range(len(parts))]
+    except Exception:  # any failure: the exact reader runs again, here, and says what is wrong
+        return None
+    finally:
+        for _, process, result_path in running.values():
+            process.kill()
+            process.join()
+            with contextlib.suppress(OSError):
+                os.unlink(result_path)
+
+
+_RETAINED: list[Any] = []  # in a worker: every batch it parsed, left for the exit to free
+
+
+def _part_worker(fn: Callable[[Iterator[list[Any]]], Any], part: _PartSpec, result_path: str) -> None:
+    gc.disable()  # the parsed entries hold no reference cycles, and the process ends soon
+    try:
+        reply: tuple[bool, Any] = (True, fn(_retained(part_batches(part))))
+    except BaseException as exc:  # told to the parent, which then reads the file itself
+        reply = (False, f"{type(exc).__name__}: {exc}")
+    try:
+        with open(result_path, "wb") as result:
+            pickle.dump(reply, result, protocol=pickle.HIGHEST_PROTOCOL)
+    except BaseException:  # unpicklable, disk full: say so, without a traceback on the user's terminal
+        with contextlib.suppress(BaseException), open(result_path, "wb") as result:
+            pickle.dump((False, None), result)
+
+
+def _retained(batches: Iterator[list[Any]]) -> Iterator[list[Any]]:
+    for batch in batches:
+        _RETAINED.append(batch)
+        yield batch
+
+
+def part_batches(part: _PartSpec) -> Iterator[list[Any]]:
+    """The entries of one part, in batches; `_Unsplittable` if it is not a run of whole entries."""
+    with open(part.path, "rb") as raw:
+        raw.seek(part.start)
+        reader = _Reader(_Bounded(raw, part.end - part.start), part.path, b"")  # type: ignore[arg-type]
+        reader.offset = part.start
+        if part.closer is None:
+            yield from reader._lines()
+        else:
+            yield from reader.array_part(part.closer, first=part.first, last=part.last)
 
 
 def _describe(exc: json.JSONDecodeError, length: int) -> str:

@@ -1,0 +1,305 @@
+"""The fast path finds what the simple path finds: same events table, same matches, same report.
+
+The events module extracts columns a batch at a time (and, for a large file, in worker processes), folds
+tracebacks and echoes on sorted arrays and copies the table once. This file keeps a deliberately simple
+reference of the same rules (one dict of fields per entry, one DataFrame, pandas all the way) and a naive
+check (every rule's message regex with the `re` module over each raw entry) and holds the fast path to them
+on a mid-size simulator export (db-outage: request logs, access-log echoes, WebSocket sessions, app logs,
+split and whole tracebacks, the incident).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from prodguardian import events as events_module
+from prodguardian import source
+from prodguardian.check import CheckOptions, run_check
+from prodguardian.classify import classify
+from prodguardian.events import Events, build_events, describe_traceback, link_failures
+from prodguardian.render import render
+from prodguardian.rules import SEVERITY_RANKS, RulePack
+from prodguardian.simulate import generate
+from prodguardian.source import FileSource, write_export
+
+SCALE = 0.75  # about 66,000 entries: big enough for many chunks and parts, small enough for a quick test
+
+_ACCESS = re.compile(r'^INFO: +\S+ - "[A-Z]+ \S+ HTTP/[\d.]+" \d{3}')
+_APP_ECHO = re.compile(r"^Request completed\b.*\bstatus_code\b")
+_WEBSOCKET_SEGMENT = re.compile(r"(?:^|/)(?:ws|wss|websocket|websockets)(?:/|$)")
+_STARTS = ("Traceback (most recent call last):", "ERROR:    Exception in ASGI application")
+
+
+# -- the simple reference ---------------------------------------------------------------------------------
+
+
+def _message(entry: dict[str, Any]) -> Any:
+    payload = entry.get("jsonPayload")
+    if isinstance(payload, dict):
+        return next(
+            (payload[k] for k in ("message", "msg", "error", "text") if isinstance(payload.get(k), str)), None
+        )
+    return entry.get("textPayload")
+
+
+def _reference_row(entry: dict[str, Any]) -> dict[str, Any]:
+    labels = (entry.get("resource") or {}).get("labels") or {}
+    log_name = entry.get("logName") or ""
+    if log_name.endswith(("%2Fstdout", "%2Fstderr", "/stdout", "/stderr")):
+        kind = "app"
+    elif log_name.endswith("%2Frequests"):
+        kind = "request"
+    else:
+        kind = "system" if "run.googleapis.com" in log_name else "app"
+    payload = entry.get("jsonPayload") if isinstance(entry.get("jsonPayload"), dict) else None
+    row: dict[str, Any] = dict.fromkeys(events_module.COLUMNS)
+    http = entry.get("httpRequest")
+    if isinstance(http, dict):
+        url = http.get("requestUrl") or ""
+        path = re.sub(r"^[a-z]+://[^/]*", "", url).split("?")[0].split("#")[0] or "/"
+        latency = http.get("latency")
+        status = http.get("status")
+        protocol = http.get("protocol")
+        websocket = (
+            status == 101 or str(protocol).lower() == "websocket" or bool(_WEBSOCKET_SEGMENT.search(path))
+        )
+        kind = "websocket" if websocket else "request"
+        row.update(
+            method=http.get("requestMethod"),
+            path=path,
+            status=status,
+            latency_s=float(latency[:-1]) if isinstance(latency, str) and latency.endswith("s") else None,
+            protocol=protocol,
+            user_agent=http.get("userAgent"),
+            remote_ip=http.get("remoteIp"),
+        )
+    location = (
+        entry.get("sourceLocation") or (payload or {}).get("logging.googleapis.com/sourceLocation") or {}
+    )
+    message = _message(entry)
+    row.update(
+        ts_text=entry["timestamp"],
+        kind=kind,
+        service=labels.get("service_name") or "",
+        revision=labels.get("revision_name") or "",
+        instance=(entry.get("labels") or {}).get("instanceId") or "",
+        trace=(entry.get("trace") or "").split("/")[-1],
+        severity=SEVERITY_RANKS.get(str(entry.get("severity") or "DEFAULT").upper(), 0),
+        message=message[: events_module.MAX_MESSAGE_CHARS] if isinstance(message, str) else None,
+        payload=payload,
+        source_file=location.get("file"),
+        source_line=int(location["line"]) if location.get("line") not in (None, "") else None,
+        source_function=location.get("function"),
+        insert_id=entry.get("insertId"),
+        location=labels.get("location") or "",
+    )
+    return row
+
+
+def _continues(lines: list[Any], at: int) -> bool:
+    line, previous = lines[at], lines[at - 1]
+    if not isinstance(line, str):
+        return False
+    chain = ("During handling of the above exception", "The above exception was the direct cause")
+    if line == _STARTS[0] and previous == _STARTS[1]:
+        return True
+    if line.startswith((" ", "\t")) or line.startswith(chain) or not line.strip():
+        return True
+    if (isinstance(previous, str) and previous.startswith(chain)) or previous == "":
+        return line.startswith(_STARTS[0])
+    return (
+        bool(events_module._EXCEPTION_LINE.match(line))
+        and isinstance(previous, str)
+        and previous.startswith(" ")
+    )
+
+
+def reference_events(entries: list[dict[str, Any]]) -> Events:
+    """The events table the straightforward way: one row dict per entry, then pandas."""
+    rows = [_reference_row(e) for e in entries]
+    table = pd.DataFrame(
+        {name: pd.Series([r[name] for r in rows], dtype=object) for name in events_module.COLUMNS}
+    )
+    parsed = pd.to_datetime(table.pop("ts_text"), utc=True, format="ISO8601")
+    table.insert(0, "ts", parsed.dt.tz_localize(None).astype("datetime64[ns]"))
+    table = table.astype({"status": "Int64", "latency_s": "float64", "severity": "int32"})
+    table = table.sort_values("ts", kind="stable").reset_index(drop=True)
+    full_times = table["ts"]
+    totals = events_module.Totals(entries=len(entries))
+    folded: list[int] = []
+    for _, group in table[table["kind"] == "app"].groupby("instance", sort=False):
+        index, lines = group.index.tolist(), group["message"].tolist()
+        seconds = group["ts"].to_numpy().astype("int64") / 1e9
+        i = 0
+        while i < len(lines):
+            j = i + 1
+            if lines[i] in _STARTS:
+                while j < len(lines) and seconds[j] - seconds[j - 1] <= 1.0 and _continues(lines, j):
+                    j += 1
+                if j > i + 1:
+                    table.at[index[i], "message"] = "\n".join(m or "" for m in lines[i:j])
+                    table.at[index[i], "severity"] = max(int(table.at[index[i], "severity"]), 500)
+                    folded += index[i + 1 : j]
+            i = j
+    totals.merged_lines = len(folded)
+    table = table.drop(index=folded)
+    app_text = table["message"].where(table["kind"] == "app").fillna("")
+    echo = app_text.str.match(_ACCESS) | app_text.str.match(_APP_ECHO)
+    totals.echoes = int(echo.sum())
+    table = table[~echo]
+    folded_times = full_times.drop(index=table.index).reset_index(drop=True)
+    table = table.reset_index(drop=True)
+    described = [
+        describe_traceback(m) if "Traceback (most recent call last)" in (m or "") else (None,) * 5
+        for m in table["message"]
+    ]
+    for position, column in enumerate(
+        ("exc_type", "exc_message", "frame_file", "frame_line", "frame_function")
+    ):
+        table[column] = pd.Series([d[position] for d in described], dtype=object)
+    structured = table["frame_file"].isna() & table["source_file"].notna()
+    table.loc[structured, "frame_file"] = table.loc[structured, "source_file"].map(
+        events_module._app_relative
+    )
+    table.loc[structured, "frame_line"] = table.loc[structured, "source_line"]
+    table.loc[structured, "frame_function"] = table.loc[structured, "source_function"]
+    table["frame_line"] = table["frame_line"].astype("Int64")
+    table["traceback_frame"] = ~structured & table["frame_file"].notna()
+    table = table.drop(columns=["source_file", "source_line", "source_function"])
+    table["failure"] = link_failures(table)
+    services = {
+        str(k): int(v) for k, v in pd.Series([r["service"] for r in rows]).value_counts(sort=False).items()
+    }
+    return Events(table, totals, services, "emergence-469005", folded_times)
+
+
+def naive_counts(entries: list[dict[str, Any]], pack: RulePack) -> dict[str, int]:
+    """Per rule: raw entries whose message (textPayload or jsonPayload.message) matches its regex (`re`)."""
+    patterns = {r.id: re.compile(r.match.message) for r in pack.rules if r.match.message}
+    counts = dict.fromkeys(patterns, 0)
+    for entry in entries:
+        message = _message(entry)
+        if isinstance(message, str):
+            for rule, pattern in patterns.items():
+                counts[rule] += bool(pattern.search(message))
+    return counts
+
+
+# -- the tests --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def entries() -> list[dict[str, Any]]:
+    return list(generate("db-outage", scale=SCALE))
+
+
+@pytest.fixture(scope="module")
+def reference(entries: list[dict[str, Any]]) -> Events:
+    return reference_events(entries)
+
+
+def assert_same_events(fast: Events, reference: Events) -> None:
+    pd.testing.assert_frame_equal(fast.table, reference.table, check_exact=True)
+    assert [str(t) for t in fast.table.dtypes] == [str(t) for t in reference.table.dtypes]
+    pd.testing.assert_series_equal(fast.folded_times, reference.folded_times, check_exact=True)
+    assert vars(fast.totals) == vars(reference.totals)
+    assert fast.services == reference.services and fast.project == reference.project
+
+
+def test_the_export_is_mid_size_and_has_every_shape(entries: list[dict[str, Any]], reference: Events) -> None:
+    assert 50_000 <= len(entries) <= 100_000
+    assert reference.totals.echoes > 10_000 and reference.totals.merged_lines > 0
+    assert set(reference.table["kind"]) == {"request", "websocket", "app", "system"}
+
+
+def test_extracted_messages_match_the_naive_regex_counts(
+    entries: list[dict[str, Any]], pack: RulePack
+) -> None:
+    """Before any folding: every rule regex matches as many extracted messages as raw entries.
+
+    (Echo rows keep no text of their own once extracted; no rule regex matches an echo line, which the naive
+    side checks.)
+    """
+    naive = naive_counts(entries, pack)
+    part = events_module.extract_part(events_module._batched(entries))
+    messages = part.columns["message"]
+    echo = part.columns["echo"]
+    patterns = {r.id: re.compile(r.match.message) for r in pack.rules if r.match.message}
+    fast = {
+        rule: sum(bool(p.search(m)) for m in messages[~echo] if isinstance(m, str))
+        for rule, p in patterns.items()
+    }
+    assert fast == naive
+    assert sum(naive.values()) > 0
+
+
+def test_fast_table_equals_the_reference(entries: list[dict[str, Any]], reference: Events) -> None:
+    assert_same_events(build_events(entries), reference)
+    assert_same_events(build_events(iter(entries)), reference)  # a plain iterator, cut into batches
+
+
+@pytest.mark.parametrize("jsonl", [False, True], ids=["gcloud-array", "json-lines"])
+def test_worker_processes_read_the_same(
+    entries: list[dict[str, Any]],
+    reference: Events,
+    pack: RulePack,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    jsonl: bool,
+) -> None:
+    """A file cut into parts read by forked workers gives the same table, matches and report."""
+    path = tmp_path / ("export.jsonl" if jsonl else "export.json")
+    write_export(entries, str(path), jsonl=jsonl)
+    monkeypatch.setattr(source, "PARALLEL_MIN_BYTES", 1 << 20)
+    monkeypatch.setattr(source, "PART_BYTES", 4 << 20)  # about 15 parts
+    monkeypatch.setattr(source, "CHUNK_BYTES", 1 << 20)
+    monkeypatch.setenv(source.WORKERS_ENV, "2")
+    monkeypatch.setattr(source.threading, "active_count", lambda: 1)  # other tests' servers may be running
+    outcomes: list[bool] = []
+    run_parts = source._run_parts
+
+    def recorded(*args: Any) -> Any:
+        result = run_parts(*args)
+        outcomes.append(result is not None)
+        return result
+
+    monkeypatch.setattr(source, "_run_parts", recorded)
+    parallel = build_events(FileSource(str(path)))
+    assert outcomes == [True], "the workers were not used"
+    assert_same_events(parallel, reference)
+    fast, simple = classify(parallel.table, pack), classify(reference.table, pack)
+    pd.testing.assert_frame_equal(fast.matches, simple.matches, check_exact=True)
+    pd.testing.assert_frame_equal(fast.events, simple.events, check_exact=True)
+    if jsonl:
+        return
+    from_file = run_check(FileSource(str(path)), CheckOptions(), pack)
+    from_list = run_check(entries, CheckOptions(), pack)
+    assert render(from_file.report, "json", "en") == render(from_list.report, "json", "en")
+    assert from_file.report.status == "CRITICAL"
+
+
+def test_a_part_that_does_not_parse_falls_back_to_the_exact_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entries: list[dict[str, Any]]
+) -> None:
+    """Broken input reads the same error with or without workers (they give up; the exact reader says why)."""
+    path = tmp_path / "broken.json"
+    write_export(entries[:20_000], str(path))
+    data = bytearray(path.read_bytes())
+    middle = data.index(b'"timestamp"', len(data) // 2)
+    data[middle : middle + 1] = b"!"
+    path.write_bytes(bytes(data))
+    monkeypatch.setattr(source, "PARALLEL_MIN_BYTES", 1 << 20)
+    monkeypatch.setattr(source, "PART_BYTES", 2 << 20)
+    monkeypatch.setenv(source.WORKERS_ENV, "2")
+    monkeypatch.setattr(source.threading, "active_count", lambda: 1)
+    with pytest.raises(source.InputError) as parallel:
+        build_events(FileSource(str(path)))
+    monkeypatch.setenv(source.WORKERS_ENV, "1")
+    with pytest.raises(source.InputError) as serial:
+        build_events(FileSource(str(path)))
+    assert str(parallel.value) == str(serial.value) and "invalid JSON" in str(serial.value)
