@@ -866,15 +866,18 @@ class CloudRunService:
         self, at: datetime, text: str, *, severity: str | None = None, trace: str | None = None
     ) -> dict[str, Any]:
         """A plain-text stdout line (no severity unless given: DEFAULT)."""
-        entry = self._entry("run.googleapis.com/stdout", at, severity, trace)
-        entry["textPayload"] = text
-        return entry
+        return self._plain("run.googleapis.com/stdout", at, text, severity, trace)
 
     def stderr(
         self, at: datetime, text: str, *, severity: str | None = None, trace: str | None = None
     ) -> dict[str, Any]:
         """A plain-text stderr line, e.g. one line of an unstructured traceback."""
-        entry = self._entry("run.googleapis.com/stderr", at, severity, trace)
+        return self._plain("run.googleapis.com/stderr", at, text, severity, trace)
+
+    def _plain(
+        self, log_id: str, at: datetime, text: str, severity: str | None, trace: str | None
+    ) -> dict[str, Any]:
+        entry = self._entry(log_id, at, severity, trace)
         entry["textPayload"] = text
         return entry
 
