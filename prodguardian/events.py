@@ -17,7 +17,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import numpy as np
+import orjson
 import pandas as pd
 
 from prodguardian.rules import SEVERITY_RANKS
@@ -57,17 +59,90 @@ COLUMNS = (
     "path",
     "status",
     "latency_s",
-    "protocol",
     "user_agent",
-    "remote_ip",
     "message",
     "payload",
     "source_file",
     "source_line",
     "source_function",
-    "insert_id",
     "location",
 )
+
+
+# Entries are decoded straight into these structs: only the fields the pipeline reads are built, everything
+# else in an entry is skipped unread, and attribute access beats dict lookups in the hot loop. Each nested
+# struct sits in a union with every other JSON value, so a field of an unexpected type never fails a decode.
+_NOT_AN_OBJECT = str | int | float | bool | list[Any] | None
+
+
+class _Labels(msgspec.Struct, gc=False):
+    """Labels of the resource (service, revision, region, project) or of the entry (instance)."""
+
+    service_name: Any = None
+    revision_name: Any = None
+    location: Any = None
+    project_id: Any = None
+    instanceId: Any = None  # the API's name
+
+
+class _Resource(msgspec.Struct, gc=False):
+    labels: _Labels | _NOT_AN_OBJECT = None
+
+
+class _Http(msgspec.Struct, gc=False, rename="camel"):
+    request_method: Any = None
+    request_url: Any = None
+    status: Any = None
+    latency: Any = None
+    protocol: Any = None
+    user_agent: Any = None
+
+
+class LogEntry(msgspec.Struct, gc=False, rename="camel"):
+    """The fields of a LogEntry that the pipeline reads."""
+
+    timestamp: Any = None
+    log_name: Any = None
+    severity: Any = None
+    text_payload: Any = None
+    json_payload: Any = None
+    trace: Any = None
+    source_location: Any = None
+    resource: _Resource | _NOT_AN_OBJECT = None
+    labels: _Labels | _NOT_AN_OBJECT = None
+    http_request: _Http | _NOT_AN_OBJECT = None
+
+
+_NO_LABELS = _Labels()
+_ENTRIES = list[LogEntry | _NOT_AN_OBJECT]
+_DECODER = msgspec.json.Decoder(_ENTRIES | LogEntry | str | int | float | bool | None)
+
+
+def decode_entries(data: bytes) -> Any:
+    """A JSON array of entries, or one entry, decoded into `LogEntry` structs (a `source.Decode`).
+
+    What msgspec refuses (a number out of its range, malformed JSON) orjson decodes into dicts, which
+    `_as_entries` converts, or rejects with the exact error the reader reports.
+    """
+    try:
+        return _DECODER.decode(data)
+    except msgspec.DecodeError:
+        return orjson.loads(data)
+
+
+def _as_entries(batch: list[Any]) -> list[Any]:
+    """The batch as `LogEntry` structs (dicts converted, structs as they are; anything else left as is)."""
+    try:
+        return msgspec.convert(batch, _ENTRIES)
+    except msgspec.ValidationError:
+        return [_as_entry(entry) for entry in batch]
+
+
+def _as_entry(entry: Any) -> Any:
+    try:
+        return msgspec.convert(entry, LogEntry | _NOT_AN_OBJECT)
+    except msgspec.ValidationError:  # a value msgspec cannot hold (a huge number): not a usable entry
+        return None
 
 
 @dataclass
@@ -139,7 +214,7 @@ def _cycle_collector_paused() -> Iterator[None]:
 def _extracted_parts(entries: Iterable[Any], service: str | None) -> Iterator[_Part]:
     """The extracted columns of the entries, part by part in input order."""
     if isinstance(entries, FileSource):
-        yield from entries.map_parts(functools.partial(extract_part, service=service))
+        yield from entries.map_parts(functools.partial(extract_part, service=service), decode_entries)
     else:
         yield extract_part(_batched(entries), service)
 
@@ -203,66 +278,76 @@ def _extract_batch(
     skipped = other = 0
     mapping = dict
     text = str
+    entry_type, labels_type, resource_type, http_type = LogEntry, _Labels, _Resource, _Http
+    no_labels = _NO_LABELS
     echo_match = _ECHO.match
     echo_prefixes = _ECHO_PREFIXES
     limit = MAX_MESSAGE_CHARS
     websocket_segment = _WEBSOCKET_SEGMENT.search
-    for entry in batch:
-        if not isinstance(entry, mapping):
+    for entry in _as_entries(batch):
+        if entry.__class__ is not entry_type:
             skipped += 1
             continue
-        get = entry.get
-        timestamp = get("timestamp")
+        timestamp = entry.timestamp
         if not isinstance(timestamp, text):
             skipped += 1
             continue
-        labels = (get("resource") or {}).get("labels") or {}
-        name = labels.get("service_name") or ""
+        resource = entry.resource
+        labels = resource.labels if resource.__class__ is resource_type else None
+        if labels.__class__ is not labels_type:
+            labels = no_labels
+        name = labels.service_name or ""
         services[name] = services.get(name, 0) + 1
         if service is not None and name != service:
             other += 1
             continue
+        log_name = entry.log_name or ""
+        if log_name.__class__ is not text:
+            log_name = ""
         if project is None:
-            project = labels.get("project_id") or _project_of(get("logName"))
-        log_name = get("logName") or ""
+            project = labels.project_id or _project_of(log_name)
         try:
             kind = kinds[log_name]
         except KeyError:
             kind = kinds[log_name] = _kind(log_name)
         except TypeError:
             kind = _kind(log_name)
-        payload = get("jsonPayload")
+        payload = entry.json_payload
         if isinstance(payload, mapping):
             message = _payload_message(payload)
         else:
             payload = None
-            message = get("textPayload")
+            message = entry.text_payload
         if isinstance(message, text) and len(message) > limit:
             message = message[:limit]
-        http = get("httpRequest")
+        http = entry.http_request
+        entry_labels = entry.labels
+        instance = entry_labels.instanceId if entry_labels.__class__ is labels_type else None
+        instance = instance or ""
+        if instance.__class__ is text:
+            instance = intern(instance, instance)
         if (
             kind == "app"
-            and not isinstance(http, mapping)
+            and http.__class__ is not http_type
             and isinstance(message, text)
             and message.startswith(echo_prefixes)
             and echo_match(message) is not None
         ):
             # An echo is dropped once tracebacks are folded: only its time and instance matter (an echo
             # always ends a traceback, whatever its text), so none of the rest is kept or sent.
-            instance = (get("labels") or {}).get("instanceId") or ""
-            if instance.__class__ is text:
-                instance = intern(instance, instance)
             add((timestamp, "app", None, None, instance, None, 0, *_ECHO_TAIL))
             continue
-        if isinstance(payload, mapping):
-            location = get("sourceLocation") or payload.get("logging.googleapis.com/sourceLocation") or {}
+        if payload is not None:
+            location = entry.source_location or payload.get("logging.googleapis.com/sourceLocation") or {}
         else:
-            location = get("sourceLocation") or {}
-        if isinstance(http, mapping):
+            location = entry.source_location or {}
+        if http.__class__ is http_type:
             kind = "request"
-            method = http.get("requestMethod")
-            url = http.get("requestUrl") or ""
-            start = url.find("://")  # the path, as _url_path gives it (inlined: a call per request costs)
+            method = http.request_method
+            url = http.request_url or ""
+            if url.__class__ is not text:
+                url = ""
+            start = url.find("://")  # the path of the URL: no scheme, host, query string or fragment
             start = url.find("/", start + 3) if start >= 0 else (0 if url.startswith("/") else -1)
             if start < 0:
                 route = "/"
@@ -272,10 +357,10 @@ def _extract_batch(
                     end = len(url)
                 hash_at = url.find("#", start, end)
                 route = url[start : end if hash_at < 0 else hash_at] or "/"
-            status = http.get("status")
+            status = http.status
             if status.__class__ is not int:
                 status = _int(status)
-            latency = http.get("latency")
+            latency = http.latency  # Cloud Logging's Duration text ("0.112114537s")
             if isinstance(latency, text) and latency.endswith("s"):
                 try:
                     latency = float(latency[:-1])
@@ -283,9 +368,8 @@ def _extract_batch(
                     latency = None
             else:
                 latency = None
-            protocol = http.get("protocol")
-            user_agent = http.get("userAgent")
-            remote_ip = http.get("remoteIp")
+            protocol = http.protocol
+            user_agent = http.user_agent
             if (
                 status == 101
                 or (isinstance(protocol, text) and protocol.lower() == "websocket")
@@ -295,21 +379,17 @@ def _extract_batch(
             path: str | None = route
             if method.__class__ is text:
                 method = intern(method, method)
-            if protocol.__class__ is text:
-                protocol = intern(protocol, protocol)
             if user_agent.__class__ is text:
                 user_agent = intern(user_agent, user_agent)
-            if remote_ip.__class__ is text:
-                remote_ip = intern(remote_ip, remote_ip)
         else:
-            method = path = status = latency = protocol = user_agent = remote_ip = None
+            method = path = status = latency = user_agent = None
         if location and isinstance(location, mapping):
             source_file = location.get("file")
             source_line = _int(location.get("line"))
             source_function = location.get("function")
         else:
             source_file = source_line = source_function = None
-        severity = get("severity")
+        severity = entry.severity
         try:
             rank = ranks[severity]
         except KeyError:
@@ -318,16 +398,14 @@ def _extract_batch(
             rank = SEVERITY_RANKS.get(text(severity or "DEFAULT").upper(), 0)
         if not isinstance(message, text):
             message = None
-        revision = labels.get("revision_name") or ""
-        instance = (get("labels") or {}).get("instanceId") or ""
-        region = labels.get("location") or ""
+        revision = labels.revision_name or ""
+        region = labels.location or ""
+        trace = entry.trace or ""
         # Only strings: a dict would hand back 1 for True (equal keys), and not every value is hashable.
         if name.__class__ is text:
             name = intern(name, name)
         if revision.__class__ is text:
             revision = intern(revision, revision)
-        if instance.__class__ is text:
-            instance = intern(instance, instance)
         if region.__class__ is text:
             region = intern(region, region)
         add(
@@ -337,21 +415,18 @@ def _extract_batch(
                 name,
                 revision,
                 instance,
-                (get("trace") or "").rpartition("/")[2],
+                trace.rpartition("/")[2] if trace.__class__ is text else "",
                 rank,
                 method,
                 path,
                 status,
                 latency,
-                protocol,
                 user_agent,
-                remote_ip,
                 message,
                 payload,
                 source_file,
                 source_line,
                 source_function,
-                get("insertId"),
                 region,
                 False,
             )
@@ -364,7 +439,7 @@ def _extract_batch(
 
 _ROW = (*COLUMNS, "echo")
 _ECHO_LINE = "INFO: (an echo)"  # what an echo row holds as its message: never part of a traceback
-_ECHO_TAIL = (None,) * 7 + (_ECHO_LINE,) + (None,) * 6 + (True,)  # method … location, then `echo`
+_ECHO_TAIL = (None,) * 5 + (_ECHO_LINE,) + (None,) * 5 + (True,)  # method … location, then `echo`
 assert len(_ECHO_TAIL) == len(_ROW) - 7
 _TYPED = {"severity": np.int32, "latency_s": np.float64, "echo": np.bool_}
 
@@ -479,41 +554,11 @@ def _payload_message(payload: dict[str, Any]) -> str | None:
     return None
 
 
-def _url_path(url: str) -> str:
-    """The path of a request URL: no scheme, host, query string or fragment."""
-    start = url.find("://")
-    start = url.find("/", start + 3) if start >= 0 else (0 if url.startswith("/") else -1)
-    if start < 0:
-        return "/"
-    end = len(url)
-    for mark in ("?", "#"):
-        at = url.find(mark, start)
-        if 0 <= at < end:
-            end = at
-    return url[start:end] or "/"
-
-
 def _int(value: Any) -> int | None:
     try:
         return int(value) if value is not None and value != "" else None
     except (TypeError, ValueError):
         return None
-
-
-def _seconds(latency: Any) -> float | None:
-    """Cloud Logging's Duration text ("0.112114537s") in seconds."""
-    if isinstance(latency, str) and latency.endswith("s"):
-        try:
-            return float(latency[:-1])
-        except ValueError:
-            return None
-    return None
-
-
-def _is_websocket(status: int | None, protocol: Any, path: str | None) -> bool:
-    if status == 101 or (isinstance(protocol, str) and protocol.lower() == "websocket"):
-        return True
-    return path is not None and "ws" in path and _WEBSOCKET_SEGMENT.search(path) is not None
 
 
 def _join_split_tracebacks(

@@ -38,6 +38,7 @@ WORKERS_ENV = "PRODGUARDIAN_WORKERS"  # worker processes for a large export; 1 r
 _INCREMENTAL_BATCH = 1024
 
 T = TypeVar("T")
+Decode = Callable[[bytes], Any]  # bytes of JSON → its value, as orjson.loads (see read_batches)
 
 
 class FileSource:
@@ -53,19 +54,19 @@ class FileSource:
         for batch in self.batches():
             yield from batch
 
-    def batches(self) -> Iterator[list[Any]]:
-        """The entries in batches (one parse each), in file order."""
+    def batches(self, decode: Decode = orjson.loads) -> Iterator[list[Any]]:
+        """The entries in batches (one parse each), in file order; see `read_batches` for `decode`."""
         if self.path == "-":
-            yield from read_batches(sys.stdin.buffer, self.name)
+            yield from read_batches(sys.stdin.buffer, self.name, decode)
             return
         try:
             raw = open(self.path, "rb")  # noqa: SIM115 - closed below, wrapped in gzip when needed
         except OSError as exc:
             raise InputError(exc.strerror or str(exc), self.name) from None
         with raw:
-            yield from read_batches(raw, self.name)
+            yield from read_batches(raw, self.name, decode)
 
-    def map_parts(self, fn: Callable[[Iterator[list[Any]]], T]) -> Iterator[T]:
+    def map_parts(self, fn: Callable[[Iterator[list[Any]]], T], decode: Decode = orjson.loads) -> Iterator[T]:
         """`fn` applied to the batches of each part of the file, one call per part, results in file order.
 
         A large uncompressed export (a pretty-printed JSON array, as gcloud writes, or JSON Lines) is cut at
@@ -76,11 +77,11 @@ class FileSource:
         """
         parts = _plan_parts(self.path)
         if parts:
-            results = _run_parts(parts, fn)
+            results = _run_parts(parts, fn, decode)
             if results is not None:
                 yield from results
                 return
-        yield fn(self.batches())
+        yield fn(self.batches(decode))
 
 
 def read_entries(stream: IO[bytes], name: str) -> Iterator[Any]:
@@ -89,13 +90,19 @@ def read_entries(stream: IO[bytes], name: str) -> Iterator[Any]:
         yield from batch
 
 
-def read_batches(stream: IO[bytes], name: str) -> Iterator[list[Any]]:
-    """The entries of `read_entries`, in batches of one parse each."""
+def read_batches(stream: IO[bytes], name: str, decode: Decode = orjson.loads) -> Iterator[list[Any]]:
+    """The entries of `read_entries`, in batches of one parse each.
+
+    `decode` parses the bulk of the entries: a JSON array of entries, or one JSON Lines line. It may give
+    something other than dicts (typed entries that keep only some fields); it must raise
+    `orjson.JSONDecodeError` where orjson would. A few entries come from orjson or json whatever `decode` is
+    (a single document, the tail of an array, an array in a form that needs the exact decoder).
+    """
     head = stream.read(2)
     if head == b"\x1f\x8b":
         stream = gzip.GzipFile(fileobj=_Prefixed(head, stream), mode="rb")  # type: ignore[call-overload]
         head = b""
-    reader = _Reader(stream, name, head)
+    reader = _Reader(stream, name, head, decode)
     try:
         first = reader.first_significant_byte()
         if first == ord("["):
@@ -131,8 +138,8 @@ class _Prefixed:
 class _Reader:
     """A buffered reader that knows the byte offset of its buffer, for error messages."""
 
-    def __init__(self, stream: IO[bytes], name: str, head: bytes) -> None:
-        self.stream, self.name = stream, name
+    def __init__(self, stream: IO[bytes], name: str, head: bytes, decode: Decode = orjson.loads) -> None:
+        self.stream, self.name, self.decode = stream, name, decode
         self.buf = head
         self.offset = 0  # file offset of self.buf[0]
         self.eof = False
@@ -192,7 +199,7 @@ class _Reader:
             if cut >= 0:
                 end = cut + len(closer)
                 try:
-                    batch = orjson.loads(b"[" + self.buf[:end] + b"]")
+                    batch = self.decode(b"[" + self.buf[:end] + b"]")
                 except orjson.JSONDecodeError:
                     yield from self._decode_incrementally()
                     return
@@ -221,7 +228,7 @@ class _Reader:
                 break
             end = cut + len(closer)
             try:
-                batch = orjson.loads(b"[" + self.buf[:end] + b"]")
+                batch = self.decode(b"[" + self.buf[:end] + b"]")
             except orjson.JSONDecodeError:
                 raise _Unsplittable from None
             self.consume(end)
@@ -262,7 +269,7 @@ class _Reader:
 
     def _array_tail(self) -> Iterator[list[Any]]:
         try:
-            tail = orjson.loads(b"[" + self.buf)
+            tail = self.decode(b"[" + self.buf)
         except orjson.JSONDecodeError as exc:
             raise self.error(_describe(exc, len(self.buf) + 1), max(exc.pos - 1, 0)) from None
         self.consume(len(self.buf))
@@ -384,7 +391,7 @@ class _Reader:
     def _lines(self) -> Iterator[list[Any]]:
         """One batch per buffer of lines; the lines before a broken one are handed over before the error."""
         line_no = 0
-        loads = orjson.loads
+        loads = self.decode
         while True:
             lines = self.buf.split(b"\n")
             complete = lines if self.eof else lines[:-1]
@@ -523,7 +530,9 @@ def _find(raw: IO[bytes], mark: bytes, at: int) -> int:
         window = window[len(window) - keep :]
 
 
-def _run_parts(parts: list[_PartSpec], fn: Callable[[Iterator[list[Any]]], T]) -> list[T] | None:
+def _run_parts(
+    parts: list[_PartSpec], fn: Callable[[Iterator[list[Any]]], T], decode: Decode
+) -> list[T] | None:
     """`fn` over each part, each in a process of its own forked for it; None if any part failed.
 
     A worker writes its result to a file (in memory, /dev/shm, where there is one) and exits without freeing
@@ -543,7 +552,7 @@ def _run_parts(parts: list[_PartSpec], fn: Callable[[Iterator[list[Any]]], T]) -
             index, part = queue.pop()
             descriptor, result_path = tempfile.mkstemp(prefix="prodguardian-part-", dir=folder)
             os.close(descriptor)
-            process = context.Process(target=_part_worker, args=(fn, part, result_path), daemon=True)
+            process = context.Process(target=_part_worker, args=(fn, part, decode, result_path), daemon=True)
             process.start()
             running[process.sentinel] = (index, process, result_path)
 
@@ -581,10 +590,12 @@ def _run_parts(parts: list[_PartSpec], fn: Callable[[Iterator[list[Any]]], T]) -
 _RETAINED: list[Any] = []  # in a worker: every batch it parsed, left for the exit to free
 
 
-def _part_worker(fn: Callable[[Iterator[list[Any]]], Any], part: _PartSpec, result_path: str) -> None:
+def _part_worker(
+    fn: Callable[[Iterator[list[Any]]], Any], part: _PartSpec, decode: Decode, result_path: str
+) -> None:
     gc.disable()  # the parsed entries hold no reference cycles, and the process ends soon
     try:
-        reply: tuple[bool, Any] = (True, fn(_retained(part_batches(part))))
+        reply: tuple[bool, Any] = (True, fn(_retained(part_batches(part, decode))))
     except BaseException as exc:  # told to the parent, which then reads the file itself
         reply = (False, f"{type(exc).__name__}: {exc}")
     try:
@@ -601,11 +612,11 @@ def _retained(batches: Iterator[list[Any]]) -> Iterator[list[Any]]:
         yield batch
 
 
-def part_batches(part: _PartSpec) -> Iterator[list[Any]]:
+def part_batches(part: _PartSpec, decode: Decode = orjson.loads) -> Iterator[list[Any]]:
     """The entries of one part, in batches; `_Unsplittable` if it is not a run of whole entries."""
     with open(part.path, "rb") as raw:
         raw.seek(part.start)
-        reader = _Reader(_Bounded(raw, part.end - part.start), part.path, b"")  # type: ignore[arg-type]
+        reader = _Reader(_Bounded(raw, part.end - part.start), part.path, b"", decode)  # type: ignore[arg-type]
         reader.offset = part.start
         if part.closer is None:
             yield from reader._lines()

@@ -74,9 +74,7 @@ def _reference_row(entry: dict[str, Any]) -> dict[str, Any]:
             path=path,
             status=status,
             latency_s=float(latency[:-1]) if isinstance(latency, str) and latency.endswith("s") else None,
-            protocol=protocol,
             user_agent=http.get("userAgent"),
-            remote_ip=http.get("remoteIp"),
         )
     location = (
         entry.get("sourceLocation") or (payload or {}).get("logging.googleapis.com/sourceLocation") or {}
@@ -95,7 +93,6 @@ def _reference_row(entry: dict[str, Any]) -> dict[str, Any]:
         source_file=location.get("file"),
         source_line=int(location["line"]) if location.get("line") not in (None, "") else None,
         source_function=location.get("function"),
-        insert_id=entry.get("insertId"),
         location=labels.get("location") or "",
     )
     return row
