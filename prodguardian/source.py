@@ -38,7 +38,7 @@ WORKERS_ENV = "PRODGUARDIAN_WORKERS"  # worker processes for a large export; 1 r
 _INCREMENTAL_BATCH = 1024
 
 T = TypeVar("T")
-Decode = Callable[[bytes], Any]  # bytes of JSON → its value, as orjson.loads (see read_batches)
+Decode = Callable[[bytes | bytearray], Any]  # bytes of JSON → its value, as orjson.loads (see read_batches)
 
 
 class FileSource:
@@ -209,37 +209,6 @@ class _Reader:
             if not self.fill():
                 break
         yield from self._array_tail()
-
-    def array_part(self, closer: bytes, *, first: bool, last: bool) -> Iterator[list[Any]]:
-        """The entries of one part of a pretty-printed array (see `_PartSpec`); `_Unsplittable` otherwise."""
-        if not first:
-            self._skip_blank()
-            if self.buf.startswith(b","):
-                self.consume(1)
-            elif not (last and self.buf.startswith(b"]")):  # the last part may hold only the closing bracket
-                raise _Unsplittable
-        while True:
-            if len(self.buf) < CHUNK_BYTES:
-                self.fill()
-            cut = self.buf.rfind(closer)
-            if cut < 0:
-                if self.fill():
-                    continue
-                break
-            end = cut + len(closer)
-            try:
-                batch = self.decode(b"[" + self.buf[:end] + b"]")
-            except orjson.JSONDecodeError:
-                raise _Unsplittable from None
-            self.consume(end)
-            self._skip_blank()
-            if self.buf.startswith(b","):
-                self.consume(1)
-            elif self.buf and not (last and self.buf.startswith(b"]")):
-                raise _Unsplittable  # entries must be separated by commas, as the exact reader demands
-            yield batch
-        if self.buf.strip() != (b"]" if last else b""):
-            raise _Unsplittable
 
     def _skip_blank(self) -> None:
         while True:
@@ -616,12 +585,47 @@ def part_batches(part: _PartSpec, decode: Decode = orjson.loads) -> Iterator[lis
     """The entries of one part, in batches; `_Unsplittable` if it is not a run of whole entries."""
     with open(part.path, "rb") as raw:
         raw.seek(part.start)
+        if part.closer is not None:
+            yield _array_part(raw, part, decode)
+            return
         reader = _Reader(_Bounded(raw, part.end - part.start), part.path, b"", decode)  # type: ignore[arg-type]
         reader.offset = part.start
-        if part.closer is None:
-            yield from reader._lines()
-        else:
-            yield from reader.array_part(part.closer, first=part.first, last=part.last)
+        yield from reader._lines()
+
+
+def _array_part(raw: IO[bytes], part: _PartSpec, decode: Decode) -> list[Any]:
+    """The entries of one part of a pretty-printed array, in one decode.
+
+    The part is read into a buffer one byte longer at each end, and the separators around it become the
+    brackets of an array in place: the comma before its first entry (the byte before the first part), and
+    the byte after its last entry (the last part holds the array's own `]`). No copy of the text is made,
+    and a part that is not a run of whole, comma-separated entries does not decode.
+    """
+    size = part.end - part.start
+    buf = bytearray(size + 2)
+    if raw.readinto(memoryview(buf)[1 : size + 1]) != size:  # type: ignore[attr-defined]
+        raise _Unsplittable
+    buf[0] = buf[size + 1] = ord(" ")
+    at = 1
+    while at <= size and buf[at] in b" \t\r\n":
+        at += 1
+    if part.first:
+        buf[0] = ord("[")
+    elif at <= size and buf[at] == ord(","):
+        buf[at] = ord("[")
+    elif part.last and buf[at:].strip() == b"]":  # the last part may hold only the closing bracket
+        return []
+    else:
+        raise _Unsplittable
+    if not part.last:
+        buf[size + 1] = ord("]")
+    try:
+        entries = decode(buf)
+    except orjson.JSONDecodeError:
+        raise _Unsplittable from None
+    if not isinstance(entries, list):
+        raise _Unsplittable
+    return entries
 
 
 def _describe(exc: json.JSONDecodeError, length: int) -> str:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import json
 from pathlib import Path
 
 import pytest
 
-from prodguardian import source
+from prodguardian import events, source
 from prodguardian.errors import InputError
 from prodguardian.source import FileSource, read_entries, write_export
 from tests import logs
@@ -109,3 +110,49 @@ def test_large_export_streams_in_bounded_batches(tmp_path: Path, monkeypatch: py
     first = next(reader)
     assert first["httpRequest"]["requestUrl"].endswith("/api/item/0")  # type: ignore[index]
     assert sum(1 for _ in reader) == 2999
+
+
+def _parts(path: Path, cuts: list[int]) -> list[source._PartSpec]:
+    bounds = [2, *cuts, path.stat().st_size]  # an export starts with "[\n"
+    last = len(bounds) - 2
+    return [
+        source._PartSpec(str(path), a, b, b"\n  }", first=i == 0, last=i == last)
+        for i, (a, b) in enumerate(itertools.pairwise(bounds))
+    ]
+
+
+def test_parts_of_an_export_decode_in_place_to_its_entries(tmp_path: Path) -> None:
+    """Each part becomes an array where it lies: the comma before it and the byte after it, its brackets."""
+    path = tmp_path / "export.json"
+    write_export(ENTRIES, str(path))
+    data = path.read_bytes()
+    closers = [at + 4 for at in range(len(data)) if data.startswith(b"\n  }", at)]
+    for decode in (source.orjson.loads, events.decode_entries):
+        parts = _parts(path, closers)  # a part an entry, and a last part of only the closing bracket
+        read = [entry for part in parts for batch in source.part_batches(part, decode) for entry in batch]
+        assert len(read) == len(ENTRIES)
+    parts = _parts(path, closers[:-1])
+    assert [e for p in parts for b in source.part_batches(p) for e in b] == ENTRIES
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        (b"},\n  {", b"}\n  {"),  # a missing comma between entries
+        (b"}\n]", b"},\n]"),  # a trailing comma
+    ],
+)
+def test_a_part_that_is_not_whole_comma_separated_entries_does_not_decode(
+    tmp_path: Path, damage: tuple[bytes, bytes]
+) -> None:
+    path = tmp_path / "export.json"
+    write_export(ENTRIES, str(path))
+    before, after = damage
+    data = path.read_bytes()
+    at = data.rindex(before)
+    path.write_bytes(data[:at] + after + data[at + len(before) :])
+    data = path.read_bytes()
+    cut = data.index(b"\n  }") + 4
+    with pytest.raises(source._Unsplittable):
+        for part in _parts(path, [cut]):
+            list(source.part_batches(part))
