@@ -118,7 +118,7 @@ _ENTRIES = list[LogEntry | _NOT_AN_OBJECT]
 _DECODER = msgspec.json.Decoder(_ENTRIES | LogEntry | str | int | float | bool | None)
 
 
-def decode_entries(data: bytes | bytearray) -> Any:
+def decode_entries(data: bytes | memoryview) -> Any:
     """A JSON array of entries, or one entry, decoded into `LogEntry` structs (a `source.Decode`).
 
     What msgspec refuses (a number out of its range, malformed JSON) orjson decodes into dicts, which

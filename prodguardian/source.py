@@ -9,21 +9,21 @@ uncompressed export can be cut at entry boundaries into parts that worker proces
 from __future__ import annotations
 
 import codecs
-import contextlib
+import functools
 import gc
 import gzip
 import itertools
 import json
+import mmap
 import multiprocessing
 import multiprocessing.connection
 import os
-import pickle
 import sys
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import IO, Any, TypeVar, cast
+from typing import IO, Any, TypeVar
 
 import orjson
 
@@ -38,7 +38,7 @@ WORKERS_ENV = "PRODGUARDIAN_WORKERS"  # worker processes for a large export; 1 r
 _INCREMENTAL_BATCH = 1024
 
 T = TypeVar("T")
-Decode = Callable[[bytes | bytearray], Any]  # bytes of JSON → its value, as orjson.loads (see read_batches)
+Decode = Callable[[bytes | memoryview], Any]  # bytes of JSON → its value, as orjson.loads (see read_batches)
 
 
 class FileSource:
@@ -70,14 +70,15 @@ class FileSource:
         """`fn` applied to the batches of each part of the file, one call per part, results in file order.
 
         A large uncompressed export (a pretty-printed JSON array, as gcloud writes, or JSON Lines) is cut at
-        entry boundaries into parts that worker processes read and hand to `fn` in parallel, so `fn` must be
-        picklable and return something picklable (what a worker sends back). Anything else is one part read
-        in this process. If any part fails, the whole file is read again here, so errors read exactly as
-        they would without workers.
+        entry boundaries into parts, each decoded in one go; where processes can be forked, worker processes
+        read them and hand them to `fn` in parallel, so `fn` must be picklable and return something
+        picklable (what a worker sends back). Anything else is one part read in this process. If any part
+        fails, the whole file is read again here, so errors read exactly as they would without parts.
         """
         parts = _plan_parts(self.path)
         if parts:
-            results = _run_parts(parts, fn, decode)
+            run = _run_parts if _can_fork(len(parts)) else _run_parts_here
+            results = run(parts, fn, decode)
             if results is not None:
                 yield from results
                 return
@@ -430,21 +431,27 @@ def worker_count() -> int:
         return os.cpu_count() or 1
 
 
-def _plan_parts(path: str) -> list[_PartSpec] | None:
-    """Cut a large plain export into parts at entry boundaries, or None to read it in one piece.
+def _can_fork(parts: int) -> bool:
+    """Whether parts go to worker processes. They are forked (cheap: nothing to import again), so only where
+    fork is safe: Linux, and a process with no other thread running."""
+    return (
+        parts > 1
+        and worker_count() > 1
+        and sys.platform.startswith("linux")
+        and threading.active_count() == 1
+    )
 
-    Workers are forked (cheap: nothing to import again), so only where fork is safe: Linux, and a process
-    with no other thread running.
-    """
-    workers = worker_count()
-    if path == "-" or workers < 2 or not sys.platform.startswith("linux") or threading.active_count() > 1:
+
+def _plan_parts(path: str) -> list[_PartSpec] | None:
+    """Cut a large plain export into parts at entry boundaries, or None to read it in one piece."""
+    if path == "-":
         return None
     try:
         size = os.path.getsize(path)
         if size < PARALLEL_MIN_BYTES:
             return None
         with open(path, "rb") as raw:
-            return _cut(raw, path, size, max(workers, -(-size // PART_BYTES)))
+            return _cut(raw, path, size, max(worker_count(), -(-size // PART_BYTES)))
     except (OSError, InputError):
         return None
 
@@ -502,92 +509,43 @@ def _find(raw: IO[bytes], mark: bytes, at: int) -> int:
 def _run_parts(
     parts: list[_PartSpec], fn: Callable[[Iterator[list[Any]]], T], decode: Decode
 ) -> list[T] | None:
-    """`fn` over each part, each in a process of its own forked for it; None if any part failed.
+    """`fn` over each part in worker processes, results in part order; None if any part failed.
 
-    A worker writes its result to a file (in memory, /dev/shm, where there is one) and exits without freeing
-    the entries it parsed: the operating system takes the memory back at once, which saves a fifth of the
-    parse, and no worker ever waits for this process to read a pipe. A worker that dies (killed, out of
-    memory) leaves no result, which says so instead of leaving anyone waiting.
+    The workers are forked once, before this process holds any result, and each reads one part after
+    another: memory a part freed serves the next instead of being asked of the kernel again. A worker that
+    dies (killed, out of memory) breaks the pool, which says so instead of leaving anyone waiting.
     """
     context = multiprocessing.get_context("fork")
-    workers = min(worker_count(), len(parts))
-    folder = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-    results: dict[int, T] = {}
-    running: dict[int, tuple[int, Any, str]] = {}  # process sentinel → (part, process, result file)
-    queue = list(enumerate(parts))[::-1]
-
-    def start() -> None:
-        while queue and len(running) < workers:
-            index, part = queue.pop()
-            descriptor, result_path = tempfile.mkstemp(prefix="prodguardian-part-", dir=folder)
-            os.close(descriptor)
-            process = context.Process(target=_part_worker, args=(fn, part, decode, result_path), daemon=True)
-            process.start()
-            running[process.sentinel] = (index, process, result_path)
-
+    pool = ProcessPoolExecutor(min(worker_count(), len(parts)), mp_context=context, initializer=gc.disable)
     try:
-        start()
-        while running:
-            finished = [running.pop(cast(int, s)) for s in multiprocessing.connection.wait(list(running))]
-            for _, process, _ in finished:
-                process.join()
-            start()  # the next parts first: reading a result here overlaps with their parsing
-            failed = False
-            for index, process, result_path in finished:
-                try:
-                    if process.exitcode == 0 and not failed:
-                        with open(result_path, "rb") as result:
-                            done, results[index] = pickle.load(result)
-                        failed = not done
-                    else:
-                        failed = True
-                finally:
-                    os.unlink(result_path)
-            if failed:
-                return None
-        return [results[index] for index in range(len(parts))]
+        return list(pool.map(functools.partial(_read_part, fn, decode), parts))
     except Exception:  # any failure: the exact reader runs again, here, and says what is wrong
         return None
     finally:
-        for _, process, result_path in running.values():
-            process.kill()
-            process.join()
-            with contextlib.suppress(OSError):
-                os.unlink(result_path)
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
-_RETAINED: list[Any] = []  # in a worker: every batch it parsed, left for the exit to free
+def _read_part(fn: Callable[[Iterator[list[Any]]], T], decode: Decode, part: _PartSpec) -> T:
+    return fn(part_batches(part, decode))
 
 
-def _part_worker(
-    fn: Callable[[Iterator[list[Any]]], Any], part: _PartSpec, decode: Decode, result_path: str
-) -> None:
-    gc.disable()  # the parsed entries hold no reference cycles, and the process ends soon
+def _run_parts_here(
+    parts: list[_PartSpec], fn: Callable[[Iterator[list[Any]]], T], decode: Decode
+) -> list[T] | None:
+    """`fn` over each part in turn, in this process; None if any part failed."""
     try:
-        reply: tuple[bool, Any] = (True, fn(_retained(part_batches(part, decode))))
-    except BaseException as exc:  # told to the parent, which then reads the file itself
-        reply = (False, f"{type(exc).__name__}: {exc}")
-    try:
-        with open(result_path, "wb") as result:
-            pickle.dump(reply, result, protocol=pickle.HIGHEST_PROTOCOL)
-    except BaseException:  # unpicklable, disk full: say so, without a traceback on the user's terminal
-        with contextlib.suppress(BaseException), open(result_path, "wb") as result:
-            pickle.dump((False, None), result)
-
-
-def _retained(batches: Iterator[list[Any]]) -> Iterator[list[Any]]:
-    for batch in batches:
-        _RETAINED.append(batch)
-        yield batch
+        return [_read_part(fn, decode, part) for part in parts]
+    except Exception:  # as with workers: the exact reader runs again and says what is wrong
+        return None
 
 
 def part_batches(part: _PartSpec, decode: Decode = orjson.loads) -> Iterator[list[Any]]:
     """The entries of one part, in batches; `_Unsplittable` if it is not a run of whole entries."""
     with open(part.path, "rb") as raw:
-        raw.seek(part.start)
         if part.closer is not None:
             yield _array_part(raw, part, decode)
             return
+        raw.seek(part.start)
         reader = _Reader(_Bounded(raw, part.end - part.start), part.path, b"", decode)  # type: ignore[arg-type]
         reader.offset = part.start
         yield from reader._lines()
@@ -596,33 +554,38 @@ def part_batches(part: _PartSpec, decode: Decode = orjson.loads) -> Iterator[lis
 def _array_part(raw: IO[bytes], part: _PartSpec, decode: Decode) -> list[Any]:
     """The entries of one part of a pretty-printed array, in one decode.
 
-    The part is read into a buffer one byte longer at each end, and the separators around it become the
-    brackets of an array in place: the comma before its first entry (the byte before the first part), and
-    the byte after its last entry (the last part holds the array's own `]`). No copy of the text is made,
-    and a part that is not a run of whole, comma-separated entries does not decode.
+    The file is mapped copy-on-write and the separators around the part become the brackets of an array in
+    place: the array's own `[` before the first part, the comma before any other part's first entry, the
+    byte after its last entry (the last part holds the array's own `]`). The text is neither read nor
+    copied (the kernel maps page-cache pages, many a fault), and a part that is not a run of whole,
+    comma-separated entries does not decode.
     """
-    size = part.end - part.start
-    buf = bytearray(size + 2)
-    if raw.readinto(memoryview(buf)[1 : size + 1]) != size:  # type: ignore[attr-defined]
-        raise _Unsplittable
-    buf[0] = buf[size + 1] = ord(" ")
-    at = 1
-    while at <= size and buf[at] in b" \t\r\n":
-        at += 1
-    if part.first:
-        buf[0] = ord("[")
-    elif at <= size and buf[at] == ord(","):
-        buf[at] = ord("[")
-    elif part.last and buf[at:].strip() == b"]":  # the last part may hold only the closing bracket
-        return []
-    else:
-        raise _Unsplittable
-    if not part.last:
-        buf[size + 1] = ord("]")
-    try:
-        entries = decode(buf)
-    except orjson.JSONDecodeError:
-        raise _Unsplittable from None
+    with mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_COPY) as mapped:
+        begin, end = part.start, part.end
+        while begin < end and mapped[begin] in b" \t\r\n":
+            begin += 1
+        if part.first:
+            begin = part.start - 1
+            if begin < 0 or mapped[begin] != ord("["):
+                raise _Unsplittable
+        elif begin < end and mapped[begin] == ord(","):
+            mapped[begin] = ord("[")
+        elif (
+            part.last and mapped[begin:end].strip() == b"]"
+        ):  # the last part may hold only the closing bracket
+            return []
+        else:
+            raise _Unsplittable
+        if not part.last:
+            if end >= len(mapped):
+                raise _Unsplittable
+            mapped[end] = ord("]")
+            end += 1
+        with memoryview(mapped)[begin:end] as text:
+            try:
+                entries = decode(text)
+            except orjson.JSONDecodeError:
+                raise _Unsplittable from None
     if not isinstance(entries, list):
         raise _Unsplittable
     return entries

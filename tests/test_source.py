@@ -6,7 +6,11 @@ import gzip
 import io
 import itertools
 import json
+import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -113,7 +117,7 @@ def test_large_export_streams_in_bounded_batches(tmp_path: Path, monkeypatch: py
 
 
 def _parts(path: Path, cuts: list[int]) -> list[source._PartSpec]:
-    bounds = [2, *cuts, path.stat().st_size]  # an export starts with "[\n"
+    bounds = [1, *cuts, path.stat().st_size]  # the first part starts after the "["
     last = len(bounds) - 2
     return [
         source._PartSpec(str(path), a, b, b"\n  }", first=i == 0, last=i == last)
@@ -156,3 +160,27 @@ def test_a_part_that_is_not_whole_comma_separated_entries_does_not_decode(
     with pytest.raises(source._Unsplittable):
         for part in _parts(path, [cut]):
             list(source.part_batches(part))
+
+
+_PARENT = os.getpid()
+
+
+def _count_or_die(batches: Iterator[list[Any]]) -> int:
+    """Entries of a part; in a worker, it dies without a word."""
+    count = sum(len(batch) for batch in batches)
+    if os.getpid() != _PARENT:
+        os._exit(9)
+    return count
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers are forked on Linux only")
+def test_a_worker_that_dies_breaks_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A killed worker (out of memory, say) leaves nobody waiting: the file is read again in this process."""
+    path = tmp_path / "export.json"
+    write_export(ENTRIES * 4000, str(path))
+    monkeypatch.setattr(source, "PARALLEL_MIN_BYTES", 1 << 20)
+    monkeypatch.setattr(source, "PART_BYTES", 1 << 20)
+    monkeypatch.setenv(source.WORKERS_ENV, "2")
+    monkeypatch.setattr(source.threading, "active_count", lambda: 1)
+    assert len(source._plan_parts(str(path)) or []) > 2
+    assert list(FileSource(str(path)).map_parts(_count_or_die)) == [len(ENTRIES) * 4000]
