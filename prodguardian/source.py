@@ -1,9 +1,10 @@
 """Sources of LogEntry dicts: exported files (JSON array, JSON Lines, entries:list responses, gzip, stdin).
 
 Every source yields entries in the Cloud Logging API's JSON shape; nothing downstream knows where they came
-from. Files are parsed in streaming batches so a 1 GB export never has to sit in memory whole, and a large
-uncompressed export can be cut at entry boundaries into parts that worker processes read in parallel
-(`FileSource.map_parts`).
+from (a `decode` given by the caller may build lighter typed entries instead of dicts). Files are parsed in
+streaming batches so a 1 GB export never has to sit in memory whole, and a large uncompressed export can be
+cut at entry boundaries into parts, each mapped and decoded in place in one go, that worker processes read
+in parallel where they can be forked (`FileSource.map_parts`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from prodguardian.files import atomic_writer
 
 CHUNK_BYTES = 8 << 20
 MAX_ENTRY_BYTES = 64 << 20  # Cloud Logging caps an entry at 256 KiB; anything this large is not a log entry
-PARALLEL_MIN_BYTES = 48 << 20  # below this, starting worker processes costs more than it saves
+PARALLEL_MIN_BYTES = 48 << 20  # below this, cutting into parts and starting workers costs more than it saves
 PART_BYTES = 32 << 20  # a worker's unit of work (parts are handed out in file order)
 WORKERS_ENV = "PRODGUARDIAN_WORKERS"  # worker processes for a large export; 1 reads it in this process
 _INCREMENTAL_BATCH = 1024
