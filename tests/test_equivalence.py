@@ -240,34 +240,39 @@ def test_fast_table_equals_the_reference(entries: list[dict[str, Any]], referenc
     assert_same_events(build_events(iter(entries)), reference)  # a plain iterator, cut into batches
 
 
+@pytest.mark.parametrize("workers", ["2", "1"], ids=["forked-workers", "this-process"])
 @pytest.mark.parametrize("jsonl", [False, True], ids=["gcloud-array", "json-lines"])
-def test_worker_processes_read_the_same(
+def test_parts_read_the_same(
     entries: list[dict[str, Any]],
     reference: Events,
     pack: RulePack,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     jsonl: bool,
+    workers: str,
 ) -> None:
-    """A file cut into parts read by forked workers gives the same table, matches and report."""
+    """A file cut into parts, read by forked workers or one after another here (as where fork is not
+    available), gives the same table, matches and report."""
     path = tmp_path / ("export.jsonl" if jsonl else "export.json")
     write_export(entries, str(path), jsonl=jsonl)
     monkeypatch.setattr(source, "PARALLEL_MIN_BYTES", 1 << 20)
     monkeypatch.setattr(source, "PART_BYTES", 4 << 20)  # about 15 parts
     monkeypatch.setattr(source, "CHUNK_BYTES", 1 << 20)
-    monkeypatch.setenv(source.WORKERS_ENV, "2")
+    monkeypatch.setenv(source.WORKERS_ENV, workers)
     monkeypatch.setattr(source.threading, "active_count", lambda: 1)  # other tests' servers may be running
-    outcomes: list[bool] = []
-    run_parts = source._run_parts
+    outcomes: list[tuple[str, bool]] = []
+    for name in ("_run_parts", "_run_parts_here"):
+        run_parts = getattr(source, name)
 
-    def recorded(*args: Any) -> Any:
-        result = run_parts(*args)
-        outcomes.append(result is not None)
-        return result
+        def recorded(*args: Any, _run: Any = run_parts, _name: str = name) -> Any:
+            result = _run(*args)
+            outcomes.append((_name, result is not None))
+            return result
 
-    monkeypatch.setattr(source, "_run_parts", recorded)
+        monkeypatch.setattr(source, name, recorded)
     parallel = build_events(FileSource(str(path)))
-    assert outcomes == [True], "the workers were not used"
+    expected = "_run_parts" if workers == "2" else "_run_parts_here"
+    assert outcomes == [(expected, True)], "the parts were not read as planned"
     assert_same_events(parallel, reference)
     fast, simple = classify(parallel.table, pack), classify(reference.table, pack)
     pd.testing.assert_frame_equal(fast.matches, simple.matches, check_exact=True)
