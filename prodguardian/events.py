@@ -296,7 +296,9 @@ def _extract_batch(
         labels = resource.labels if resource.__class__ is resource_type else None
         if labels.__class__ is not labels_type:
             labels = no_labels
-        name = labels.service_name or ""
+        # A label is a string: any other value is as good as missing (and would not even be hashable).
+        name = labels.service_name
+        name = intern(name, name) if name.__class__ is text else ""
         services[name] = services.get(name, 0) + 1
         if service is not None and name != service:
             other += 1
@@ -305,7 +307,8 @@ def _extract_batch(
         if log_name.__class__ is not text:
             log_name = ""
         if project is None:
-            project = labels.project_id or _project_of(log_name)
+            project_id = labels.project_id
+            project = project_id if project_id.__class__ is text and project_id else _project_of(log_name)
         try:
             kind = kinds[log_name]
         except KeyError:
@@ -323,9 +326,7 @@ def _extract_batch(
         http = entry.http_request
         entry_labels = entry.labels
         instance = entry_labels.instanceId if entry_labels.__class__ is labels_type else None
-        instance = instance or ""
-        if instance.__class__ is text:
-            instance = intern(instance, instance)
+        instance = intern(instance, instance) if instance.__class__ is text else ""
         if (
             kind == "app"
             and http.__class__ is not http_type
@@ -360,6 +361,8 @@ def _extract_batch(
             status = http.status
             if status.__class__ is not int:
                 status = _int(status)
+            if status is not None and not 0 <= status < 1000:  # not an HTTP status
+                status = None
             latency = http.latency  # Cloud Logging's Duration text ("0.112114537s")
             if isinstance(latency, text) and latency.endswith("s"):
                 try:
@@ -377,16 +380,18 @@ def _extract_batch(
             ):
                 kind = "websocket"
             path: str | None = route
-            if method.__class__ is text:
-                method = intern(method, method)
-            if user_agent.__class__ is text:
-                user_agent = intern(user_agent, user_agent)
+            method = intern(method, method) if method.__class__ is text else None
+            user_agent = intern(user_agent, user_agent) if user_agent.__class__ is text else None
         else:
             method = path = status = latency = user_agent = None
         if location and isinstance(location, mapping):
             source_file = location.get("file")
             source_line = _int(location.get("line"))
             source_function = location.get("function")
+            if source_file.__class__ is not text:
+                source_file = None
+            if source_function.__class__ is not text:
+                source_function = None
         else:
             source_file = source_line = source_function = None
         severity = entry.severity
@@ -398,16 +403,11 @@ def _extract_batch(
             rank = SEVERITY_RANKS.get(text(severity or "DEFAULT").upper(), 0)
         if not isinstance(message, text):
             message = None
-        revision = labels.revision_name or ""
-        region = labels.location or ""
-        trace = entry.trace or ""
-        # Only strings: a dict would hand back 1 for True (equal keys), and not every value is hashable.
-        if name.__class__ is text:
-            name = intern(name, name)
-        if revision.__class__ is text:
-            revision = intern(revision, revision)
-        if region.__class__ is text:
-            region = intern(region, region)
+        revision = labels.revision_name
+        revision = intern(revision, revision) if revision.__class__ is text else ""
+        region = labels.location
+        region = intern(region, region) if region.__class__ is text else ""
+        trace = entry.trace
         add(
             (
                 timestamp,
@@ -557,7 +557,7 @@ def _payload_message(payload: dict[str, Any]) -> str | None:
 def _int(value: Any) -> int | None:
     try:
         return int(value) if value is not None and value != "" else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
 
 

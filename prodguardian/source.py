@@ -610,10 +610,18 @@ def write_export(entries: Iterable[Any], path: str, *, jsonl: bool = False) -> i
         out.write(b"" if jsonl else b"[\n")
         for entry in itertools.chain(first, pending):
             if jsonl:
-                out.write(orjson.dumps(entry) + b"\n")
+                out.write(_dumps(entry, indent=False) + b"\n")
             else:
-                body = orjson.dumps(entry, option=orjson.OPT_INDENT_2).replace(b"\n", b"\n  ")
+                body = _dumps(entry, indent=True).replace(b"\n", b"\n  ")
                 out.write((b",\n  " if count else b"  ") + body)
             count += 1
         out.write(b"" if jsonl else (b"\n]\n" if count else b"]\n"))
     return count
+
+
+def _dumps(entry: Any, *, indent: bool) -> bytes:
+    """An entry as JSON; the standard library writes what orjson refuses (an integer beyond 64 bits)."""
+    try:
+        return orjson.dumps(entry, option=orjson.OPT_INDENT_2 if indent else None)
+    except TypeError:
+        return json.dumps(entry, indent=2 if indent else None, ensure_ascii=False).encode()

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from prodguardian.check import CheckOptions, run_check
 from prodguardian.events import build_events, describe_traceback
+from prodguardian.render import render
+from prodguardian.simulate import generate
+from prodguardian.source import FileSource, write_export
 from tests import logs
 
 
@@ -101,3 +111,60 @@ def test_lines_without_trace_join_by_instance_time_and_path() -> None:
 def test_successful_requests_and_info_lines_are_no_failure() -> None:
     table = build_events([logs.request(0, "/api/a"), logs.json_line(0.01, "Thread loaded")]).table
     assert (table["failure"] == -1).all()
+
+
+_ODD_VALUES = (["x"], {"a": 1}, 5, 1.5, True, None, "", 10**30, float("inf"), "\u202e")
+_ODD_FIELDS = (
+    ("resource", "labels", "service_name"),
+    ("resource", "labels", "revision_name"),
+    ("resource", "labels", "location"),
+    ("resource", "labels", "project_id"),
+    ("labels", "instanceId"),
+    ("logName",),
+    ("severity",),
+    ("trace",),
+    ("timestamp",),
+    ("textPayload",),
+    ("jsonPayload",),
+    ("jsonPayload", "message"),
+    ("sourceLocation",),
+    ("sourceLocation", "file"),
+    ("sourceLocation", "line"),
+    ("sourceLocation", "function"),
+    ("resource",),
+    ("labels",),
+    ("httpRequest",),
+    ("httpRequest", "status"),
+    ("httpRequest", "requestUrl"),
+    ("httpRequest", "latency"),
+    ("httpRequest", "userAgent"),
+    ("httpRequest", "requestMethod"),
+    ("httpRequest", "protocol"),
+)
+
+
+@pytest.mark.parametrize("field", _ODD_FIELDS, ids=".".join)
+def test_a_field_of_any_json_type_never_breaks_a_check(field: tuple[str, ...], tmp_path: Path) -> None:
+    """Log data is data: a field holding a list, an object, a huge number... is at worst ignored, whether
+    the entries come as dicts (the live source) or decoded from an export."""
+    entries = list(generate("db-outage", hours=2, scale=0.1))
+    for at, entry in enumerate(entries[::5]):
+        holder = entry
+        for key in field[:-1]:
+            if not isinstance(holder.get(key), dict):
+                holder[key] = {}
+            holder = holder[key]
+        holder[field[-1]] = _ODD_VALUES[at % len(_ODD_VALUES)]
+    path = tmp_path / "export.json"
+    write_export((e for e in entries if not _has_infinity(e)), str(path))  # JSON has no Infinity
+    for source in (entries, FileSource(str(path))):
+        report = run_check(source, CheckOptions(service="emergence-app")).report
+        assert report.status in {"OK", "DEGRADED", "CRITICAL", "UNKNOWN"}
+        json.loads(render(report, "json", "en"))
+        render(report, "text", "fr")
+
+
+def _has_infinity(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_has_infinity(v) for v in value.values())
+    return value == float("inf")
