@@ -17,7 +17,6 @@ import itertools
 import json
 import mmap
 import multiprocessing
-import multiprocessing.connection
 import os
 import sys
 import threading
@@ -228,11 +227,7 @@ class _Reader:
 
     def _skip_separator(self) -> None:
         """whitespace, then a comma (consumed) or the closing bracket (kept for the tail)."""
-        while True:
-            stripped = self.buf.lstrip()
-            self.consume(len(self.buf) - len(stripped))
-            if self.buf or not self.fill():
-                break
+        self._skip_blank()
         if self.buf.startswith(b","):
             self.consume(1)
         elif self.buf and not self.buf.startswith(b"]"):
@@ -318,25 +313,11 @@ class _Reader:
 
     def object_or_lines(self) -> Iterator[list[Any]]:
         """JSON Lines (one entry a line), or one document: an entries:list response or a single entry."""
-        while b"\n" not in self.buf and self.fill():
-            pass
-        first_line = self.buf.split(b"\n", 1)[0]
-        try:
-            first = orjson.loads(first_line)
-        except orjson.JSONDecodeError:
-            yield from self._document()
-            return
-        if (
-            isinstance(first, dict)
-            and isinstance(first.get("entries"), list)
-            and b"\n" not in self.buf.strip()
-        ):
-            yield first["entries"]
-            return
-        yield from self._lines()
+        yield from (self._lines() if self._is_lines() else self._document())
 
     def _is_lines(self) -> bool:
-        """What `object_or_lines` decides, without reading further than it does: JSON Lines or not."""
+        """Whether the text is JSON Lines, from its first line (read as far as that): not if that line is no
+        JSON, or is an entries:list response that is the whole text."""
         while b"\n" not in self.buf and self.fill():
             pass
         try:
