@@ -157,7 +157,7 @@ def classify(events: pd.DataFrame, pack: RulePack) -> Classified:
             hit = _fallback_mask(events, rule, messages, suppressed, matched, pack)
             if hit.any():
                 rows = _match_rows(events, hit, rule)
-                rows["group"] = [_group_key(events, r) for r in rows["row"]]
+                rows["group"] = _failure_groups(events, rows["row"].to_numpy())
                 matched = pd.concat([matched, rows], ignore_index=True)
     return Classified(events, matched)
 
@@ -263,6 +263,24 @@ def _fallback_mask(
     explained_failures = failures[explained["row"].to_numpy()]
     mask &= ~np.isin(failures, explained_failures[explained_failures >= 0])
     return np.asarray(mask, dtype=bool)
+
+
+def _failure_groups(events: pd.DataFrame, rows: np.ndarray) -> list[str]:
+    """The group of each unknown error row, one per failure: the lines of one failure (a "setup failed"
+    line, its detail, the traceback) all take the group of its traceback's root exception, else of its
+    first line, so one failure is one finding, counted once."""
+    groups = [_group_key(events, r) for r in rows.tolist()]
+    failures = events["failure"].to_numpy()[rows]
+    traced = events["exc_type"].notna().to_numpy()[rows]
+    first: dict[int, str] = {}
+    traced_group: dict[int, str] = {}
+    for failure, group, has_trace in zip(failures.tolist(), groups, traced.tolist(), strict=True):
+        first.setdefault(failure, group)
+        if has_trace:
+            traced_group.setdefault(failure, group)
+    return [
+        traced_group.get(f, first[f]) if f >= 0 else g for f, g in zip(failures.tolist(), groups, strict=True)
+    ]
 
 
 def _text(value: Any) -> str:

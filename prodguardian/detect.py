@@ -146,8 +146,15 @@ def _failure_findings(
         rate = count / denominator if denominator else None
         worst = _worst_revision(part, aggs, of) if of else None
         judged_rate = max(rate or 0.0, worst[1]) if worst and worst[2] >= _min_count(rule) else rate
+        evidence = aggs.evidence.get((rule.id, str(group)))
         severity, threshold = _judge(
-            rule, count, judged_rate, count / aggs.window.hours, baseline_rate, aggs.window.hours
+            rule,
+            count,
+            judged_rate,
+            count / aggs.window.hours,
+            baseline_rate,
+            aggs.window.hours,
+            evidence.instances if evidence else 0,
         )
         caused = part[part["caused_by"] != ""]
         findings.append(
@@ -165,7 +172,7 @@ def _failure_findings(
                 caused_by=_most_failures(caused, "caused_by"),
                 caused_count=_failures(caused),
                 threshold=threshold,
-                evidence=aggs.evidence.get((rule.id, str(group))),
+                evidence=evidence,
                 worst_revision=worst if worst and judged_rate != rate else None,
             )
         )
@@ -202,11 +209,19 @@ def _denominator_of(rule: Rule) -> str | None:
 
 
 def _judge(
-    rule: Rule, count: int, rate: float | None, per_hour: float, baseline_rate: float | None, hours: float
+    rule: Rule,
+    count: int,
+    rate: float | None,
+    per_hour: float,
+    baseline_rate: float | None,
+    hours: float,
+    instances: int,
 ) -> tuple[str, dict[str, Any] | None]:
     """The severity of a count: CRITICAL or DEGRADED when that threshold is crossed, else INFO."""
     for severity, threshold in (("CRITICAL", rule.critical), ("DEGRADED", rule.degraded)):
-        if threshold is not None and _crossed(threshold, count, rate, per_hour, baseline_rate, hours):
+        if threshold is not None and _crossed(
+            threshold, count, rate, per_hour, baseline_rate, hours, instances
+        ):
             return severity, _describe(threshold)
     return "INFO", None
 
@@ -218,8 +233,11 @@ def _crossed(
     per_hour: float,
     baseline_rate: float | None,
     hours: float,
+    instances: int,
 ) -> bool:
     if count < threshold.min_count:
+        return False
+    if threshold.instances is not None and instances < threshold.instances:
         return False
     if threshold.count is not None and count < threshold.count:
         return False

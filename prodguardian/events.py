@@ -66,7 +66,13 @@ COLUMNS = (
     "source_line",
     "source_function",
     "location",
+    "insert_id",
 )
+# Resource types whose entries are the service's own: any other (Cloud Scheduler jobs, load balancers, Cloud
+# Tasks...) may carry an httpRequest for a call that the service's own request log records again.
+CLOUD_RUN_RESOURCES = frozenset({"cloud_run_revision", "cloud_run_service", "cloud_run_job"})
+# Error Reporting's payload type: such an entry is an error whatever severity it was written with.
+_REPORTED_ERROR = "type.googleapis.com/google.devtools.clouderrorreporting.v1beta1.ReportedErrorEvent"
 
 
 # Entries are decoded straight into these structs: only the fields the pipeline reads are built, everything
@@ -86,7 +92,18 @@ class _Labels(msgspec.Struct, gc=False):
 
 
 class _Resource(msgspec.Struct, gc=False):
+    type: Any = None
     labels: _Labels | _NOT_AN_OBJECT = None
+
+
+class _Status(msgspec.Struct, gc=False):
+    message: Any = None
+
+
+class _Proto(msgspec.Struct, gc=False):
+    """An audit log's payload: what the pipeline reads is the status message (a revision not ready...)."""
+
+    status: _Status | _NOT_AN_OBJECT = None
 
 
 class _Http(msgspec.Struct, gc=False, rename="camel"):
@@ -102,10 +119,13 @@ class LogEntry(msgspec.Struct, gc=False, rename="camel"):
     """The fields of a LogEntry that the pipeline reads."""
 
     timestamp: Any = None
+    insert_id: Any = None
     log_name: Any = None
     severity: Any = None
     text_payload: Any = None
     json_payload: Any = None
+    proto_payload: _Proto | _NOT_AN_OBJECT = None
+    error_groups: Any = None
     trace: Any = None
     source_location: Any = None
     resource: _Resource | _NOT_AN_OBJECT = None
@@ -152,6 +172,8 @@ class Totals:
     echoes: int = 0
     merged_lines: int = 0
     other_services: int = 0
+    other_resources: int = 0  # entries of resources that are not Cloud Run's (a scheduler job, a balancer)
+    duplicates: int = 0  # the same entry (insertId and timestamp) read again
 
 
 @dataclass
@@ -184,6 +206,7 @@ def build_events(entries: Iterable[Any], service: str | None = None) -> Events:
             totals.entries += part.entries
             totals.skipped += part.skipped
             totals.other_services += part.other_services
+            totals.other_resources += part.other_resources
             for name, count in part.services.items():
                 services[name] = services.get(name, 0) + count
             if project is None:
@@ -237,6 +260,7 @@ class _Part:
     entries: int = 0
     skipped: int = 0
     other_services: int = 0
+    other_resources: int = 0
     services: dict[str, int] = field(default_factory=dict)
     project: str | None = None
 
@@ -275,10 +299,12 @@ def _extract_batch(
     add = rows.append
     services = part.services
     project = part.project
-    skipped = other = 0
+    skipped = other = foreign = 0
     mapping = dict
     text = str
     entry_type, labels_type, resource_type, http_type = LogEntry, _Labels, _Resource, _Http
+    proto_type, status_type = _Proto, _Status
+    cloud_run = CLOUD_RUN_RESOURCES
     no_labels = _NO_LABELS
     echo_match = _ECHO.match
     echo_prefixes = _ECHO_PREFIXES
@@ -293,7 +319,13 @@ def _extract_batch(
             skipped += 1
             continue
         resource = entry.resource
-        labels = resource.labels if resource.__class__ is resource_type else None
+        if resource.__class__ is resource_type:
+            if resource.type.__class__ is text and resource.type not in cloud_run:
+                foreign += 1
+                continue
+            labels = resource.labels
+        else:
+            labels = None
         if labels.__class__ is not labels_type:
             labels = no_labels
         # A label is a string: any other value is as good as missing (and would not even be hashable).
@@ -321,6 +353,9 @@ def _extract_batch(
         else:
             payload = None
             message = entry.text_payload
+            proto = entry.proto_payload
+            if proto.__class__ is proto_type and proto.status.__class__ is status_type:
+                message = proto.status.message
         if isinstance(message, text) and len(message) > limit:
             message = message[:limit]
         http = entry.http_request
@@ -403,11 +438,14 @@ def _extract_batch(
             rank = SEVERITY_RANKS.get(text(severity or "DEFAULT").upper(), 0)
         if not isinstance(message, text):
             message = None
+        if entry.error_groups or (payload is not None and payload.get("@type") == _REPORTED_ERROR):
+            rank = max(rank, 500)  # Error Reporting took it for an error
         revision = labels.revision_name
         revision = intern(revision, revision) if revision.__class__ is text else ""
         region = labels.location
         region = intern(region, region) if region.__class__ is text else ""
         trace = entry.trace
+        insert_id = entry.insert_id
         add(
             (
                 timestamp,
@@ -428,18 +466,20 @@ def _extract_batch(
                 source_line,
                 source_function,
                 region,
+                insert_id if insert_id.__class__ is text else None,
                 False,
             )
         )
     part.entries += len(batch)
     part.skipped += skipped
     part.other_services += other
+    part.other_resources += foreign
     part.project = project
 
 
 _ROW = (*COLUMNS, "echo")
 _ECHO_LINE = "INFO: (an echo)"  # what an echo row holds as its message: never part of a traceback
-_ECHO_TAIL = (None,) * 5 + (_ECHO_LINE,) + (None,) * 5 + (True,)  # method … location, then `echo`
+_ECHO_TAIL = (None,) * 5 + (_ECHO_LINE,) + (None,) * 6 + (True,)  # method … insert_id, then `echo`
 assert len(_ECHO_TAIL) == len(_ROW) - 7
 _TYPED = {"severity": np.int32, "latency_s": np.float64, "echo": np.bool_}
 
@@ -489,6 +529,7 @@ def _concatenate(pieces: list[dict[str, Any]]) -> dict[str, Any]:
 def _fold(columns: dict[str, Any], totals: Totals) -> tuple[pd.DataFrame, pd.Series]:
     """The events table in time order (stable: entries of one timestamp keep the input's order), each split
     traceback folded into its first line and the echoes dropped; and the times of the folded lines."""
+    _drop_duplicates(columns, totals)
     ts = columns.pop("ts")
     order = np.argsort(ts, kind="stable")
     ts = ts[order]
@@ -527,6 +568,24 @@ def _fold(columns: dict[str, Any], totals: Totals) -> tuple[pd.DataFrame, pd.Ser
     return pd.DataFrame(data, copy=False), folded_times
 
 
+def _drop_duplicates(columns: dict[str, Any], totals: Totals) -> None:
+    """Keep the first of entries read twice (overlapping exports, a file read from two fetches): the same
+    insertId at the same timestamp. Entries without an insertId are all kept."""
+    ids = columns["insert_id"]
+    known = np.flatnonzero(pd.notna(ids))
+    if len(known) < 2:
+        return
+    keys = pd.DataFrame({"id": ids[known], "ts": columns["ts"][known]})
+    repeated = known[keys.duplicated().to_numpy()]
+    if not len(repeated):
+        return
+    kept = np.ones(len(ids), dtype=bool)
+    kept[repeated] = False
+    totals.duplicates += len(repeated)
+    for name, column in columns.items():
+        columns[name] = column[kept]
+
+
 def _project_of(log_name: Any) -> str | None:
     if isinstance(log_name, str) and log_name.startswith("projects/"):
         return log_name.split("/", 2)[1]
@@ -543,7 +602,7 @@ def _kind(log_name: str) -> str:
         return "app"
     if log_name.endswith("%2Frequests"):
         return "request"
-    return "system" if "run.googleapis.com" in log_name else "app"
+    return "system" if "run.googleapis.com" in log_name or "cloudaudit.googleapis.com" in log_name else "app"
 
 
 def _payload_message(payload: dict[str, Any]) -> str | None:
@@ -690,9 +749,13 @@ def _app_relative(path: Any) -> Any:
 def link_failures(table: pd.DataFrame) -> np.ndarray:
     """A failure id per row (-1 for rows that are no failure's part), shared by the lines of one failure.
 
-    A failing request is a failure; a line joins it by trace, else by instance and time (within the request
-    plus CORRELATION_GAP_S) and path when the line names one; other error lines on one instance chain together
-    when a gap of at most CORRELATION_GAP_S separates them.
+    A failing request is a failure. A line with a trace joins only that trace's failure. A line without one,
+    on an instance, continues the failure its previous line opened when at most CORRELATION_GAP_S separate
+    them and that failure has no traceback yet (a "request failed" line, then its traceback); otherwise it
+    claims the nearest failing request of its instance whose span (± the gap) holds it, with the same path
+    when the line names one, and that no other line has claimed: five failing requests with five tracebacks
+    are five failures. A line that can claim none closes the previous failure when it follows it within the
+    gap (a "worker exiting" line after a traceback), else it is a failure of its own.
     """
     failure = np.full(len(table), -1, dtype=np.int64)
     kind = table["kind"].to_numpy()
@@ -705,7 +768,9 @@ def link_failures(table: pd.DataFrame) -> np.ndarray:
         return failure
     seconds = epoch_seconds(table["ts"])
     requests = _FailingRequests(table, failing, seconds)
+    has_trace = table["exc_type"].notna().to_numpy() if "exc_type" in table else np.zeros(len(table), bool)
     last_line: dict[str, tuple[float, int]] = {}
+    closed: set[int] = set()  # failures that already hold a traceback
     traces, instances, messages = (
         table["trace"].to_numpy(),
         table["instance"].to_numpy(),
@@ -714,16 +779,21 @@ def link_failures(table: pd.DataFrame) -> np.ndarray:
     by_trace: dict[str, int] = {}  # failures already holding a line of each trace
     for row in np.flatnonzero(errorish):
         at, instance, trace = seconds[row], instances[row], traces[row]
+        previous = last_line.get(instance)
+        recent = previous[1] if previous and at - previous[0] <= CORRELATION_GAP_S else -1
         if trace:  # a line with a trace joins only that trace's failure
             joined = requests.by_trace.get(trace, by_trace.get(trace, -1))
+        elif recent >= 0 and recent not in closed:
+            joined = recent
         else:
-            joined = requests.near(instance, at, _named_path(messages[row]))
-            previous = last_line.get(instance)
-            if joined < 0 and previous and at - previous[0] <= CORRELATION_GAP_S:
-                joined = previous[1]
+            joined = requests.claim(instance, at, _named_path(messages[row]))
+            if joined < 0:
+                joined = recent
         failure[row] = joined if joined >= 0 else row
         if trace:
             by_trace.setdefault(trace, int(failure[row]))
+        if has_trace[row]:
+            closed.add(int(failure[row]))
         last_line[instance] = (at, int(failure[row]))
     return failure
 
@@ -744,9 +814,11 @@ class _FailingRequests:
                 (seconds[r], seconds[r] + latency[r], paths[r] or "", int(r))
             )
         self.starts = {k: [v[0] for v in rows_] for k, rows_ in self.by_instance.items()}
+        self.claimed: set[int] = set()
 
-    def near(self, instance: str, at: float, path: str | None) -> int:
-        """The failing request of `instance` whose span (± the gap) holds `at`, nearest start first."""
+    def claim(self, instance: str, at: float, path: str | None) -> int:
+        """The unclaimed failing request of `instance` whose span (± the gap) holds `at`, nearest start
+        first, now claimed; -1 if there is none."""
         spans = self.by_instance.get(instance)
         if not spans:
             return -1
@@ -756,11 +828,13 @@ class _FailingRequests:
         for start, end, req_path, row in reversed(spans[max(0, hi - 64) : hi]):
             if at < start - CORRELATION_GAP_S or at > end + CORRELATION_GAP_S:
                 continue
-            if path and req_path and path != req_path:
+            if (path and req_path and path != req_path) or row in self.claimed:
                 continue
             distance = abs(at - start)
             if distance < best_distance:
                 best, best_distance = row, distance
+        if best >= 0:
+            self.claimed.add(best)
         return best
 
 

@@ -57,6 +57,7 @@ _THRESHOLD = {
         "of": {"enum": ["requests", "websocket"]},
         "ms": {"type": "number", "exclusiveMinimum": 0},
         "min_count": {"type": "integer", "minimum": 1},
+        "instances": {"type": "integer", "minimum": 1},
         "above_baseline": {"type": "number", "minimum": 1},
     },
 }
@@ -101,6 +102,7 @@ RULE_SCHEMA: dict[str, Any] = {
                     "minItems": 1,
                 },
                 "user_agent": {"type": "string", "minLength": 1},
+                "infer_severity": {"type": "boolean"},
             },
         },
         "thresholds": {
@@ -161,6 +163,7 @@ class Threshold:
     of: str = "requests"
     ms: float | None = None
     min_count: int = 1
+    instances: int | None = None  # at least this many distinct instances (a crash loop, not one crash)
     above_baseline: float | None = None
 
 
@@ -177,6 +180,7 @@ class Match:
     path_prefixes: tuple[str, ...] = ()
     path_segments: frozenset[str] = frozenset()  # whole segments anywhere in the path, e.g. ".env"
     user_agent: str | None = None
+    infer_severity: bool = True  # False: `severity` tests only the severity the entry itself carries
 
 
 @dataclass(frozen=True)
@@ -451,6 +455,7 @@ def _build_rule(raw: _LocatedDict, origin: str) -> tuple[Rule | None, list[RuleE
             path_prefixes=tuple(match_raw.get("path_prefixes", ())),
             path_segments=frozenset(match_raw.get("path_segments", ())),
             user_agent=match_raw.get("user_agent"),
+            infer_severity=match_raw.get("infer_severity", True),
         ),
         degraded=_threshold(thresholds.get("degraded")),
         critical=_threshold(thresholds.get("critical")),

@@ -94,6 +94,7 @@ def _reference_row(entry: dict[str, Any]) -> dict[str, Any]:
         source_line=int(location["line"]) if location.get("line") not in (None, "") else None,
         source_function=location.get("function"),
         location=labels.get("location") or "",
+        insert_id=entry.get("insertId"),
     )
     return row
 

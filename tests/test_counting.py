@@ -1,0 +1,107 @@
+"""One failure, one finding, counted once: one-to-one joining, chained failures, resources, duplicates."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from prodguardian.check import CheckOptions, run_check
+from prodguardian.events import build_events
+from prodguardian.rules import RulePack
+from prodguardian.verdict import Report
+from tests import logs
+
+KEY_ERROR = """Traceback (most recent call last):
+  File "/app/main.py", line 88, in get_thread
+    return threads[payload["thread_id"]]
+KeyError: 'thread_id'"""
+
+WORKER_BOOT = """Traceback (most recent call last):
+  File "/usr/local/lib/python3.11/site-packages/gunicorn/arbiter.py", line 609, in spawn_worker
+    worker.init_process()
+  File "/usr/local/lib/python3.11/site-packages/gunicorn/util.py", line 371, in import_app
+    mod = importlib.import_module(module)
+  File "/app/main.py", line 3, in <module>
+    from settings import DATABASE_URL
+ModuleNotFoundError: No module named 'settings'"""
+
+
+def check(entries: Any, pack: RulePack, **options: Any) -> Report:
+    return run_check(entries, CheckOptions(**options), pack).report
+
+
+def test_five_failing_requests_with_five_tracebacks_are_five_failures(pack: RulePack) -> None:
+    entries = []
+    for i in range(5):
+        at = 10 + i * 0.4  # five requests on one instance within two seconds
+        entries.append(logs.request(at, "/api/threads/7", 500, "0.05s", trace=f"{i:032x}"))
+        entries.append(logs.text_line(at + 0.03, KEY_ERROR, "ERROR"))
+    entries += [logs.request(100 + i, "/api/threads", 200) for i in range(40)]
+    report = check(entries, pack)
+    unknown = next(f for f in report.findings if f.category == "unknown")
+    assert unknown.count == 5
+    assert unknown.group == "KeyError: 'thread_id'"
+    http = next(f for f in report.findings if f.category == "http_5xx")
+    assert http.count == 5 and http.caused_by == "unknown-error"
+
+
+def test_a_failing_worker_start_is_one_finding_titled_by_its_exception(pack: RulePack) -> None:
+    boot = [
+        logs.text_line(5.000, "[2025-10-11 11:30:05 +0000] [8] [ERROR] Exception in worker process", "ERROR"),
+        logs.text_line(5.001, WORKER_BOOT, "ERROR"),
+        logs.text_line(
+            5.002, "[2025-10-11 11:30:05 +0000] [8] [ERROR] Worker (pid:8) exited with code 3", "ERROR"
+        ),
+        logs.text_line(5.003, "[2025-10-11 11:30:05 +0000] [1] [ERROR] Shutting down: Master", "ERROR"),
+    ]
+    report = check(boot + [logs.request(60 + i, "/", 200) for i in range(10)], pack)
+    unknown = [f for f in report.findings if f.category == "unknown"]
+    assert len(unknown) == 1
+    assert unknown[0].count == 1
+    assert unknown[0].group == "ModuleNotFoundError: No module named 'settings'"
+
+
+def test_other_resources_with_an_http_request_are_not_the_services_requests(pack: RulePack) -> None:
+    entries = []
+    for i in range(12):
+        entries.append(
+            logs.request(60 * i, "/tasks/nightly", 500, "1.2s", user_agent="Google-Cloud-Scheduler")
+        )
+        scheduler = logs.request(
+            60 * i + 1.3, "/tasks/nightly", 500, "1.3s", user_agent="Google-Cloud-Scheduler"
+        )
+        scheduler["logName"] = f"projects/{logs.PROJECT}/logs/cloudscheduler.googleapis.com%2Fexecutions"
+        scheduler["resource"] = {
+            "type": "cloud_scheduler_job",
+            "labels": {"job_id": "nightly", "location": "europe-west1", "project_id": logs.PROJECT},
+        }
+        scheduler["jsonPayload"] = {
+            "status": "INTERNAL",
+            "targetType": "HTTP",
+            "url": "https://x/tasks/nightly",
+        }
+        entries.append(scheduler)
+    events = build_events(entries)
+    assert events.totals.other_resources == 12
+    assert len(events.table) == 12
+    report = check(entries, pack)
+    http = next(f for f in report.findings if f.category == "http_5xx")
+    assert (http.count, http.denominator) == (12, 12)
+
+
+def test_an_entry_read_twice_counts_once(pack: RulePack) -> None:
+    entries = [logs.request(i, "/api/threads", 500 if i % 10 == 0 else 200) for i in range(100)]
+    overlapping = entries + copy.deepcopy(entries[50:])  # two exports that overlap by half
+    events = build_events(overlapping)
+    assert events.totals.duplicates == 50 and len(events.table) == 100
+    once, twice = check(entries, pack), check(overlapping, pack)
+    assert [(f.rule, f.count) for f in once.findings] == [(f.rule, f.count) for f in twice.findings]
+    assert once.metrics is not None and twice.metrics is not None
+    assert once.metrics.requests == twice.metrics.requests == 100
+
+
+def test_entries_without_insert_id_are_never_merged(pack: RulePack) -> None:
+    entries = [logs.text_line(1, "same line", "INFO") for _ in range(3)]
+    for entry in entries:
+        del entry["insertId"]
+    assert len(build_events(entries).table) == 3
