@@ -18,25 +18,59 @@ from prodguardian.classify import Classified
 from prodguardian.rules import RulePack
 
 QUANTILES = (0.5, 0.95, 0.99)
+# Data that starts this little after a period's start still covers it (the first request came a minute in).
+COVERAGE_SLACK = timedelta(minutes=1)
 _SCOPE_COLUMNS = ("kind", "status", "latency_s", "revision", "suppressed_by", "period", "bucket")
 MAX_EXAMPLES = 3
 
 
 @dataclass(frozen=True)
 class Window:
-    """The checked window [start, end) and the baseline [baseline_start, start) before it."""
+    """The checked window [start, end) and the baseline [baseline_start, start) before it.
+
+    `data_start` is where the input's data begins when that is later than the baseline's start (an export
+    cut by `--limit`, a service born mid-window): rates are then per hour of the time the data covers.
+    """
 
     start: datetime
     end: datetime
     baseline_start: datetime
+    data_start: datetime | None = None
+
+    def _covered(self, start: datetime) -> datetime:
+        late = self.data_start is not None and self.data_start > start + COVERAGE_SLACK
+        return self.data_start if late and self.data_start else start
+
+    @property
+    def covered_start(self) -> datetime:
+        """The start of the part of the window that the data covers."""
+        return min(self._covered(self.start), self.end)
 
     @property
     def hours(self) -> float:
+        """Hours of the window that the data covers."""
+        return max((self.end - self.covered_start) / timedelta(hours=1), 1 / 3600)
+
+    @property
+    def requested_hours(self) -> float:
         return (self.end - self.start) / timedelta(hours=1)
 
     @property
+    def partial(self) -> bool:
+        return self.covered_start > self.start
+
+    @property
+    def baseline_covered_start(self) -> datetime:
+        return min(self._covered(self.baseline_start), self.start)
+
+    @property
     def baseline_hours(self) -> float:
-        return (self.start - self.baseline_start) / timedelta(hours=1)
+        """Hours of the baseline that the data covers."""
+        return (self.start - self.baseline_covered_start) / timedelta(hours=1)
+
+    @property
+    def baseline_partial(self) -> bool:
+        return self.baseline_covered_start > self.baseline_start
 
 
 @dataclass

@@ -18,6 +18,8 @@ from prodguardian.events import Events, build_events
 from prodguardian.rules import RulePack, load_pack
 from prodguardian.verdict import Context, Report, build_report, unknown_report
 
+CLOCK_SKEW = timedelta(minutes=5)  # how far past now an entry's timestamp may be before it is not believed
+
 
 @dataclass(frozen=True)
 class CheckOptions:
@@ -43,11 +45,19 @@ def run_check(entries: Iterable[Any], options: CheckOptions, pack: RulePack | No
     events = build_events(entries, options.service)
     clock.lap("events")
     service = _service(events, options.service)
+    warnings = list(getattr(entries, "warnings", ()))
     table = events.table
+    if options.until is None:
+        table = _without_future(events, datetime.now(UTC) + CLOCK_SKEW, warnings)
     until = options.until or _after_newest(table)
-    window = Window(until - options.freshness, until, until - options.freshness - options.baseline)
+    window = Window(
+        until - options.freshness,
+        until,
+        until - options.freshness - options.baseline,
+        None if getattr(entries, "covers_window", False) else _data_start(table),
+    )
     totals: dict[str, Any] = {**vars(events.totals), "truncated": bool(getattr(entries, "truncated", False))}
-    context = Context(service, events.project, _region(table), window, totals)
+    context = Context(service, events.project, _region(table), window, totals, warnings)
     classified = classify(table, pack)
     clock.lap("classify")
     aggs = aggregate(classified, pack, window, events.folded_times)
@@ -81,6 +91,30 @@ def _service(events: Events, wanted: str | None) -> str:
         listed = ", ".join(sorted(named))
         raise ConfigError(f"the input holds {len(named)} services ({listed}): choose one with --service")
     return next(iter(named), "(unnamed service)")
+
+
+def _without_future(events: Events, latest: datetime, warnings: list[str]) -> pd.DataFrame:
+    """The table without entries stamped after `latest` (a broken clock): they never move the window."""
+    table = events.table
+    late = table["ts"] > pd.Timestamp(latest).tz_convert(None)
+    count = int(late.sum())
+    if not count:
+        return table
+    events.totals.skipped += count
+    newest = table.loc[late, "ts"].max()
+    warnings.append(
+        f"{count:,} entries stamped in the future (up to {newest:%Y-%m-%d %H:%M} UTC) were skipped:"
+        " a clock is wrong somewhere"
+    )
+    return table[~late].reset_index(drop=True)
+
+
+def _data_start(table: pd.DataFrame) -> datetime | None:
+    """When the input's data begins (its oldest entry), for the coverage of the window and baseline."""
+    if table.empty:
+        return None
+    oldest: datetime = table["ts"].min().to_pydatetime(warn=False).replace(tzinfo=UTC)
+    return oldest
 
 
 def _after_newest(table: pd.DataFrame) -> datetime:

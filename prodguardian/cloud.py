@@ -58,6 +58,14 @@ ORDER_BY = "timestamp desc"
 
 REQUEST_LOG = "run.googleapis.com/requests"
 STDERR_LOG = "run.googleapis.com/stderr"
+STDOUT_LOG = "run.googleapis.com/stdout"
+# Levels as plain lines state them (not "500 Internal Server Error" in an access line).
+STATED_PROBLEM = (
+    r"(?:^|[\s\[|:=])(?:ERROR|WARN|WARNING|CRITICAL|FATAL|SEVERE)\b|^Traceback |^panic: |^fatal error: "
+    r"|^Exception in thread |^\w*Error: |\blevel=(?i:error|warn|fatal|crit)"
+)
+# A revision that never becomes ready, and deploys, show in the audit logs (`protoPayload.status.message`).
+AUDIT_LOGS = ("cloudaudit.googleapis.com/system_event", "cloudaudit.googleapis.com/activity")
 
 LOGIN_HINT = "run `gcloud auth application-default login`"
 NO_CREDENTIALS = f"no Google credentials: {LOGIN_HINT}"
@@ -209,6 +217,10 @@ def _build_filter(query: CloudQuery, project: str) -> tuple[str, bool]:
         f"logName={_quote(_log_name(project, REQUEST_LOG), 'log name')}",
         "severity>=WARNING",
         f"(logName={_quote(_log_name(project, STDERR_LOG), 'log name')} AND severity=DEFAULT)",
+        # Plain stdout lines carry no severity either; those that state a level worth reading are pulled.
+        f"(logName={_quote(_log_name(project, STDOUT_LOG), 'log name')} AND severity=DEFAULT"
+        f" AND textPayload=~{_quote_regex(STATED_PROBLEM)})",
+        *(f"logName={_quote(_log_name(project, log), 'log name')}" for log in AUDIT_LOGS),
     ]
     candidates = [_regex_clauses(patterns, merged=False)]
     if len(patterns) > 1:
@@ -648,6 +660,11 @@ class CloudSource:
     @property
     def truncated(self) -> bool:
         return self.stats.truncated
+
+    @property
+    def covers_window(self) -> bool:
+        """The read covered the whole window (a quiet start is quiet, not missing data) unless it was cut."""
+        return not self.stats.truncated
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         self.stats = stats = ReadStats()

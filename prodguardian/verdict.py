@@ -44,6 +44,7 @@ class Context:
     region: str | None
     window: Window
     totals: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)  # about the input: future timestamps, one page of many
 
 
 @dataclass

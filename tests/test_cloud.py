@@ -13,7 +13,15 @@ import pytest
 from google.auth.credentials import Credentials
 
 from prodguardian import cloud
-from prodguardian.cloud import CloudQuery, CloudSource, ReadStats, build_filter, resolve_project
+from prodguardian.cloud import (
+    STATED_PROBLEM,
+    CloudQuery,
+    CloudSource,
+    ReadStats,
+    _quote_regex,
+    build_filter,
+    resolve_project,
+)
 from prodguardian.errors import ConfigError, ProdGuardianError, SourceError
 from tests.fake_logging_server import (
     DB_TRACEBACK,
@@ -157,6 +165,12 @@ def wanted(entry: dict[str, Any], *, regexes: tuple[str, ...] = (), service: str
         log == "run.googleapis.com%2Frequests"
         or severity >= SEVERITIES["WARNING"]
         or (log == "run.googleapis.com%2Fstderr" and severity == 0)
+        or (
+            log == "run.googleapis.com%2Fstdout"
+            and severity == 0
+            and re.search(STATED_PROBLEM, text) is not None
+        )
+        or log.startswith("cloudaudit.googleapis.com")
         or any(re.search(r, text) for r in regexes)
     )
 
@@ -250,6 +264,10 @@ def test_filter_sent_is_built_from_the_query(server: FakeLoggingServer) -> None:
         '  logName="projects/demo-project/logs/run.googleapis.com%2Frequests"\n'
         "  OR severity>=WARNING\n"
         '  OR (logName="projects/demo-project/logs/run.googleapis.com%2Fstderr" AND severity=DEFAULT)\n'
+        '  OR (logName="projects/demo-project/logs/run.googleapis.com%2Fstdout" AND severity=DEFAULT'
+        " AND textPayload=~" + _quote_regex(STATED_PROBLEM) + ")\n"
+        '  OR logName="projects/demo-project/logs/cloudaudit.googleapis.com%2Fsystem_event"\n'
+        '  OR logName="projects/demo-project/logs/cloudaudit.googleapis.com%2Factivity"\n'
         '  OR textPayload=~"Database reconnected successfully\\\\."\n'
         '  OR jsonPayload.message=~"Database reconnected successfully\\\\."\n'
         '  OR textPayload=~"said \\"hi\\""\n'
@@ -318,7 +336,7 @@ def test_long_regex_lists_are_merged_then_fall_back_to_a_coarse_filter(server: F
     merged = build_filter(query(message_regexes=medium), PROJECT)
     assert len(merged) <= cloud.MAX_FILTER_CHARS
     assert 'textPayload=~"(?:error code E0000 in module [a-z]+)|(?:error code E0001' in merged
-    assert merged.count("=~") == 2
+    assert merged.count("=~") == 3  # the stated-level clause, then one merged regex per field
     huge = tuple(f"error code E{n:04d} in module [a-z]+ at line \\d+ of file \\S+\\.py" for n in range(600))
     source, entries = read(query(message_regexes=huge))
     assert source.coarse and len(source.filter) <= cloud.MAX_FILTER_CHARS
