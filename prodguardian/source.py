@@ -1,4 +1,5 @@
-"""Sources of LogEntry dicts: exported files (JSON array, JSON Lines, entries:list responses, gzip, stdin).
+"""Sources of LogEntry dicts: exported files (JSON array, JSON Lines, entries:list responses, LogEntry objects
+pasted one after another, gzip, UTF-16 or UTF-8 with a byte order mark, stdin).
 
 Every source yields entries in the Cloud Logging API's JSON shape; nothing downstream knows where they came
 from (a `decode` given by the caller may build lighter typed entries instead of dicts). Files are parsed in
@@ -36,19 +37,28 @@ PARALLEL_MIN_BYTES = 48 << 20  # below this, cutting into parts and starting wor
 PART_BYTES = 32 << 20  # a worker's unit of work (parts are handed out in file order)
 WORKERS_ENV = "PRODGUARDIAN_WORKERS"  # worker processes for a large export; 1 reads it in this process
 _INCREMENTAL_BATCH = 1024
+PAGE_WARNING = (
+    "an entries:list page with a nextPageToken: this is one page of several, later pages are not in the file"
+)
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 T = TypeVar("T")
 Decode = Callable[[bytes | memoryview], Any]  # bytes of JSON → its value, as orjson.loads (see read_batches)
 
 
 class FileSource:
-    """Entries of one exported file (or `-` for stdin), in the order the file holds them."""
+    """Entries of one exported file (or `-` for stdin), in the order the file holds them.
+
+    `warnings` collects what reading found worth telling but not wrong (one entries:list page of several),
+    each once however often the file is read; it is complete once the entries have been read to the end.
+    """
 
     truncated = False
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.name = "<stdin>" if path == "-" else path
+        self.warnings: list[str] = []
 
     def __iter__(self) -> Iterator[Any]:
         for batch in self.batches():
@@ -57,14 +67,14 @@ class FileSource:
     def batches(self, decode: Decode = orjson.loads) -> Iterator[list[Any]]:
         """The entries in batches (one parse each), in file order; see `read_batches` for `decode`."""
         if self.path == "-":
-            yield from read_batches(sys.stdin.buffer, self.name, decode)
+            yield from read_batches(sys.stdin.buffer, self.name, decode, self.warnings)
             return
         try:
             raw = open(self.path, "rb")  # noqa: SIM115 - closed below, wrapped in gzip when needed
         except OSError as exc:
             raise InputError(exc.strerror or str(exc), self.name) from None
         with raw:
-            yield from read_batches(raw, self.name, decode)
+            yield from read_batches(raw, self.name, decode, self.warnings)
 
     def map_parts(self, fn: Callable[[Iterator[list[Any]]], T], decode: Decode = orjson.loads) -> Iterator[T]:
         """`fn` applied to the batches of each part of the file, one call per part, results in file order.
@@ -80,31 +90,44 @@ class FileSource:
             run = _run_parts if _can_fork(len(parts)) else _run_parts_here
             results = run(parts, fn, decode)
             if results is not None:
-                yield from results
+                for result, warnings in results:
+                    _add_warnings(self.warnings, warnings)
+                    yield result
                 return
         yield fn(self.batches(decode))
 
 
-def read_entries(stream: IO[bytes], name: str) -> Iterator[Any]:
+def read_entries(stream: IO[bytes], name: str, warnings: list[str] | None = None) -> Iterator[Any]:
     """Detect the export's form from its first bytes and yield its entries (any JSON value, unchecked)."""
-    for batch in read_batches(stream, name):
+    for batch in read_batches(stream, name, warnings=warnings):
         yield from batch
 
 
-def read_batches(stream: IO[bytes], name: str, decode: Decode = orjson.loads) -> Iterator[list[Any]]:
+def read_batches(
+    stream: IO[bytes], name: str, decode: Decode = orjson.loads, warnings: list[str] | None = None
+) -> Iterator[list[Any]]:
     """The entries of `read_entries`, in batches of one parse each.
 
     `decode` parses the bulk of the entries: a JSON array of entries, or one JSON Lines line. It may give
     something other than dicts (typed entries that keep only some fields); it must raise
     `orjson.JSONDecodeError` where orjson would. A few entries come from orjson or json whatever `decode` is
-    (a single document, the tail of an array, an array in a form that needs the exact decoder).
+    (a single document, pasted objects, the tail of an array, an array in a form that needs the exact
+    decoder). What is worth telling but not wrong is appended to `warnings` (each message once), if given.
+
+    UTF-16 text (a byte order mark, or a first character followed or preceded by a zero byte: what Windows
+    PowerShell 5 writes with `>`) is read as the same text in UTF-8; its byte offsets then count UTF-8 bytes.
     """
-    head = stream.read(2)
-    if head == b"\x1f\x8b":
-        stream = gzip.GzipFile(fileobj=_Prefixed(head, stream), mode="rb")  # type: ignore[call-overload]
-        head = b""
-    reader = _Reader(stream, name, head, decode)
     try:
+        head = stream.read(2)
+        if head == b"\x1f\x8b":
+            stream = gzip.GzipFile(fileobj=_Prefixed(head, stream), mode="rb")  # type: ignore[call-overload]
+            head = stream.read(2)
+        encoding = _utf16(head)
+        if encoding:
+            stream = _Transcoded(_Prefixed(head, stream), encoding, name)  # type: ignore[assignment]
+            head = b""
+        reader = _Reader(stream, name, head, decode, warnings)
+        reader.transcoded = encoding is not None
         first = reader.first_significant_byte()
         if first == ord("["):
             yield from reader.json_array()
@@ -113,11 +136,50 @@ def read_batches(stream: IO[bytes], name: str, decode: Decode = orjson.loads) ->
         elif first == -1:
             return
         elif first < 0x20 or first >= 0x80:
-            raise InputError("binary data, not a JSON log export", f"{name}: byte {reader.offset}")
+            raise InputError("binary data, not a JSON log export", reader.where(reader.offset))
         else:
             raise InputError(f"not a JSON log export (starts with {chr(first)!r})", f"{name}:1")
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise InputError(f"cannot read: {exc}", name) from None
+
+
+def _add_warnings(warnings: list[str], new: Iterable[str]) -> None:
+    warnings.extend(message for message in new if message not in warnings)
+
+
+def _utf16(head: bytes) -> str | None:
+    """The codec of text that starts with these two bytes, if it is UTF-16: a byte order mark, or (without
+    one) a JSON export's first character, ASCII, next to a zero byte."""
+    if head in _UTF16_BOMS:
+        return "utf-16"
+    if len(head) == 2 and head.count(0) == 1:
+        char = head[0] or head[1]
+        if chr(char) in "[{ \t\r\n":
+            return "utf-16-le" if head[1] == 0 else "utf-16-be"
+    return None
+
+
+class _Transcoded:
+    """A read-only stream of UTF-8: the text of another stream decoded from UTF-16 (its byte order mark,
+    if any, dropped)."""
+
+    def __init__(self, stream: _Prefixed, encoding: str, name: str) -> None:
+        self.stream, self.name = stream, name
+        self.decoder = codecs.getincrementaldecoder(encoding)()
+        self.at = 0  # bytes of the stream decoded so far
+
+    def read(self, size: int = -1) -> bytes:
+        while True:
+            data = self.stream.read(size if size > 0 else CHUNK_BYTES)
+            pending = len(self.decoder.getstate()[0])
+            try:
+                text = self.decoder.decode(data, final=not data)
+            except UnicodeDecodeError as exc:
+                at = self.at - pending + exc.start
+                raise InputError("not UTF-16 text", f"{self.name}: byte {at}") from None
+            self.at += len(data)
+            if text or not data:
+                return text.encode()
 
 
 class _Prefixed:
@@ -139,11 +201,31 @@ class _Prefixed:
 class _Reader:
     """A buffered reader that knows the byte offset of its buffer, for error messages."""
 
-    def __init__(self, stream: IO[bytes], name: str, head: bytes, decode: Decode = orjson.loads) -> None:
+    def __init__(
+        self,
+        stream: IO[bytes],
+        name: str,
+        head: bytes,
+        decode: Decode = orjson.loads,
+        warnings: list[str] | None = None,
+    ) -> None:
         self.stream, self.name, self.decode = stream, name, decode
+        self.warnings = warnings
         self.buf = head
         self.offset = 0  # file offset of self.buf[0]
+        self.line = 1  # line of self.buf[0], kept up to date where errors are named by line
         self.eof = False
+        self.transcoded = False  # the stream is UTF-16 text read as UTF-8: offsets count UTF-8 bytes
+
+    def where(self, at: int) -> str:
+        """The place of file offset `at`, for an error message."""
+        if self.transcoded:
+            return f"{self.name}: byte {at} of its text as UTF-8 (the file is UTF-16)"
+        return f"{self.name}: byte {at}"
+
+    def warn(self, message: str) -> None:
+        if self.warnings is not None:
+            _add_warnings(self.warnings, [message])
 
     def fill(self) -> bool:
         """Read one more chunk into the buffer; False at end of file."""
@@ -155,7 +237,7 @@ class _Reader:
             return False
         if b"\x00" in chunk:
             at = self.offset + len(self.buf) + chunk.index(b"\x00")
-            raise InputError("binary data, not a JSON log export", f"{self.name}: byte {at}")
+            raise InputError("binary data, not a JSON log export", self.where(at))
         self.buf += chunk
         return True
 
@@ -168,6 +250,7 @@ class _Reader:
             pass
         while True:
             stripped = self.buf.lstrip()
+            self.line += self.buf.count(b"\n", 0, len(self.buf) - len(stripped))
             self.consume(len(self.buf) - len(stripped))
             if self.buf.startswith(b"\xef\xbb\xbf"):
                 self.consume(3)
@@ -178,8 +261,7 @@ class _Reader:
                 return -1
 
     def error(self, what: str, pos: int) -> InputError:
-        at = self.offset + pos
-        return InputError(what, f"{self.name}: byte {at}")
+        return InputError(what, self.where(self.offset + pos))
 
     def json_array(self) -> Iterator[list[Any]]:
         """Stream a JSON array, cutting it into batches that orjson parses whole.
@@ -274,7 +356,7 @@ class _Reader:
             while pos < len(text) and text[pos] in " \t\r\n":
                 pos += 1
             if pos >= len(text) and not self._has_more():
-                raise InputError("truncated JSON array", f"{self.name}: byte {text_at + len(text.encode())}")
+                raise InputError("truncated JSON array", self.where(text_at + len(text.encode())))
             if pos < len(text) and text[pos] == "]" and (first or not expect_value):
                 return
             if not expect_value:
@@ -282,9 +364,7 @@ class _Reader:
                     pos, expect_value = pos + 1, True
                     continue
                 at = text_at + len(text[:pos].encode())
-                raise InputError(
-                    "invalid JSON: expected ',' or ']' after an entry", f"{self.name}: byte {at}"
-                )
+                raise InputError("invalid JSON: expected ',' or ']' after an entry", self.where(at))
             try:
                 value, pos = decoder.raw_decode(text, pos)
             except json.JSONDecodeError as exc:
@@ -292,7 +372,7 @@ class _Reader:
                     text += self._take_text(utf8, text_at)
                     continue
                 at = text_at + len(text[: exc.pos].encode())
-                raise InputError(_describe(exc, len(text)), f"{self.name}: byte {at}") from None
+                raise InputError(_describe(exc, len(text)), self.where(at)) from None
             expect_value, first = False, False
             yield value
 
@@ -307,38 +387,128 @@ class _Reader:
         try:
             return utf8.decode(data, final=self.eof)
         except UnicodeDecodeError as exc:
-            raise InputError(
-                "not UTF-8 text", f"{self.name}: byte {self.offset - len(data) + exc.start}"
-            ) from None
+            raise InputError("not UTF-8 text", self.where(self.offset - len(data) + exc.start)) from None
 
     def object_or_lines(self) -> Iterator[list[Any]]:
-        """JSON Lines (one entry a line), or one document: an entries:list response or a single entry."""
-        yield from (self._lines() if self._is_lines() else self._document())
+        """JSON Lines (one entry a line), or objects one after another: LogEntry objects pasted from the Logs
+        Explorer, an entries:list response (a page, or pages one after another) or a single entry."""
+        yield from (self._lines() if self._is_lines() else self._objects())
 
     def _is_lines(self) -> bool:
         """Whether the text is JSON Lines, from its first line (read as far as that): not if that line is no
-        JSON, or is an entries:list response that is the whole text."""
+        JSON (the first line of a pretty-printed object), or is an entries:list response."""
         while b"\n" not in self.buf and self.fill():
             pass
         try:
             first = orjson.loads(self.buf.split(b"\n", 1)[0])
         except orjson.JSONDecodeError:
             return False
-        entries_list = isinstance(first, dict) and isinstance(first.get("entries"), list)
-        return not entries_list or b"\n" in self.buf.strip()
+        return not _is_page(first)
 
-    def _document(self) -> Iterator[list[Any]]:
-        while self.fill():
-            if len(self.buf) > MAX_ENTRY_BYTES * 16:
-                raise self.error("a single JSON document this large must be a JSON array or JSON Lines", 0)
-        try:
-            doc = orjson.loads(self.buf)
-        except orjson.JSONDecodeError as exc:
-            raise self.error(_describe(exc, len(self.buf)), exc.pos) from None
-        if isinstance(doc, dict) and isinstance(doc.get("entries"), list):
-            yield doc["entries"]
+    def _objects(self) -> Iterator[list[Any]]:
+        """JSON objects one after another, separated by whitespace, one comma or nothing (`}{`), in batches
+        of a buffer; an entries:list response among them gives its entries.
+
+        Pasted objects are pretty-printed: each ends with a line `}` at the first column (newlines cannot
+        occur inside JSON strings), so the text is cut after each such line and every piece is parsed by
+        orjson, which proves the cut (a piece that parses is a whole object). A piece that does not parse
+        (a broken entry, another layout) hands the rest to the exact incremental decoder, which names the
+        line of an error. The buffer holds a batch and one object, unless no line closes an object.
+        """
+        pages = _Pages()
+        after = comma = False  # after a value: reading the separator (and whether it had its comma)
+        searched = 0  # where the search for the end of the next object resumes in the buffer
+        exact = False
+        while not exact:
+            batch: list[Any] = []
+            buf, at = self.buf, 0
+            while True:
+                if after:
+                    while at < len(buf) and buf[at] in b" \t\r\n":
+                        at += 1
+                    if at == len(buf):
+                        break
+                    if buf[at] == ord(",") and not comma:
+                        at, comma = at + 1, True
+                        continue
+                    if buf[at] != ord("{"):
+                        line = self.line + buf.count(b"\n", 0, at)
+                        raise InputError(_AFTER_OBJECT, f"{self.name}:{line}")
+                    after = comma = False
+                end = buf.find(b"\n}", max(at, searched))
+                if end < 0:
+                    searched = max(at, len(buf) - 1)
+                    exact = len(buf) - at > MAX_ENTRY_BYTES  # no object ends: not pretty-printed
+                    break
+                end += 2
+                try:
+                    pages.add(orjson.loads(memoryview(buf)[at:end]), batch)
+                except orjson.JSONDecodeError:
+                    exact = True
+                    break
+                at, after = end, True
+            self.line += buf.count(b"\n", 0, at)
+            self.consume(at)
+            searched -= at
+            if batch:
+                yield batch
+            if not exact and not self.fill():
+                if after or not self.buf:
+                    break
+                exact = True  # the last object does not end a line with `}`
         else:
-            yield [doc]
+            yield from self._objects_exactly(pages, after, comma)
+        if pages.token:
+            self.warn(PAGE_WARNING)
+
+    def _objects_exactly(self, pages: _Pages, after: bool, comma: bool) -> Iterator[list[Any]]:
+        """`_objects` from the start of the buffer, value by value with the exact decoder, in small batches.
+
+        The entries decoded before an error are handed over before it is raised, as one at a time would be.
+        """
+        decoder = json.JSONDecoder()
+        utf8 = codecs.getincrementaldecoder("utf-8")()
+        text, pos, line = "", 0, self.line  # line: the line of text[0]
+        batch: list[Any] = []
+        try:
+            while True:
+                if len(text) - pos < CHUNK_BYTES // 2 and self._has_more():
+                    line += text.count("\n", 0, pos)
+                    text, pos = text[pos:] + self._take_text(utf8, 0), 0
+                while pos < len(text) and text[pos] in " \t\r\n":
+                    pos += 1
+                if pos >= len(text):
+                    if self._has_more():
+                        continue
+                    break
+                if after and text[pos] == "," and not comma:
+                    pos, comma = pos + 1, True
+                    continue
+                if text[pos] != "{":
+                    what = _AFTER_OBJECT if after else "invalid JSON: expected an entry's '{'"
+                    raise InputError(what, f"{self.name}:{line + text.count(chr(10), 0, pos)}")
+                try:
+                    value, pos = decoder.raw_decode(text, pos)
+                except json.JSONDecodeError as exc:
+                    if self._has_more() and len(text) - pos < MAX_ENTRY_BYTES * 16:
+                        grown, wanted = 0, max(len(text) - pos, CHUNK_BYTES)  # double: linear time in all
+                        while grown < wanted and self._has_more():
+                            more = self._take_text(utf8, 0)
+                            text, grown = text + more, grown + len(more)
+                        continue
+                    where = f"{self.name}:{line + text.count(chr(10), 0, exc.pos)}"
+                    raise InputError(_describe(exc, len(text)), where) from None
+                pages.add(value, batch)
+                after, comma = True, False
+                if len(batch) >= _INCREMENTAL_BATCH:
+                    yield batch
+                    batch = []
+        except InputError:
+            if batch:
+                yield batch
+            raise
+        if batch:
+            yield batch
 
     def _lines(self) -> Iterator[list[Any]]:
         """One batch per buffer of lines; the lines before a broken one are handed over before the error."""
@@ -367,6 +537,32 @@ class _Reader:
                 return
             if self.eof and not self.buf.strip():
                 return
+
+
+_AFTER_OBJECT = "invalid JSON: expected ',' or the next entry's '{' after an entry"
+
+
+class _Pages:
+    """Objects read one after another into entries: an entries:list response gives its entries (a page with
+    a nextPageToken and no entries, none), anything else is an entry; `token`: whether the last response
+    read has a nextPageToken, so that pages of the response are missing."""
+
+    def __init__(self) -> None:
+        self.token = False
+
+    def add(self, value: Any, batch: list[Any]) -> None:
+        if _is_page(value):
+            batch.extend(value.get("entries") or ())
+            self.token = bool(value.get("nextPageToken"))
+        else:
+            batch.append(value)
+
+
+def _is_page(value: Any) -> bool:
+    """Whether a JSON value is an entries:list response (which a LogEntry never is)."""
+    return isinstance(value, dict) and (
+        isinstance(value.get("entries"), list) or (len(value) == 1 and "nextPageToken" in value)
+    )
 
 
 class _Unsplittable(Exception):
@@ -440,7 +636,7 @@ def _plan_parts(path: str) -> list[_PartSpec] | None:
 
 def _cut(raw: IO[bytes], path: str, size: int, count: int) -> list[_PartSpec] | None:
     reader = _Reader(raw, path, raw.read(2))
-    if reader.buf == b"\x1f\x8b":
+    if reader.buf == b"\x1f\x8b" or _utf16(reader.buf):
         return None
     first = reader.first_significant_byte()
     if first == ord("["):
@@ -490,8 +686,9 @@ def _find(raw: IO[bytes], mark: bytes, at: int) -> int:
 
 def _run_parts(
     parts: list[_PartSpec], fn: Callable[[Iterator[list[Any]]], T], decode: Decode
-) -> list[T] | None:
-    """`fn` over each part in worker processes, results in part order; None if any part failed.
+) -> list[tuple[T, list[str]]] | None:
+    """`fn` over each part in worker processes, results (each with the part's warnings) in part order; None
+    if any part failed.
 
     The workers are forked once, before this process holds any result, and each reads one part after
     another: memory a part freed serves the next instead of being asked of the kernel again. A worker that
@@ -507,13 +704,17 @@ def _run_parts(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _read_part(fn: Callable[[Iterator[list[Any]]], T], decode: Decode, part: _PartSpec) -> T:
-    return fn(part_batches(part, decode))
+def _read_part(
+    fn: Callable[[Iterator[list[Any]]], T], decode: Decode, part: _PartSpec
+) -> tuple[T, list[str]]:
+    """`fn` over the batches of the part, and the warnings reading it gave (sent back with the result)."""
+    warnings: list[str] = []
+    return fn(part_batches(part, decode, warnings)), warnings
 
 
 def _run_parts_here(
     parts: list[_PartSpec], fn: Callable[[Iterator[list[Any]]], T], decode: Decode
-) -> list[T] | None:
+) -> list[tuple[T, list[str]]] | None:
     """`fn` over each part in turn, in this process; None if any part failed."""
     try:
         return [_read_part(fn, decode, part) for part in parts]
@@ -521,14 +722,18 @@ def _run_parts_here(
         return None
 
 
-def part_batches(part: _PartSpec, decode: Decode = orjson.loads) -> Iterator[list[Any]]:
-    """The entries of one part, in batches; `_Unsplittable` if it is not a run of whole entries."""
+def part_batches(
+    part: _PartSpec, decode: Decode = orjson.loads, warnings: list[str] | None = None
+) -> Iterator[list[Any]]:
+    """The entries of one part, in batches; `_Unsplittable` if it is not a run of whole entries. Warnings
+    reading it gives are appended to `warnings` (none do yet: pages and pasted objects are not split)."""
     with open(part.path, "rb") as raw:
         if part.closer is not None:
             yield _array_part(raw, part, decode)
             return
         raw.seek(part.start)
-        reader = _Reader(_Bounded(raw, part.end - part.start), part.path, b"", decode)  # type: ignore[arg-type]
+        bounded = _Bounded(raw, part.end - part.start)
+        reader = _Reader(bounded, part.path, b"", decode, warnings)  # type: ignore[arg-type]
         reader.offset = part.start
         yield from reader._lines()
 
