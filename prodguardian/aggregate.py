@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,8 +21,22 @@ from prodguardian.rules import RulePack
 QUANTILES = (0.5, 0.95, 0.99)
 # Data that starts this little after a period's start still covers it (the first request came a minute in).
 COVERAGE_SLACK = timedelta(minutes=1)
-_SCOPE_COLUMNS = ("kind", "status", "latency_s", "revision", "suppressed_by", "period", "bucket")
+_SCOPE_COLUMNS = (
+    "kind",
+    "status",
+    "latency_s",
+    "user_agent",
+    "revision",
+    "suppressed_by",
+    "period",
+    "bucket",
+)
 MAX_EXAMPLES = 3
+# Google's callers that run work in the background: judged by success and timeouts, not by how fast they are.
+BACKGROUND_AGENTS = re.compile(
+    r"Google-Cloud-Scheduler|Google-Cloud-Tasks|APIs-Google|CloudPubSub|Google-Cloud-Eventarc|"
+    r"GoogleCloudWorkflows|Google-Cloud-Workflows"
+)
 
 
 @dataclass(frozen=True)
@@ -49,7 +64,7 @@ class Window:
     @property
     def hours(self) -> float:
         """Hours of the window that the data covers."""
-        return max((self.end - self.covered_start) / timedelta(hours=1), 1 / 3600)
+        return max((self.end - self.covered_start) / timedelta(hours=1), 1 / 60)  # a minute at least
 
     @property
     def requested_hours(self) -> float:
@@ -240,8 +255,19 @@ def _traffic(counted: pd.DataFrame) -> pd.DataFrame:
 
 
 def _latency(counted: pd.DataFrame) -> pd.DataFrame:
-    """Quantiles of HTTP request latency per period (and per revision); WebSocket sessions never enter."""
-    requests = counted[(counted["kind"] == "request") & counted["latency_s"].notna()]
+    """Quantiles of the latency of interactive HTTP requests that succeeded, per period (and per revision).
+
+    WebSocket sessions never enter (their latency is the session's length); nor do failed requests (a
+    timeout's latency is the timeout, counted as a failure already), nor background callers (Cloud
+    Scheduler, Pub/Sub push, Cloud Tasks, Eventarc), whose endpoints may take minutes by design.
+    """
+    requests = counted[
+        (counted["kind"] == "request")
+        & counted["latency_s"].notna()
+        & (counted["status"].fillna(0) < 500)
+        & (counted["status"].fillna(0) != 429)
+        & ~background_callers(counted["user_agent"])
+    ]
     rows = []
     for (period, revision), group in [*requests.groupby(["period", "revision"]), *_all_revisions(requests)]:
         values = group["latency_s"].to_numpy() * 1000
@@ -255,6 +281,13 @@ def _latency(counted: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows, columns=["period", "revision", "samples", "p50", "p95", "p99"])
+
+
+def background_callers(user_agents: pd.Series) -> np.ndarray:
+    """Which requests come from Google's background callers, by user agent (one test per distinct agent)."""
+    codes, uniques = pd.factorize(user_agents, use_na_sentinel=True)
+    flags = np.array([BACKGROUND_AGENTS.search(agent) is not None for agent in uniques] + [False], dtype=bool)
+    return flags[codes]
 
 
 def _all_revisions(requests: pd.DataFrame) -> list[tuple[tuple[str, str], pd.DataFrame]]:

@@ -114,6 +114,10 @@ class _Columns:
         self.messages = _Messages(events["message"], screen)
         self.kinds = _Factorised(events["kind"])
         self.severity = events["severity"].to_numpy()
+        inferred = events.get("severity_inferred")
+        self.severity_inferred = (
+            np.zeros(len(events), dtype=bool) if inferred is None else inferred.to_numpy(dtype=bool)
+        )
         status = events["status"]
         self.status_known = status.notna().to_numpy()
         self.status = status.to_numpy(dtype="int64", na_value=0)  # read where status_known only
@@ -198,6 +202,8 @@ def _mask(events: pd.DataFrame, match: Match, columns: _Columns) -> np.ndarray:
         mask = columns.kinds.where(mask, lambda kind: kind in kinds)
     if match.min_severity:
         mask &= columns.severity >= match.min_severity
+        if not match.infer_severity:
+            mask &= ~columns.severity_inferred
     if match.status_min is not None:
         mask &= columns.status_known & (columns.status >= match.status_min)
     if match.status_max is not None:

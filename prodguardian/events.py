@@ -22,6 +22,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from prodguardian import levels, tracebacks
 from prodguardian.rules import SEVERITY_RANKS
 from prodguardian.source import FileSource
 
@@ -37,15 +38,7 @@ _APP_REQUEST_ECHO = re.compile(r"^Request completed\b.*\bstatus_code\b")
 _ECHO = re.compile(f"(?:{_UVICORN_ACCESS.pattern[1:]})|(?:{_APP_REQUEST_ECHO.pattern[1:]})")
 _ECHO_PREFIXES = ("INFO: ", "Request completed")  # what either needs first: a cheap test before the regex
 _PATH_IN_LINE = re.compile(r'(?:^|[\s"])(?:GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) (/[^\s?"]*)')
-_FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+), in (\S+)')
-_EXCEPTION_LINE = re.compile(
-    r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning|Failure|Timeout)\w*)(?::\s?(.*))?$"
-)
-_LIBRARY_PATH = re.compile(r"site-packages/|dist-packages/|/lib/python\d|^<frozen|^<string>")
-_APP_ROOT = re.compile(r"^(?:/app/|/workspace/|/usr/src/app/|/srv/|/code/|/home/[^/]+/)")
 _WEBSOCKET_SEGMENT = re.compile(r"(?:^|/)(?:ws|wss|websocket|websockets)(?:/|$)")
-_TRACEBACK_START = ("Traceback (most recent call last):", "ERROR:    Exception in ASGI application")
-_TRACEBACK_CHAIN = ("During handling of the above exception", "The above exception was the direct cause")
 
 COLUMNS = (
     "ts_text",
@@ -216,7 +209,7 @@ def build_events(entries: Iterable[Any], service: str | None = None) -> Events:
     del pieces
     table, folded_times = _fold(columns, totals)
     del columns
-    table = _describe_exceptions(table)
+    table = infer_severities(_describe_exceptions(table))
     table["failure"] = link_failures(table)
     return Events(table, totals, services, project, folded_times)
 
@@ -534,7 +527,7 @@ def _fold(columns: dict[str, Any], totals: Totals) -> tuple[pd.DataFrame, pd.Ser
     order = np.argsort(ts, kind="stable")
     ts = ts[order]
     kinds = columns["kind"][order]
-    messages = columns["message"][order]
+    messages = _without_markup(columns["message"][order])
     severities = columns["severity"][order]
     folded, merged = _join_split_tracebacks(kinds, messages, columns["instance"][order], severities, ts)
     totals.merged_lines += int(folded.sum())
@@ -566,6 +559,54 @@ def _fold(columns: dict[str, Any], totals: Totals) -> tuple[pd.DataFrame, pd.Ser
             data[name] = pd.Series(columns.pop(name)[rows], dtype=object)
     folded_times = pd.Series(stamps[folded], dtype="datetime64[ns]", name="ts")
     return pd.DataFrame(data, copy=False), folded_times
+
+
+def _each_distinct(messages: np.ndarray, rows: np.ndarray, test: Any) -> np.ndarray:
+    """`test` on the text of each row in `rows`, run once per distinct text (texts repeat a lot)."""
+    hits = np.zeros(len(messages), dtype=bool)
+    candidates = np.flatnonzero(rows)
+    if not len(candidates):
+        return hits
+    codes, uniques = pd.factorize(pd.Series(messages[candidates], dtype=object), use_na_sentinel=True)
+    verdicts = np.array([isinstance(u, str) and bool(test(u)) for u in uniques] + [False], dtype=bool)
+    hits[candidates] = verdicts[codes]
+    return hits
+
+
+def _without_markup(messages: np.ndarray) -> np.ndarray:
+    """Messages with ANSI colour codes and loguru/rich markup taken out (rules and folding see the text)."""
+    marked = _each_distinct(messages, np.ones(len(messages), dtype=bool), _has_markup)
+    if marked.any():
+        messages = messages.copy()
+        cleaned = {m: levels.strip_markup(m) for m in set(messages[marked].tolist())}
+        messages[marked] = [cleaned[m] for m in messages[marked].tolist()]
+    return messages
+
+
+def _has_markup(text: str) -> bool:
+    return "\x1b" in text or "[/" in text or "</" in text
+
+
+def infer_severities(table: pd.DataFrame) -> pd.DataFrame:
+    """Plain app lines carry no severity (DEFAULT): they take the one their text states (`ERROR:root:`,
+    `| ERROR |`, `[ERROR]`, `level=error`, `panic:`, a traceback...; see `levels`). `severity_inferred`
+    marks them, so a rule can test only the severity entries carry (`infer_severity: false`)."""
+    plain = (table["severity"].to_numpy() == 0) & (table["kind"].to_numpy() == "app")
+    inferred = np.zeros(len(table), dtype=bool)
+    if plain.any():
+        messages = table["message"].to_numpy()
+        candidates = np.flatnonzero(plain)
+        codes, uniques = pd.factorize(pd.Series(messages[candidates], dtype=object), use_na_sentinel=True)
+        stated = np.array(
+            [(levels.stated_severity(u) or 0) if isinstance(u, str) else 0 for u in uniques] + [0],
+            dtype=np.int32,
+        )[codes]
+        severity = table["severity"].to_numpy().copy()
+        severity[candidates] = stated
+        inferred[candidates] = stated > 0
+        table["severity"] = severity
+    table["severity_inferred"] = inferred
+    return table
 
 
 def _drop_duplicates(columns: dict[str, Any], totals: Totals) -> None:
@@ -630,7 +671,7 @@ def _join_split_tracebacks(
     folded = np.zeros(len(kinds), dtype=bool)
     merged: dict[int, tuple[str, int]] = {}
     is_app = kinds == "app"
-    starts = is_app & pd.Series(messages, dtype=object).isin(_TRACEBACK_START).to_numpy()
+    starts = is_app & _each_distinct(messages, is_app, tracebacks.is_start)
     if not starts.any():
         return folded, merged
     # Only the app lines of instances where a traceback starts can fold.
@@ -661,7 +702,12 @@ def _merge_group(
         if i < end:  # inside the traceback folded just before
             continue
         j = i + 1
-        while j < len(index) and times[j] - times[j - 1] <= TRACEBACK_GAP_S and _continues(messages, i, j):
+        start = messages[i]
+        while (
+            j < len(index)
+            and times[j] - times[j - 1] <= TRACEBACK_GAP_S
+            and tracebacks.continues(start, messages[j - 1], messages[j])
+        ):
             j += 1
         if j > i + 1:
             severity = max(int(all_severities[index[i]]), SEVERITY_RANKS["ERROR"])
@@ -670,36 +716,18 @@ def _merge_group(
         end = j
 
 
-def _continues(messages: list[Any], start: int, at: int) -> bool:
-    """Whether line `at` still belongs to the traceback that began at `start`."""
-    line, previous = messages[at], messages[at - 1]
-    if not isinstance(line, str):
-        return False
-    if line in _TRACEBACK_START[:1] and previous in _TRACEBACK_START[1:]:
-        return True
-    if line.startswith((" ", "\t")) or line.startswith(_TRACEBACK_CHAIN) or not line.strip():
-        return True
-    if (isinstance(previous, str) and previous.startswith(_TRACEBACK_CHAIN)) or previous == "":
-        return line.startswith(_TRACEBACK_START[:1])
-    # The exception line ends the traceback; it follows a frame or its source line.
-    return _EXCEPTION_LINE.match(line) is not None and isinstance(previous, str) and previous.startswith(" ")
-
-
 def _describe_exceptions(table: pd.DataFrame) -> pd.DataFrame:
     """Exception type, its message and the innermost application frame of every traceback.
 
     A traceback's text repeats (the same failure, again and again): each distinct one is read once.
     """
     messages = table["message"].to_numpy()
-    marker = "Traceback (most recent call last)"
-    rows = np.flatnonzero(
-        np.fromiter((isinstance(m, str) and marker in m for m in messages), dtype=bool, count=len(messages))
-    )
+    rows = np.flatnonzero(_each_distinct(messages, np.ones(len(messages), dtype=bool), tracebacks.has_trace))
     described: dict[str, tuple[Any, ...]] = {}
     found = []
     for text in messages[rows].tolist():
         if text not in described:
-            described[text] = describe_traceback(text)
+            described[text] = tracebacks.describe(text)
         found.append(described[text])
     for column, position in (
         ("exc_type", 0),
@@ -714,36 +742,15 @@ def _describe_exceptions(table: pd.DataFrame) -> pd.DataFrame:
         table[column] = pd.Series(values, index=table.index, dtype=object)
     structured = table["frame_file"].isna() & table["source_file"].notna()
     if structured.any():
-        table.loc[structured, "frame_file"] = table.loc[structured, "source_file"].map(_app_relative)
+        table.loc[structured, "frame_file"] = table.loc[structured, "source_file"].map(
+            tracebacks.app_relative
+        )
         table.loc[structured, "frame_line"] = table.loc[structured, "source_line"]
     table["frame_line"] = table["frame_line"].astype("Int64")
     table["traceback_frame"] = ~structured & table["frame_file"].notna()
     if structured.any():
         table.loc[structured, "frame_function"] = table.loc[structured, "source_function"]
     return table.drop(columns=["source_file", "source_line", "source_function"])
-
-
-def describe_traceback(text: str) -> tuple[str | None, str | None, str | None, int | None, str | None]:
-    """(exception type, message, innermost app file, line, function) of a Python traceback."""
-    exc_type = exc_message = frame_file = frame_function = None
-    frame_line: int | None = None
-    innermost: tuple[str, int, str] | None = None
-    for line in text.splitlines():
-        frame = _FRAME.match(line)
-        if frame:
-            if not _LIBRARY_PATH.search(frame[1]):
-                innermost = (frame[1], int(frame[2]), frame[3])
-            continue
-        exception = _EXCEPTION_LINE.match(line)
-        if exception:
-            exc_type, exc_message = exception[1], exception[2]
-    if innermost:
-        frame_file, frame_line, frame_function = _app_relative(innermost[0]), innermost[1], innermost[2]
-    return exc_type, exc_message, frame_file, frame_line, frame_function
-
-
-def _app_relative(path: Any) -> Any:
-    return _APP_ROOT.sub("", path) if isinstance(path, str) else path
 
 
 def link_failures(table: pd.DataFrame) -> np.ndarray:

@@ -150,6 +150,7 @@ def _view(report: Report, t: Translator) -> dict[str, Any]:
         "icon": STATUS_ICONS[report.status],
         "title": _title(report, t),
         "window_line": _window_line(report, t),
+        "warnings": report.context.warnings,
         "reason": report.reason,
         "blocks": _blocks(report, t),
         "ok_lines": _ok_lines(report, t),
@@ -174,10 +175,22 @@ def _window_line(report: Report, t: Translator) -> str:
             start=f"{_minute(window.start):%H:%M}",
             end=f"{_minute(window.end):%H:%M}",
             date=f"{window.start:%Y-%m-%d}",
-            length=t.hours(window.hours),
+            length=t.hours(window.requested_hours),
         )
     ]
-    if report.baseline_available:
+    if window.partial:
+        parts.append(
+            t(
+                "coverage",
+                start=f"{_minute(window.covered_start):%H:%M}",
+                end=f"{_minute(window.end):%H:%M}",
+                minutes=t.num(round(window.hours * 60)),
+                total=t.num(round(window.requested_hours * 60)),
+            )
+        )
+    if report.baseline_available and window.baseline_partial:
+        parts.append(t("baseline_partial", length=t.hours(window.baseline_hours)))
+    elif report.baseline_available:
         parts.append(t("baseline", length=t.hours(window.baseline_hours)))
     else:
         parts.append(t("no_baseline"))
@@ -363,11 +376,19 @@ def report_dict(report: Report, t: Translator) -> dict[str, Any]:
         "service": ctx.service,
         "project": ctx.project,
         "region": ctx.region,
-        "window": {"start": _iso(ctx.window.start), "end": _iso(ctx.window.end)},
+        "window": {
+            "start": _iso(ctx.window.start),
+            "end": _iso(ctx.window.end),
+            "covered_start": _iso(ctx.window.covered_start),
+            "partial": ctx.window.partial,
+        },
+        "warnings": ctx.warnings,
         "baseline": {
             "start": _iso(ctx.window.baseline_start),
             "end": _iso(ctx.window.start),
             "available": report.baseline_available,
+            "covered_start": _iso(ctx.window.baseline_covered_start),
+            "partial": ctx.window.baseline_partial,
         },
         "totals": {
             "entries": int(ctx.totals.get("entries", 0)),
@@ -376,6 +397,8 @@ def report_dict(report: Report, t: Translator) -> dict[str, Any]:
             "skipped": int(ctx.totals.get("skipped", 0)),
             "suppressed": int(ctx.totals.get("suppressed", 0)),
             "echoes": int(ctx.totals.get("echoes", 0)),
+            "duplicates": int(ctx.totals.get("duplicates", 0)),
+            "other_resources": int(ctx.totals.get("other_resources", 0)),
             "truncated": bool(ctx.totals.get("truncated", False)),
         },
         "findings": [_finding_dict(f, t, ctx.window.hours) for f in report.findings],

@@ -21,18 +21,18 @@ from prodguardian import events as events_module
 from prodguardian import source
 from prodguardian.check import CheckOptions, run_check
 from prodguardian.classify import classify
-from prodguardian.events import Events, build_events, describe_traceback, link_failures
+from prodguardian.events import Events, build_events, infer_severities, link_failures
 from prodguardian.render import render
 from prodguardian.rules import SEVERITY_RANKS, RulePack
 from prodguardian.simulate import generate
 from prodguardian.source import FileSource, write_export
+from prodguardian.tracebacks import app_relative, continues, describe, has_trace, is_start
 
 SCALE = 0.75  # about 66,000 entries: big enough for many chunks and parts, small enough for a quick test
 
 _ACCESS = re.compile(r'^INFO: +\S+ - "[A-Z]+ \S+ HTTP/[\d.]+" \d{3}')
 _APP_ECHO = re.compile(r"^Request completed\b.*\bstatus_code\b")
 _WEBSOCKET_SEGMENT = re.compile(r"(?:^|/)(?:ws|wss|websocket|websockets)(?:/|$)")
-_STARTS = ("Traceback (most recent call last):", "ERROR:    Exception in ASGI application")
 
 
 # -- the simple reference ---------------------------------------------------------------------------------
@@ -99,24 +99,6 @@ def _reference_row(entry: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _continues(lines: list[Any], at: int) -> bool:
-    line, previous = lines[at], lines[at - 1]
-    if not isinstance(line, str):
-        return False
-    chain = ("During handling of the above exception", "The above exception was the direct cause")
-    if line == _STARTS[0] and previous == _STARTS[1]:
-        return True
-    if line.startswith((" ", "\t")) or line.startswith(chain) or not line.strip():
-        return True
-    if (isinstance(previous, str) and previous.startswith(chain)) or previous == "":
-        return line.startswith(_STARTS[0])
-    return (
-        bool(events_module._EXCEPTION_LINE.match(line))
-        and isinstance(previous, str)
-        and previous.startswith(" ")
-    )
-
-
 def reference_events(entries: list[dict[str, Any]]) -> Events:
     """The events table the straightforward way: one row dict per entry, then pandas."""
     rows = [_reference_row(e) for e in entries]
@@ -136,8 +118,12 @@ def reference_events(entries: list[dict[str, Any]]) -> Events:
         i = 0
         while i < len(lines):
             j = i + 1
-            if lines[i] in _STARTS:
-                while j < len(lines) and seconds[j] - seconds[j - 1] <= 1.0 and _continues(lines, j):
+            if isinstance(lines[i], str) and is_start(lines[i]):
+                while (
+                    j < len(lines)
+                    and seconds[j] - seconds[j - 1] <= 1.0
+                    and continues(lines[i], lines[j - 1], lines[j])
+                ):
                     j += 1
                 if j > i + 1:
                     table.at[index[i], "message"] = "\n".join(m or "" for m in lines[i:j])
@@ -153,22 +139,20 @@ def reference_events(entries: list[dict[str, Any]]) -> Events:
     folded_times = full_times.drop(index=table.index).reset_index(drop=True)
     table = table.reset_index(drop=True)
     described = [
-        describe_traceback(m) if "Traceback (most recent call last)" in (m or "") else (None,) * 5
-        for m in table["message"]
+        describe(m) if isinstance(m, str) and has_trace(m) else (None,) * 5 for m in table["message"]
     ]
     for position, column in enumerate(
         ("exc_type", "exc_message", "frame_file", "frame_line", "frame_function")
     ):
         table[column] = pd.Series([d[position] for d in described], dtype=object)
     structured = table["frame_file"].isna() & table["source_file"].notna()
-    table.loc[structured, "frame_file"] = table.loc[structured, "source_file"].map(
-        events_module._app_relative
-    )
+    table.loc[structured, "frame_file"] = table.loc[structured, "source_file"].map(app_relative)
     table.loc[structured, "frame_line"] = table.loc[structured, "source_line"]
     table.loc[structured, "frame_function"] = table.loc[structured, "source_function"]
     table["frame_line"] = table["frame_line"].astype("Int64")
     table["traceback_frame"] = ~structured & table["frame_file"].notna()
     table = table.drop(columns=["source_file", "source_line", "source_function"])
+    table = infer_severities(table)
     table["failure"] = link_failures(table)
     services = {
         str(k): int(v) for k, v in pd.Series([r["service"] for r in rows]).value_counts(sort=False).items()

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 from prodguardian.check import CheckOptions, run_check
-from prodguardian.events import build_events, describe_traceback
+from prodguardian.events import build_events
 from prodguardian.render import render
 from prodguardian.simulate import generate
 from prodguardian.source import FileSource, write_export
+from prodguardian.tracebacks import describe
 from tests import logs
 
 
@@ -60,7 +61,7 @@ def test_skipped_entries_are_counted() -> None:
 
 
 def test_traceback_names_the_exception_and_innermost_app_frame() -> None:
-    exc_type, message, file, line, function = describe_traceback(logs.DB_TRACEBACK)
+    exc_type, message, file, line, function = describe(logs.DB_TRACEBACK)
     assert (exc_type, message) == ("RuntimeError", "Database connection is not available.")
     assert (file, line, function) == ("src/backend/core/database/manager.py", 64, "_ensure_connection")
 
