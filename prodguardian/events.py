@@ -405,6 +405,7 @@ def _extract_batch(
                 status == 101
                 or (isinstance(protocol, text) and protocol.lower() == "websocket")
                 or ("ws" in route and websocket_segment(route) is not None)
+                or "transport=websocket" in url  # Socket.IO and Engine.IO name the transport in the query
             ):
                 kind = "websocket"
             path: str | None = route

@@ -241,7 +241,7 @@ def _blocks(report: Report, t: Translator) -> list[dict[str, Any]]:
     for finding in problems:
         if finding.caused_by in shown_roots:
             continue
-        symptoms = [s for s in report.findings if s.caused_by == finding.rule and s is not finding]
+        symptoms = _symptoms_of(report.findings, finding)
         evidence = finding.evidence
         worst = "CRITICAL" if "CRITICAL" in {f.severity for f in [finding, *symptoms]} else "DEGRADED"
         blocks.append(
@@ -256,6 +256,17 @@ def _blocks(report: Report, t: Translator) -> list[dict[str, Any]]:
             }
         )
     return blocks
+
+
+def _symptoms_of(findings: list[Finding], root: Finding) -> list[Finding]:
+    """The symptoms standing right after `root` in the report's order (see `verdict.order_findings`)."""
+    after = findings[findings.index(root) + 1 :]
+    symptoms = []
+    for finding in after:
+        if finding.caused_by != root.rule:
+            break
+        symptoms.append(finding)
+    return symptoms
 
 
 def _seen_line(finding: Finding, t: Translator) -> str | None:

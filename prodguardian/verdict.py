@@ -113,7 +113,12 @@ def order_findings(findings: list[Finding]) -> list[Finding]:
     present = {f.rule for f in findings}
     roots = sorted((f for f in findings if f.caused_by not in present), key=_rank)
     symptoms = [f for f in findings if f.caused_by in present]
-    groups = [[root, *sorted((s for s in symptoms if s.caused_by == root.rule), key=_rank)] for root in roots]
+    placed: set[int] = set()
+    groups = []
+    for root in roots:  # a symptom stands under the first (most severe) root of its cause, once
+        mine = [s for s in symptoms if s.caused_by == root.rule and id(s) not in placed]
+        placed.update(id(s) for s in mine)
+        groups.append([root, *sorted(mine, key=_rank)])
     groups.sort(key=lambda group: min(_rank(f) for f in group))
     return [f for group in groups for f in group]
 
