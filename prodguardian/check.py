@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,7 +13,6 @@ import pandas as pd
 from prodguardian.aggregate import Window, aggregate
 from prodguardian.classify import classify
 from prodguardian.detect import detect
-from prodguardian.errors import ConfigError
 from prodguardian.events import Events, build_events
 from prodguardian.rules import RulePack, load_pack
 from prodguardian.verdict import Context, Report, build_report, unknown_report
@@ -39,12 +38,16 @@ class CheckRun:
 
 
 def run_check(entries: Iterable[Any], options: CheckOptions, pack: RulePack | None = None) -> CheckRun:
-    """Check the entries; a source whose `truncated` is set after reading marks the report partial."""
+    """Check the entries; a source whose `truncated` is set after reading marks the report partial.
+
+    Without `options.service`, every Cloud Run service in the input is checked on its own (its own window
+    counts, baseline and findings); the report is then the worst service's, with every service's report in
+    `services`, worst first.
+    """
     pack = pack if pack is not None else load_pack(options.rules)
     clock = _Stopwatch()
     events = build_events(entries, options.service)
     clock.lap("events")
-    service = _service(events, options.service)
     warnings = list(getattr(entries, "warnings", ()))
     table = events.table
     if options.until is None:
@@ -57,6 +60,39 @@ def run_check(entries: Iterable[Any], options: CheckOptions, pack: RulePack | No
         None if getattr(entries, "covers_window", False) else _data_start(table),
     )
     totals: dict[str, Any] = {**vars(events.totals), "truncated": bool(getattr(entries, "truncated", False))}
+    services = _services(events, options.service)
+    if len(services) == 1:
+        report = _check_service(events, table, services[0], window, totals, warnings, pack, clock)
+        return CheckRun(report, clock.laps)
+    reports = []
+    names = table["service"].to_numpy()
+    for name in services:
+        mine = table[names == name].reset_index(drop=True)
+        folded = events.folded_services == name
+        # The service's own folded lines; the input's coverage (the window) is every service's.
+        part = replace(
+            events, folded_times=events.folded_times[folded], folded_services=events.folded_services[folded]
+        )
+        reports.append(_check_service(part, mine, name, window, dict(totals), warnings, pack, clock))
+    reports.sort(key=lambda r: (OVERALL_ORDER.index(r.status), r.context.service or ""))
+    return CheckRun(replace(reports[0], services=reports), clock.laps)
+
+
+# The overall status of several services: a CRITICAL one must page even when another cannot be checked.
+OVERALL_ORDER = ("CRITICAL", "DEGRADED", "UNKNOWN", "OK")
+
+
+def _check_service(
+    events: Events,
+    table: pd.DataFrame,
+    service: str | None,
+    window: Window,
+    totals: dict[str, Any],
+    warnings: list[str],
+    pack: RulePack,
+    clock: _Stopwatch,
+) -> Report:
+    """classify → aggregate → detect → verdict for one service's rows of the events table."""
     context = Context(service, events.project, _region(table), window, totals, warnings)
     classified = classify(table, pack)
     clock.lap("classify")
@@ -64,12 +100,12 @@ def run_check(entries: Iterable[Any], options: CheckOptions, pack: RulePack | No
     totals.update(aggs.totals)
     clock.lap("aggregate")
     if aggs.totals["entries"] == 0:
-        return CheckRun(unknown_report(_silence(events, window), context), clock.laps)
+        return unknown_report(_silence(events, window), context)
     detection = detect(aggs, pack)
     clock.lap("detect")
     report = build_report(detection, context)
     clock.lap("verdict")
-    return CheckRun(report, clock.laps)
+    return report
 
 
 class _Stopwatch:
@@ -83,14 +119,12 @@ class _Stopwatch:
         self.last = now
 
 
-def _service(events: Events, wanted: str | None) -> str:
+def _services(events: Events, wanted: str | None) -> list[str | None]:
+    """The services to check: the one asked for, else every named service in the input (None if none is)."""
     if wanted:
-        return wanted
-    named = {name: n for name, n in events.services.items() if name}
-    if len(named) > 1:
-        listed = ", ".join(sorted(named))
-        raise ConfigError(f"the input holds {len(named)} services ({listed}): choose one with --service")
-    return next(iter(named), "(unnamed service)")
+        return [wanted]
+    named: list[str | None] = [name for name in sorted(events.services) if name]
+    return named if named else [None]
 
 
 def _without_future(events: Events, latest: datetime, warnings: list[str]) -> pd.DataFrame:

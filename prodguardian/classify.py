@@ -23,6 +23,13 @@ _SHAPE_SUBSTITUTIONS = (
 )
 
 
+# A plain line's timestamp, pid and level before its text ("[2025-07-15 09:12:00 +0000] [1] [ERROR] ",
+# "ERROR:root:", "2025-10-11 11:30:05.123 | ERROR    | app.main:run:42 - "): not part of what the error is.
+_LEVEL_PREFIX = re.compile(
+    r"^.{0,80}?(?:\[ERROR\]|\bERROR\b|\bCRITICAL\b|\bFATAL\b)(?: +\| \S{1,120} - | -|:[\w.]{0,60}:|:)? *"
+)
+
+
 @dataclass
 class Classified:
     """Events with their suppression, and the long table of (event row, rule) matches."""
@@ -298,6 +305,7 @@ def _group_key(events: pd.DataFrame, row: int) -> str:
     exc_type = _text(events.at[row, "exc_type"])
     text = _text(events.at[row, "exc_message"] if exc_type else events.at[row, "message"]).strip()
     first_line = text.splitlines()[0] if text else ""
+    first_line = _LEVEL_PREFIX.sub("", first_line, count=1)
     for pattern, replacement in _SHAPE_SUBSTITUTIONS:
         first_line = pattern.sub(replacement, first_line)
     shape = first_line[:160]

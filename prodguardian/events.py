@@ -180,6 +180,7 @@ class Events:
     folded_times: pd.Series = field(
         default_factory=lambda: pd.Series(dtype="datetime64[ns]")
     )  # echoes, merged lines
+    folded_services: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
 
 
 def build_events(entries: Iterable[Any], service: str | None = None) -> Events:
@@ -207,11 +208,11 @@ def build_events(entries: Iterable[Any], service: str | None = None) -> Events:
             pieces.append(part.columns)
     columns = _concatenate(pieces)
     del pieces
-    table, folded_times = _fold(columns, totals)
+    table, folded_times, folded_services = _fold(columns, totals)
     del columns
     table = infer_severities(_describe_exceptions(table))
     table["failure"] = link_failures(table)
-    return Events(table, totals, services, project, folded_times)
+    return Events(table, totals, services, project, folded_times, folded_services)
 
 
 @contextlib.contextmanager
@@ -364,7 +365,7 @@ def _extract_batch(
         ):
             # An echo is dropped once tracebacks are folded: only its time and instance matter (an echo
             # always ends a traceback, whatever its text), so none of the rest is kept or sent.
-            add((timestamp, "app", None, None, instance, None, 0, *_ECHO_TAIL))
+            add((timestamp, "app", name, None, instance, None, 0, *_ECHO_TAIL))
             continue
         if payload is not None:
             location = entry.source_location or payload.get("logging.googleapis.com/sourceLocation") or {}
@@ -520,12 +521,14 @@ def _concatenate(pieces: list[dict[str, Any]]) -> dict[str, Any]:
     return columns
 
 
-def _fold(columns: dict[str, Any], totals: Totals) -> tuple[pd.DataFrame, pd.Series]:
+def _fold(columns: dict[str, Any], totals: Totals) -> tuple[pd.DataFrame, pd.Series, np.ndarray]:
     """The events table in time order (stable: entries of one timestamp keep the input's order), each split
-    traceback folded into its first line and the echoes dropped; and the times of the folded lines."""
+    traceback folded into its first line and the echoes dropped; and the times and services of the folded
+    lines."""
     _drop_duplicates(columns, totals)
     ts = columns.pop("ts")
     order = np.argsort(ts, kind="stable")
+    columns_services = columns["service"][order]  # for the folded lines' service, before it is taken
     ts = ts[order]
     kinds = columns["kind"][order]
     messages = _without_markup(columns["message"][order])
@@ -559,7 +562,7 @@ def _fold(columns: dict[str, Any], totals: Totals) -> tuple[pd.DataFrame, pd.Ser
         else:
             data[name] = pd.Series(columns.pop(name)[rows], dtype=object)
     folded_times = pd.Series(stamps[folded], dtype="datetime64[ns]", name="ts")
-    return pd.DataFrame(data, copy=False), folded_times
+    return pd.DataFrame(data, copy=False), folded_times, columns_services[folded]
 
 
 def _each_distinct(messages: np.ndarray, rows: np.ndarray, test: Any) -> np.ndarray:
@@ -602,6 +605,8 @@ def infer_severities(table: pd.DataFrame) -> pd.DataFrame:
             [(levels.stated_severity(u) or 0) if isinstance(u, str) else 0 for u in uniques] + [0],
             dtype=np.int32,
         )[codes]
+        traced = table["exc_type"].notna().to_numpy()[candidates] if "exc_type" in table else False
+        stated[(stated == 0) & traced] = SEVERITY_RANKS["ERROR"]  # a stack trace states an error
         severity = table["severity"].to_numpy().copy()
         severity[candidates] = stated
         inferred[candidates] = stated > 0
@@ -711,7 +716,9 @@ def _merge_group(
         ):
             j += 1
         if j > i + 1:
-            severity = max(int(all_severities[index[i]]), SEVERITY_RANKS["ERROR"])
+            # A trace is an error at least; one written without severity gets the one its text states.
+            stated = int(all_severities[index[i]])
+            severity = max(stated, SEVERITY_RANKS["ERROR"]) if stated else 0
             merged[int(index[i])] = ("\n".join(m or "" for m in messages[i:j]), severity)
             folded[index[i + 1 : j]] = True
         end = j

@@ -105,15 +105,28 @@ class _Blank(dict[str, Any]):
 
 
 def render(report: Report, fmt: str = "text", lang: str = "en") -> str:
+    """The report in a format and language; a check of several services shows each, worst first."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     t = Translator(lang)
     if fmt == "json":
-        text = json.dumps(report_dict(report, t), ensure_ascii=False, indent=2)
+        document = report_dict(report, t)
+        if report.services:
+            document["services"] = [report_dict(service, t) for service in report.services]
+        text = json.dumps(document, ensure_ascii=False, indent=2)
         # The same data once parsed, but no bidi override or C1 control can reach a terminal printing it.
         return _CONTROL.sub(lambda found: f"\\u{ord(found.group()):04x}", text) + "\n"
     template = _environment().get_template(f"report.{'md' if fmt == 'markdown' else 'txt'}.j2")
-    return template.render(**_view(report, t))
+    if not report.services:
+        return template.render(**_view(report, t))
+    overview = t(
+        "services_overview",
+        n=len(report.services),
+        list=", ".join(f"{STATUS_ICONS[s.status]} {clean(s.context.service)}" for s in report.services),
+    )
+    rule = "\n---\n\n" if fmt == "markdown" else "\n" + "─" * 60 + "\n\n"
+    pages = [template.render(**_view(service, t)) for service in report.services]
+    return overview + "\n\n" + rule.join(pages)
 
 
 @cache
@@ -164,7 +177,8 @@ def _view(report: Report, t: Translator) -> dict[str, Any]:
 def _title(report: Report, t: Translator) -> str:
     ctx = report.context
     where = f" ({ctx.region})" if ctx.region else ""
-    return f"{STATUS_ICONS[report.status]} Production Status: {report.status} — {clean(ctx.service)}{where}"
+    service = clean(ctx.service) if ctx.service else t("unnamed_service")
+    return f"{STATUS_ICONS[report.status]} Production Status: {report.status} — {service}{where}"
 
 
 def _window_line(report: Report, t: Translator) -> str:

@@ -39,7 +39,7 @@ ROLLBACK_SHARE = 0.8
 
 @dataclass
 class Context:
-    service: str
+    service: str | None  # None when the input names no service
     project: str | None
     region: str | None
     window: Window
@@ -73,6 +73,7 @@ class Report:
     areas: list[Area] = field(default_factory=list)
     baseline_available: bool = False
     reason: str | None = None  # why the status is UNKNOWN
+    services: list[Report] = field(default_factory=list)  # every service's report, worst first, when several
 
     @property
     def exit_code(self) -> int:

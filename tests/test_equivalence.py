@@ -127,7 +127,8 @@ def reference_events(entries: list[dict[str, Any]]) -> Events:
                     j += 1
                 if j > i + 1:
                     table.at[index[i], "message"] = "\n".join(m or "" for m in lines[i:j])
-                    table.at[index[i], "severity"] = max(int(table.at[index[i], "severity"]), 500)
+                    stated = int(table.at[index[i], "severity"])
+                    table.at[index[i], "severity"] = max(stated, 500) if stated else 0
                     folded += index[i + 1 : j]
             i = j
     totals.merged_lines = len(folded)

@@ -67,20 +67,9 @@ def test_a_plain_error_line_without_severity_is_an_error_in_every_style(style: s
     assert sum(f.count for f in found) == 3
 
 
-SPLIT_TRACE_NOT_INFERRED = (
-    "a trace split over entries that carried no severity is folded with severity ERROR but"
-    " severity_inferred False (events._merge_group sets the severity before infer_severities runs)"
-)
-
-
 @pytest.mark.parametrize(
     "style",
-    [
-        pytest.param(style, marks=pytest.mark.xfail(reason=SPLIT_TRACE_NOT_INFERRED, strict=True))
-        if len(ERROR_STYLES[style]) > 1
-        else style
-        for style in sorted(ERROR_STYLES)
-    ],
+    sorted(ERROR_STYLES),
 )
 def test_a_plain_error_lines_severity_is_marked_inferred(style: str) -> None:
     lines = ERROR_STYLES[style]
@@ -153,7 +142,6 @@ WIDGET_TRACE = """Traceback (most recent call last):
 RuntimeError: widget exploded"""
 
 
-@pytest.mark.xfail(reason=SPLIT_TRACE_NOT_INFERRED, strict=True)
 def test_a_rule_that_does_not_infer_severity_skips_a_split_trace_without_severity(tmp_path: Path) -> None:
     (tmp_path / "widget.yaml").write_text(STRICT_RULE, encoding="utf-8")
     strict = load_pack([str(tmp_path)])
@@ -212,9 +200,6 @@ def test_a_split_trace_folds_into_one_event_described_by_the_apps_frame(
     assert unknown[0].evidence.exc_type is not None and exc_type in unknown[0].evidence.exc_type
 
 
-@pytest.mark.xfail(
-    reason=SPLIT_TRACE_NOT_INFERRED + ": a split Go panic is ERROR, one entry CRITICAL", strict=True
-)
 def test_a_split_go_panic_has_the_severity_of_the_same_panic_in_one_entry() -> None:
     whole = build_events([logs.text_line(60, GO_TRACE)]).table
     split = build_events(logs.split_traceback(60, text=GO_TRACE)).table
