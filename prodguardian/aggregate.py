@@ -19,8 +19,8 @@ from prodguardian.classify import Classified
 from prodguardian.rules import RulePack
 
 QUANTILES = (0.5, 0.95, 0.99)
-# Data that starts this little after a period's start still covers it (the first request came a minute in).
-COVERAGE_SLACK = timedelta(minutes=1)
+# Data that starts this little after a period's start still covers it (the first request came minutes in).
+COVERAGE_SLACK = timedelta(minutes=5)
 _SCOPE_COLUMNS = (
     "kind",
     "status",

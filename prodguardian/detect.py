@@ -38,6 +38,7 @@ class Finding:
     evidence: Evidence | None = None
     advice: str | None = None
     worst_revision: tuple[str, float, int] | None = None  # (revision, share of its traffic, failures)
+    serving_revision: str | None = None  # a failed deploy: the revision that still serves the traffic
 
 
 @dataclass

@@ -236,7 +236,7 @@ def _headline(finding: Finding, t: Translator, hours: float) -> str:
         target = t.rate(objective["per_hour_below"]) if objective else ""
         return t("metric_headline", n=t.num(finding.count), length=t.hours(hours), target=target, usual=usual)
     share = _share(finding, t)
-    return t(
+    headline = t(
         "failure_headline",
         n=t.num(finding.count),
         count=finding.count,
@@ -244,6 +244,9 @@ def _headline(finding: Finding, t: Translator, hours: float) -> str:
         share=share,
         usual=usual,
     )
+    if finding.serving_revision:
+        headline += t("deploy_failed", revision=clean(finding.serving_revision))
+    return headline
 
 
 def _blocks(report: Report, t: Translator) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from prodguardian.aggregate import Window
@@ -85,7 +85,7 @@ class Report:
 
 
 def build_report(detection: Detection, context: Context) -> Report:
-    findings = order_findings(detection.findings)
+    findings = order_findings(_failed_deploys(detection.findings, detection.revisions))
     problems = [f for f in findings if f.severity != "INFO"]
     status = min((f.severity for f in problems), key=SEVERITIES.index) if problems else "OK"
     return Report(
@@ -98,6 +98,20 @@ def build_report(detection: Detection, context: Context) -> Report:
         areas=_areas(findings),
         baseline_available=detection.baseline_available,
     )
+
+
+def _failed_deploys(findings: list[Finding], revisions: list[RevisionStats]) -> list[Finding]:
+    """A new revision failing to start while another keeps serving is a failed deploy, not an outage: its
+    startup finding is DEGRADED and names the revision still serving (CRITICAL only when none serves)."""
+    serving = [r.revision for r in revisions if r.requests > r.failures]
+    judged = []
+    for finding in findings:
+        failing = set(finding.evidence.revisions) if finding.evidence else set()
+        others = [name for name in serving if name not in failing]
+        if finding.category == "startup" and finding.severity == "CRITICAL" and failing and others:
+            finding = replace(finding, severity="DEGRADED", serving_revision=others[-1])
+        judged.append(finding)
+    return judged
 
 
 def unknown_report(reason: str, context: Context) -> Report:

@@ -22,7 +22,6 @@ from prodguardian.source import FileSource
 REAL = Path(__file__).parent / "fixtures" / "real"
 EXPECTED: dict[str, dict[str, Any]] = yaml.safe_load((REAL / "expected.yaml").read_text(encoding="utf-8"))
 KNOWN_GAPS = {
-    "failed-deploy-old-revision-serves.json": "a failed deploy beside a serving revision is not yet capped at DEGRADED",
     "oom-mib-sporadic.json": "any out-of-memory kill is CRITICAL; the engineer calls 4 sporadic ones DEGRADED",
     "websocket-503-malformed.json": "the malformed-response text is read as a crash, CRITICAL at one",
     "timeout-504-scheduler.json": "9 of 60 requests timing out is CRITICAL by share; the engineer says DEGRADED",

@@ -1,0 +1,43 @@
+"""A failed deploy is not an outage: a new revision that never starts while the previous one keeps serving."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prodguardian.check import CheckOptions, run_check
+from prodguardian.render import render
+from prodguardian.rules import RulePack
+from tests import logs
+
+OLD, NEW = "emergence-app-00297-6pr", "emergence-app-00298-abc"
+PROBE = (
+    'Default STARTUP TCP probe failed 1 time consecutively for container "emergence-app-1" on port 8080.'
+    " The instance was not started."
+)
+
+
+def _probe_failures(revision: str, count: int = 3) -> list[dict[str, Any]]:
+    entries = []
+    for i in range(count):
+        entry = logs.text_line(600 + 60 * i, PROBE, "ERROR", log="varlog%2Fsystem", revision=revision)
+        entry["labels"] = {"instanceId": f"00bad{i:060d}"}
+        entries.append(entry)
+    return entries
+
+
+def test_a_new_revision_that_never_starts_beside_a_serving_one_is_a_failed_deploy(pack: RulePack) -> None:
+    served = [logs.request(30 * i, "/api/threads", 200, revision=OLD) for i in range(100)]
+    report = run_check(served + _probe_failures(NEW), CheckOptions(), pack).report
+    assert report.status == "DEGRADED"
+    startup = next(f for f in report.findings if f.category == "startup")
+    assert (startup.severity, startup.serving_revision) == ("DEGRADED", OLD)
+    assert f"the deploy failed; {OLD} still serves the traffic" in render(report)
+    assert "le déploiement a échoué" in render(report, "text", "fr")
+
+
+def test_startup_failures_with_no_revision_serving_stay_critical(pack: RulePack) -> None:
+    failing = [logs.request(30 * i, "/api/threads", 503, revision=NEW) for i in range(20)]
+    report = run_check(failing + _probe_failures(NEW), CheckOptions(), pack).report
+    assert report.status == "CRITICAL"
+    startup = next(f for f in report.findings if f.category == "startup")
+    assert startup.severity == "CRITICAL" and startup.serving_revision is None
