@@ -111,6 +111,7 @@ class Aggregates:
     failures: pd.DataFrame  # period, unit (one failure), revision, category, rule: distinct failure units
     totals: dict[str, int] = field(default_factory=dict)
     revision_first_seen: dict[str, datetime] = field(default_factory=dict)
+    revision_first_failure: dict[str, datetime] = field(default_factory=dict)
 
 
 def aggregate(
@@ -137,12 +138,23 @@ def aggregate(
         failures=_failure_units(matches),
         totals=_totals(in_scope, int((_periods(folded_times, window) == "window").sum())),
         revision_first_seen=_first_seen(events),
+        revision_first_failure=_first_failure(matches, events),
     )
 
 
 def _first_seen(events: pd.DataFrame) -> dict[str, datetime]:
     firsts = events.groupby("revision")["ts"].min()
     return {str(revision): stamp.to_pydatetime(warn=False) for revision, stamp in firsts.items()}
+
+
+def _first_failure(matches: pd.DataFrame, events: pd.DataFrame) -> dict[str, datetime]:
+    """When each revision first failed (a failure rule's match), over the window and the baseline."""
+    failing = matches[matches["is_failure"]]
+    if failing.empty:
+        return {}
+    stamps = events["ts"].to_numpy()[failing["row"].to_numpy()]
+    firsts = pd.Series(stamps, index=failing["revision"].to_numpy()).groupby(level=0).min()
+    return {str(rev): pd.Timestamp(stamp).to_pydatetime(warn=False) for rev, stamp in firsts.items()}
 
 
 def _naive(moment: datetime) -> pd.Timestamp:

@@ -73,6 +73,7 @@ class RevisionStats:
     requests: int
     baseline_failures: int
     baseline_requests: int
+    first_failure: datetime | None = None
 
 
 @dataclass
@@ -403,6 +404,7 @@ def _revision_stats(aggs: Aggregates) -> list[RevisionStats]:
                     baseline_requests=_revision_total(
                         aggs.traffic, "baseline", revision, "requests", "websocket"
                     ),
+                    first_failure=aggs.revision_first_failure.get(revision),
                 )
             )
     return stats

@@ -9,6 +9,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any
 
 from prodguardian.aggregate import Window
@@ -35,6 +36,8 @@ def shell_safe(*values: str | None) -> bool:
 
 
 ROLLBACK_SHARE = 0.8
+# A revision whose first failure came this soon after its first entry failed from the start.
+FAILING_SINCE_START = timedelta(minutes=10)
 
 
 @dataclass
@@ -204,7 +207,7 @@ def _rollback(
         return None
     newest, older = revisions[-1], revisions[:-1]
     total = sum(r.failures for r in revisions)
-    if newest.baseline_requests or not total or newest.failures < ROLLBACK_SHARE * total:
+    if not total or newest.failures < ROLLBACK_SHARE * total or not _failing_since_start(newest):
         return None
     clean = [
         r for r in older if r.requests + r.baseline_requests and not r.failures and not r.baseline_failures
@@ -218,8 +221,28 @@ def _rollback(
         context.service,
         target.revision,
     )
-    params = {"new": newest.revision, "old": target.revision, "failures": newest.failures, "total": total}
+    params = {
+        "new": newest.revision,
+        "old": target.revision,
+        "failures": newest.failures,
+        "total": total,
+        "since": f"{newest.first_seen:%Y-%m-%d %H:%M}",
+        "ago": _ago(context.window.end - newest.first_seen.replace(tzinfo=context.window.end.tzinfo)),
+    }
     return Recommendation("HIGH", "rollback", params, command)
+
+
+def _failing_since_start(revision: RevisionStats) -> bool:
+    """Whether the revision's failures began with its first traffic: a bad deploy, however long ago it was
+    made. One that served cleanly for a while and then began failing is not the deploy's fault."""
+    if revision.first_failure is None:
+        return False
+    return revision.first_failure - revision.first_seen <= FAILING_SINCE_START
+
+
+def _ago(delta: timedelta) -> str:
+    minutes = max(0, round(delta.total_seconds() / 60))
+    return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h"
 
 
 def memory_step(limit_mib: int, peak_mib: int) -> int:

@@ -128,26 +128,30 @@ def test_verdict_orders_root_causes_before_their_symptoms() -> None:
     ]
 
 
-def test_rollback_only_for_a_new_revision_holding_the_failures(pack: RulePack) -> None:
+def test_rollback_for_a_revision_failing_since_it_started_however_long_ago(pack: RulePack) -> None:
     context = Context("emergence-app", "emergence-469005", "europe-west1", WINDOW, {})
     problem = [Finding("http-5xx", "http_5xx", "CRITICAL", "failure", "", 20, 20, None)]
     stamp = pd.Timestamp(logs.T0).to_pydatetime()
     old = RevisionStats(
         "app-00001-aaa", stamp, failures=0, requests=100, baseline_failures=0, baseline_requests=900
     )
-    new = RevisionStats(
-        "app-00002-bbb", stamp, failures=20, requests=100, baseline_failures=0, baseline_requests=0
+    for deployed_ago in (timedelta(0), timedelta(hours=2)):  # deployed in the window, or in the baseline
+        deployed = stamp - deployed_ago
+        new = RevisionStats(
+            "app-00002-bbb", deployed, 20, 100, 0, 500 if deployed_ago else 0, deployed + timedelta(minutes=1)
+        )
+        advice = recommend("CRITICAL", problem, [old, new], context)
+        assert advice[0].advice == "rollback" and advice[0].command == (
+            "gcloud run services update-traffic emergence-app --to-revisions=app-00001-aaa=100 "
+            "--region=europe-west1 --project=emergence-469005"
+        )
+        assert advice[0].params["since"] == f"{deployed:%Y-%m-%d %H:%M}"
+    # Served cleanly for hours, then began failing (the 2025-10-11 incident): the deploy is not the cause.
+    clean_then_failing = RevisionStats(
+        "app-00002-bbb", stamp - timedelta(hours=5), 20, 100, 0, 500, stamp - timedelta(minutes=20)
     )
-    advice = recommend("CRITICAL", problem, [old, new], context)
-    assert advice[0].command == (
-        "gcloud run services update-traffic emergence-app --to-revisions=app-00001-aaa=100 "
-        "--region=europe-west1 --project=emergence-469005"
-    )
-    served_yesterday = RevisionStats(
-        "app-00002-bbb", stamp, 20, 100, 0, 500
-    )  # not new: the deploy is not the cause
     assert all(
-        r.advice != "rollback" for r in recommend("CRITICAL", problem, [old, served_yesterday], context)
+        r.advice != "rollback" for r in recommend("CRITICAL", problem, [old, clean_then_failing], context)
     )
 
 
