@@ -196,7 +196,7 @@ def _window_line(report: Report, t: Translator) -> str:
         parts.append(
             t(
                 "coverage",
-                start=f"{_minute(window.covered_start):%H:%M}",
+                start=f"{window.covered_start:%H:%M}",  # floored: the data begins within that minute
                 end=f"{_minute(window.end):%H:%M}",
                 minutes=t.num(round(window.hours * 60)),
                 total=t.num(round(window.requested_hours * 60)),
@@ -311,6 +311,8 @@ def _share(finding: Finding, t: Translator) -> str:
 
 
 def _symptom_line(symptom: Finding, t: Translator) -> str:
+    if symptom.kind == "latency":
+        return t("causes_latency", value=t.ms(symptom.value_ms), n=t.num(symptom.count))
     caused = symptom.caused_count
     count = (
         t.num(caused) if caused >= symptom.count else t("n_of", n=t.num(caused), total=t.num(symptom.count))

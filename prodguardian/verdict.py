@@ -88,7 +88,7 @@ class Report:
 
 
 def build_report(detection: Detection, context: Context) -> Report:
-    findings = order_findings(_failed_deploys(detection.findings, detection.revisions))
+    findings = order_findings(_explained_latency(_failed_deploys(detection.findings, detection.revisions)))
     problems = [f for f in findings if f.severity != "INFO"]
     status = min((f.severity for f in problems), key=SEVERITIES.index) if problems else "OK"
     return Report(
@@ -115,6 +115,26 @@ def _failed_deploys(findings: list[Finding], revisions: list[RevisionStats]) -> 
             finding = replace(finding, severity="DEGRADED", serving_revision=others[-1])
         judged.append(finding)
     return judged
+
+
+LATENCY_CAUSES = ("timeout", "startup", "capacity")
+
+
+def _explained_latency(findings: list[Finding]) -> list[Finding]:
+    """Slow requests while requests time out, instances fail to start or capacity runs out are that
+    problem's symptom: the latency finding stands under it, DEGRADED at most, never a CRITICAL of its own."""
+    causes = [
+        f for f in findings if f.category in LATENCY_CAUSES and f.severity != "INFO" and not f.caused_by
+    ]
+    if not causes:
+        return findings
+    root = min(causes, key=_rank)
+    return [
+        replace(f, caused_by=root.rule, severity=max(f.severity, "DEGRADED", key=SEVERITIES.index))
+        if f.kind == "latency" and f.severity != "INFO"
+        else f
+        for f in findings
+    ]
 
 
 def unknown_report(reason: str, context: Context) -> Report:
