@@ -41,3 +41,13 @@ def test_startup_failures_with_no_revision_serving_stay_critical(pack: RulePack)
     assert report.status == "CRITICAL"
     startup = next(f for f in report.findings if f.category == "startup")
     assert startup.severity == "CRITICAL" and startup.serving_revision is None
+
+
+def test_slow_requests_while_instances_fail_to_start_are_a_symptom_not_a_critical(pack: RulePack) -> None:
+    slow = [logs.request(30 * i, "/api/threads", 200, "4.5s", revision=NEW) for i in range(40)]
+    report = run_check(slow + _probe_failures(NEW), CheckOptions(), pack).report
+    latency = next(f for f in report.findings if f.kind == "latency")
+    assert (latency.severity, latency.caused_by) == ("DEGRADED", "startup-failure")
+    text = render(report)
+    assert "└─ slows requests: p95 4.5 s over 40 requests" in text
+    assert "Latency high" not in text  # not a finding of its own
