@@ -124,7 +124,10 @@ _RUBY = re.compile(rf"^[DIWEFA], \[[^\]]{{1,60}}\] +({_UPPER}) -- ")
 _PHP_LINE = re.compile(r"^PHP (Fatal error|Parse error|Catchable fatal error|Warning|Deprecated|Notice): ")
 _GO_CRASH = re.compile(r"^(?:panic|fatal error): ")
 _GO_RECOVERED = re.compile(rf"^(?:{_TIMESTAMP}) http: panic serving ")
-_UNHANDLED = re.compile(r"^(?:\(node:\d+\) |\[)?UnhandledPromiseRejection")
+# Node's unhandled rejections, and an emitter's unhandled 'error' event (`[ioredis] Unhandled error event:`).
+_UNHANDLED = re.compile(
+    r"^(?:\(node:\d+\) |\[)?UnhandledPromiseRejection|^(?:\[[\w.-]{1,40}\] )?Unhandled '?error'? event"
+)
 _FRAME_AT = re.compile(r"^\s+at \S")
 
 

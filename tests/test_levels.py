@@ -155,3 +155,10 @@ def test_hostile_lines() -> None:
     ):
         stated_severity(line)
         strip_markup(line)
+
+
+def test_an_unhandled_error_event_is_an_error() -> None:
+    assert (
+        stated_severity("[ioredis] Unhandled error event: Error: read ECONNRESET") == SEVERITY_RANKS["ERROR"]
+    )
+    assert stated_severity("Unhandled 'error' event") == SEVERITY_RANKS["ERROR"]
