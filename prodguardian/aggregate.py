@@ -308,16 +308,22 @@ def _all_revisions(requests: pd.DataFrame) -> list[tuple[tuple[str, str], pd.Dat
 
 def _evidence(window_matches: pd.DataFrame, events: pd.DataFrame) -> dict[tuple[str, str], Evidence]:
     evidence = {}
+    failures = events["failure"].to_numpy()
+    traced = events["exc_type"].notna().to_numpy()
     for (rule, group), part in window_matches.groupby(["rule", "group"], sort=False):
         rows = events.loc[part["row"].to_numpy()]
+        # The stack trace a failure's other lines hold says why (a crash after an ImportError).
+        units = part["failure"].to_numpy()
+        traces = events[traced & np.isin(failures, units[units >= 0])]
+        told = rows if rows["exc_type"].notna().any() or traces.empty else pd.concat([traces, rows])
         evidence[(str(rule), str(group))] = Evidence(
             first_seen=rows["ts"].min().to_pydatetime(warn=False),
             last_seen=rows["ts"].max().to_pydatetime(warn=False),
             revisions=sorted({r for r in rows["revision"] if r}),
             instances=rows["instance"].nunique(),
-            examples=_examples(rows),
-            frame=_most_common_frame(rows),
-            exc_type=_most_common(rows["exc_type"]),
+            examples=_examples(told),
+            frame=_most_common_frame(told),
+            exc_type=_most_common(told["exc_type"]),
             captures=[c for c in part["captures"] if isinstance(c, dict)],
             trace=_most_common(rows["trace"].replace("", None)),
         )

@@ -105,3 +105,15 @@ def test_entries_without_insert_id_are_never_merged(pack: RulePack) -> None:
     for entry in entries:
         del entry["insertId"]
     assert len(build_events(entries).table) == 3
+
+
+def test_a_crash_shows_the_exception_its_instance_logged_before_dying(pack: RulePack) -> None:
+    boot = [
+        logs.text_line(5.000, WORKER_BOOT, "ERROR"),
+        logs.text_line(5.400, "Container called exit(3).", "WARNING", log="varlog%2Fsystem"),
+    ]
+    report = check(boot + [logs.request(60 + i, "/", 200) for i in range(10)], pack)
+    crash = next(f for f in report.findings if f.category == "crash")
+    assert crash.evidence is not None
+    assert crash.evidence.examples[0] == "ModuleNotFoundError: No module named 'settings'"
+    assert crash.evidence.frame == "main.py:3 in <module>"
