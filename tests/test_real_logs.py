@@ -33,9 +33,15 @@ KNOWN_GAPS = {
 
 # Where the tool counts a different unit than the engineer did (both said, so the gap stays visible).
 COUNT_GAPS = {
-    ("failed-deploy-old-revision-serves.json", "startup"): "2 instances failed to start; the engineer: 1 deploy",
+    (
+        "failed-deploy-old-revision-serves.json",
+        "startup",
+    ): "2 instances failed to start; the engineer: 1 deploy",
     ("startup-port-failed-mysql-schema.json", "startup"): "2 startup lines (probe, Ready=False) of one start",
-    ("readiness-probe-flapping.json", "startup"): "6 failed readiness probes; the engineer: 1 flapping instance",
+    (
+        "readiness-probe-flapping.json",
+        "startup",
+    ): "6 failed readiness probes; the engineer: 1 flapping instance",
     ("worker-boot-failure-gunicorn.json", "startup"): "8 boots: counted as 8 crashes and 1 startup finding",
 }
 
