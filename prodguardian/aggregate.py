@@ -271,28 +271,32 @@ def _latency(counted: pd.DataFrame) -> pd.DataFrame:
 
     WebSocket sessions never enter (their latency is the session's length); nor do failed requests (a
     timeout's latency is the timeout, counted as a failure already), nor background callers (Cloud
-    Scheduler, Pub/Sub push, Cloud Tasks, Eventarc), whose endpoints may take minutes by design.
+    Scheduler, Pub/Sub push, Cloud Tasks, Eventarc), whose endpoints may take minutes by design. The failed
+    requests' latency is reported apart (`outcome` "failed", all revisions).
     """
-    requests = counted[
-        (counted["kind"] == "request")
-        & counted["latency_s"].notna()
-        & (counted["status"].fillna(0) < 500)
-        & (counted["status"].fillna(0) != 429)
-        & ~background_callers(counted["user_agent"])
-    ]
+    timed = counted[(counted["kind"] == "request") & counted["latency_s"].notna()]
+    status = timed["status"].fillna(0)
+    failed = (status >= 500) | (status == 429)
+    requests = timed[~failed & ~background_callers(timed["user_agent"])]
     rows = []
-    for (period, revision), group in [*requests.groupby(["period", "revision"]), *_all_revisions(requests)]:
+    groups = [
+        *(("ok", key, group) for key, group in requests.groupby(["period", "revision"])),
+        *(("ok", key, group) for key, group in _all_revisions(requests)),
+        *(("failed", key, group) for key, group in _all_revisions(timed[failed])),
+    ]
+    for outcome, (period, revision), group in groups:
         values = group["latency_s"].to_numpy() * 1000
         quantiles = np.quantile(values, QUANTILES) if len(values) else [np.nan] * len(QUANTILES)
         rows.append(
             {
                 "period": period,
                 "revision": revision,
+                "outcome": outcome,
                 "samples": len(values),
                 **{f"p{round(q * 100)}": float(v) for q, v in zip(QUANTILES, quantiles, strict=True)},
             }
         )
-    return pd.DataFrame(rows, columns=["period", "revision", "samples", "p50", "p95", "p99"])
+    return pd.DataFrame(rows, columns=["period", "revision", "outcome", "samples", "p50", "p95", "p99"])
 
 
 def background_callers(user_agents: pd.Series) -> np.ndarray:

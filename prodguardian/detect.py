@@ -53,6 +53,7 @@ class Metrics:
     latency_ms: dict[str, float] | None
     baseline_latency_ms: dict[str, float] | None
     db_reconnections: int
+    failed_latency_ms: dict[str, float] | None = None  # the failed requests' own, apart from the objective
 
 
 @dataclass
@@ -303,8 +304,11 @@ def _latency_finding(rule: Rule, aggs: Aggregates, baseline_available: bool) -> 
     ]
 
 
-def _latency_row(aggs: Aggregates, period: str) -> Any:
-    rows = aggs.latency[(aggs.latency["period"] == period) & (aggs.latency["revision"] == "*")]
+def _latency_row(aggs: Aggregates, period: str, outcome: str = "ok") -> Any:
+    latency = aggs.latency
+    rows = latency[
+        (latency["period"] == period) & (latency["revision"] == "*") & (latency["outcome"] == outcome)
+    ]
     return None if rows.empty or int(rows.iloc[0]["samples"]) == 0 else rows.iloc[0]
 
 
@@ -365,12 +369,17 @@ def _metrics(aggs: Aggregates, window: pd.DataFrame, pack: RulePack) -> Metrics:
         websocket_connections=ws_attempts,
         websocket_failures=ws_failures,
         websocket_error_rate=ws_failures / ws_attempts if ws_attempts else None,
-        latency_ms=None if latency is None else {k: float(latency[k]) for k in ("p50", "p95", "p99")},
+        latency_ms=_quantiles(latency),
+        failed_latency_ms=_quantiles(_latency_row(aggs, "window", "failed")),
         baseline_latency_ms=None
         if base_latency is None
         else {k: float(base_latency[k]) for k in ("p50", "p95", "p99")},
         db_reconnections=int(window.loc[window["rule"].isin(metric_rules), "events"].sum()),
     )
+
+
+def _quantiles(row: Any) -> dict[str, float] | None:
+    return None if row is None else {k: float(row[k]) for k in ("p50", "p95", "p99")}
 
 
 def _objective_value(

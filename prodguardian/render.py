@@ -442,6 +442,7 @@ def report_dict(report: Report, t: Translator) -> dict[str, Any]:
             "websocket_failures": metrics.websocket_failures,
             "websocket_error_rate": metrics.websocket_error_rate,
             "latency_ms": metrics.latency_ms,
+            "failed_latency_ms": metrics.failed_latency_ms,
             "db_reconnections": metrics.db_reconnections,
         },
         "objectives": [

@@ -117,3 +117,12 @@ def test_a_crash_shows_the_exception_its_instance_logged_before_dying(pack: Rule
     assert crash.evidence is not None
     assert crash.evidence.examples[0] == "ModuleNotFoundError: No module named 'settings'"
     assert crash.evidence.frame == "main.py:3 in <module>"
+
+
+def test_failed_requests_latency_is_reported_apart_from_the_objective(pack: RulePack) -> None:
+    fast = [logs.request(10 * i, "/api/threads", 200, "0.100s") for i in range(30)]
+    timeouts = [logs.request(400 + 10 * i, "/api/export", 504, "300.000s") for i in range(3)]
+    report = check(fast + timeouts, pack)
+    assert report.metrics is not None
+    assert report.metrics.latency_ms is not None and report.metrics.latency_ms["p95"] == 100
+    assert report.metrics.failed_latency_ms == {"p50": 300_000.0, "p95": 300_000.0, "p99": 300_000.0}
