@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from prodguardian.classify import Classified
+from prodguardian.events import per_distinct_text
 from prodguardian.rules import RulePack
 
 QUANTILES = (0.5, 0.95, 0.99)
@@ -301,9 +302,8 @@ def _latency(counted: pd.DataFrame) -> pd.DataFrame:
 
 def background_callers(user_agents: pd.Series) -> np.ndarray:
     """Which requests come from Google's background callers, by user agent (one test per distinct agent)."""
-    codes, uniques = pd.factorize(user_agents, use_na_sentinel=True)
-    flags = np.array([BACKGROUND_AGENTS.search(agent) is not None for agent in uniques] + [False], dtype=bool)
-    return flags[codes]
+    agents = user_agents.to_numpy(dtype=object)
+    return per_distinct_text(agents, np.ones(len(agents), dtype=bool), BACKGROUND_AGENTS.search)
 
 
 def _all_revisions(requests: pd.DataFrame) -> list[tuple[tuple[str, str], pd.DataFrame]]:

@@ -565,21 +565,25 @@ def _fold(columns: dict[str, Any], totals: Totals) -> tuple[pd.DataFrame, pd.Ser
     return pd.DataFrame(data, copy=False), folded_times, columns_services[folded]
 
 
-def _each_distinct(messages: np.ndarray, rows: np.ndarray, test: Any) -> np.ndarray:
-    """`test` on the text of each row in `rows`, run once per distinct text (texts repeat a lot)."""
-    hits = np.zeros(len(messages), dtype=bool)
+def per_distinct_text(texts: np.ndarray, rows: np.ndarray, fn: Any, dtype: Any = bool) -> np.ndarray:
+    """`fn` of the text of each row in `rows`, computed once per distinct text (texts repeat a lot); rows
+    outside `rows`, and rows without a text, hold the dtype's zero."""
+    values = np.zeros(len(texts), dtype=dtype)
     candidates = np.flatnonzero(rows)
     if not len(candidates):
-        return hits
-    codes, uniques = pd.factorize(pd.Series(messages[candidates], dtype=object), use_na_sentinel=True)
-    verdicts = np.array([isinstance(u, str) and bool(test(u)) for u in uniques] + [False], dtype=bool)
-    hits[candidates] = verdicts[codes]
-    return hits
+        return values
+    codes, uniques = pd.factorize(pd.Series(texts[candidates], dtype=object), use_na_sentinel=True)
+    zero = dtype()
+    results = np.array(
+        [(fn(u) or zero) if isinstance(u, str) else zero for u in uniques] + [zero], dtype=dtype
+    )
+    values[candidates] = results[codes]
+    return values
 
 
 def _without_markup(messages: np.ndarray) -> np.ndarray:
     """Messages with ANSI colour codes and loguru/rich markup taken out (rules and folding see the text)."""
-    marked = _each_distinct(messages, np.ones(len(messages), dtype=bool), _has_markup)
+    marked = per_distinct_text(messages, np.ones(len(messages), dtype=bool), _has_markup)
     if marked.any():
         messages = messages.copy()
         cleaned = {m: levels.strip_markup(m) for m in set(messages[marked].tolist())}
@@ -596,22 +600,11 @@ def infer_severities(table: pd.DataFrame) -> pd.DataFrame:
     `| ERROR |`, `[ERROR]`, `level=error`, `panic:`, a traceback...; see `levels`). `severity_inferred`
     marks them, so a rule can test only the severity entries carry (`infer_severity: false`)."""
     plain = (table["severity"].to_numpy() == 0) & (table["kind"].to_numpy() == "app")
-    inferred = np.zeros(len(table), dtype=bool)
-    if plain.any():
-        messages = table["message"].to_numpy()
-        candidates = np.flatnonzero(plain)
-        codes, uniques = pd.factorize(pd.Series(messages[candidates], dtype=object), use_na_sentinel=True)
-        stated = np.array(
-            [(levels.stated_severity(u) or 0) if isinstance(u, str) else 0 for u in uniques] + [0],
-            dtype=np.int32,
-        )[codes]
-        traced = table["exc_type"].notna().to_numpy()[candidates] if "exc_type" in table else False
-        stated[(stated == 0) & traced] = SEVERITY_RANKS["ERROR"]  # a stack trace states an error
-        severity = table["severity"].to_numpy().copy()
-        severity[candidates] = stated
-        inferred[candidates] = stated > 0
-        table["severity"] = severity
-    table["severity_inferred"] = inferred
+    stated = per_distinct_text(table["message"].to_numpy(), plain, levels.stated_severity, np.int32)
+    if "exc_type" in table:  # a stack trace states an error
+        stated[plain & (stated == 0) & table["exc_type"].notna().to_numpy()] = SEVERITY_RANKS["ERROR"]
+    table["severity"] = np.where(plain, stated, table["severity"].to_numpy()).astype(np.int32)
+    table["severity_inferred"] = plain & (stated > 0)
     return table
 
 
@@ -677,7 +670,7 @@ def _join_split_tracebacks(
     folded = np.zeros(len(kinds), dtype=bool)
     merged: dict[int, tuple[str, int]] = {}
     is_app = kinds == "app"
-    starts = is_app & _each_distinct(messages, is_app, tracebacks.is_start)
+    starts = is_app & per_distinct_text(messages, is_app, tracebacks.is_start)
     if not starts.any():
         return folded, merged
     # Only the app lines of instances where a traceback starts can fold.
@@ -730,7 +723,9 @@ def _describe_exceptions(table: pd.DataFrame) -> pd.DataFrame:
     A traceback's text repeats (the same failure, again and again): each distinct one is read once.
     """
     messages = table["message"].to_numpy()
-    rows = np.flatnonzero(_each_distinct(messages, np.ones(len(messages), dtype=bool), tracebacks.has_trace))
+    rows = np.flatnonzero(
+        per_distinct_text(messages, np.ones(len(messages), dtype=bool), tracebacks.has_trace)
+    )
     described: dict[str, tuple[Any, ...]] = {}
     found = []
     for text in messages[rows].tolist():
