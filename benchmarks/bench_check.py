@@ -10,7 +10,7 @@ every measurement `--repeats` times and reporting the median:
   the check's worker processes are its children, so they are included) and of the whole process tree
   (sampled every 20 ms from /proc: a sum, so pages shared between processes count more than once);
 - the check's stages in this process (`run_check(...).seconds`, plus rendering), and the parse alone
-  (iterating `FileSource(path)` here, one process, with the check's decoder: `events.decode_entries`);
+  (iterating `FileSource(path)` here, one process, with the check's decoder: `decode.decode_entries`);
 - two references on the same file, each in a subprocess: (a) `orjson.loads` of the whole file, the floor
   for any tool that must read it; (b) a naive check: `json.load`, then a Python loop applying every built-in
   rule's message regex (`Rule.match.message`, with the `re` module) to textPayload / jsonPayload.message.
@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from prodguardian import simulate  # noqa: E402 - after the path set-up
 from prodguardian.check import CheckOptions, run_check  # noqa: E402
-from prodguardian.events import decode_entries  # noqa: E402
+from prodguardian.decode import decode_entries  # noqa: E402
 from prodguardian.render import render  # noqa: E402
 from prodguardian.rules import load_pack  # noqa: E402
 from prodguardian.source import FileSource, write_export  # noqa: E402

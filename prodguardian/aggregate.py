@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from prodguardian.classify import Classified
-from prodguardian.events import per_distinct_text
 from prodguardian.rules import RulePack
+from prodguardian.texts import per_distinct_text
 
 QUANTILES = (0.5, 0.95, 0.99)
 # Data that starts this little after a period's start still covers it (the first request came minutes in).

@@ -1,13 +1,12 @@
-"""From LogEntry dicts to typed events, one per failure: the only module that knows Cloud Run's log shapes.
+"""From LogEntry dicts to typed events, one per failure: the only stage that knows Cloud Run's log shapes.
 
-It extracts the fields the pipeline uses into columns, joins tracebacks split one line per entry, drops the
-echo lines (uvicorn's access log, the app's "Request completed" line) that repeat a request log, and links
-the lines of one failure — request row, app error, traceback — under one failure id.
+It extracts the fields the pipeline uses from the entries (`decode` structs, or dicts converted to them)
+into typed columns, a batch at a time, then has `folding` join split tracebacks and drop echoes and entries
+read twice, and `linking` give the lines of one failure (request row, app error, traceback) one failure id.
 """
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import functools
 import gc
@@ -17,17 +16,27 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
 import numpy as np
-import orjson
 import pandas as pd
 
-from prodguardian import levels, tracebacks
+from prodguardian import levels
+from prodguardian.decode import (
+    NO_LABELS,
+    HttpRequest,
+    Labels,
+    LogEntry,
+    ProtoPayload,
+    Resource,
+    Status,
+    as_entries,
+    decode_entries,
+)
+from prodguardian.folding import DUPLICATE, ECHO, MERGED, Folded, describe_exceptions, fold
+from prodguardian.linking import link_failures
 from prodguardian.rules import SEVERITY_RANKS
 from prodguardian.source import FileSource
+from prodguardian.texts import per_distinct_text
 
-CORRELATION_GAP_S = 2.0
-TRACEBACK_GAP_S = 1.0
 MAX_MESSAGE_CHARS = 32_768  # Cloud Logging entries are at most 256 KiB; enough to show and match
 BATCH_ENTRIES = 8192  # entries of a plain iterable extracted at a time
 CHUNK_ROWS = 1 << 16  # extracted rows turned into typed columns at a time
@@ -37,7 +46,6 @@ _APP_REQUEST_ECHO = re.compile(r"^Request completed\b.*\bstatus_code\b")
 # Either echo, anchored at the start as both are: one match call per line instead of two.
 _ECHO = re.compile(f"(?:{_UVICORN_ACCESS.pattern[1:]})|(?:{_APP_REQUEST_ECHO.pattern[1:]})")
 _ECHO_PREFIXES = ("INFO: ", "Request completed")  # what either needs first: a cheap test before the regex
-_PATH_IN_LINE = re.compile(r'(?:^|[\s"])(?:GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) (/[^\s?"]*)')
 _WEBSOCKET_SEGMENT = re.compile(r"(?:^|/)(?:ws|wss|websocket|websockets)(?:/|$)")
 
 COLUMNS = (
@@ -66,96 +74,6 @@ COLUMNS = (
 CLOUD_RUN_RESOURCES = frozenset({"cloud_run_revision", "cloud_run_service", "cloud_run_job"})
 # Error Reporting's payload type: such an entry is an error whatever severity it was written with.
 _REPORTED_ERROR = "type.googleapis.com/google.devtools.clouderrorreporting.v1beta1.ReportedErrorEvent"
-
-
-# Entries are decoded straight into these structs: only the fields the pipeline reads are built, everything
-# else in an entry is skipped unread, and attribute access beats dict lookups in the hot loop. Each nested
-# struct sits in a union with every other JSON value, so a field of an unexpected type never fails a decode.
-_NOT_AN_OBJECT = str | int | float | bool | list[Any] | None
-
-
-class _Labels(msgspec.Struct, gc=False):
-    """Labels of the resource (service, revision, region, project) or of the entry (instance)."""
-
-    service_name: Any = None
-    revision_name: Any = None
-    location: Any = None
-    project_id: Any = None
-    instanceId: Any = None  # the API's name
-
-
-class _Resource(msgspec.Struct, gc=False):
-    type: Any = None
-    labels: _Labels | _NOT_AN_OBJECT = None
-
-
-class _Status(msgspec.Struct, gc=False):
-    message: Any = None
-
-
-class _Proto(msgspec.Struct, gc=False):
-    """An audit log's payload: what the pipeline reads is the status message (a revision not ready...)."""
-
-    status: _Status | _NOT_AN_OBJECT = None
-
-
-class _Http(msgspec.Struct, gc=False, rename="camel"):
-    request_method: Any = None
-    request_url: Any = None
-    status: Any = None
-    latency: Any = None
-    protocol: Any = None
-    user_agent: Any = None
-
-
-class LogEntry(msgspec.Struct, gc=False, rename="camel"):
-    """The fields of a LogEntry that the pipeline reads."""
-
-    timestamp: Any = None
-    insert_id: Any = None
-    log_name: Any = None
-    severity: Any = None
-    text_payload: Any = None
-    json_payload: Any = None
-    proto_payload: _Proto | _NOT_AN_OBJECT = None
-    error_groups: Any = None
-    trace: Any = None
-    source_location: Any = None
-    resource: _Resource | _NOT_AN_OBJECT = None
-    labels: _Labels | _NOT_AN_OBJECT = None
-    http_request: _Http | _NOT_AN_OBJECT = None
-
-
-_NO_LABELS = _Labels()
-_ENTRIES = list[LogEntry | _NOT_AN_OBJECT]
-_DECODER = msgspec.json.Decoder(_ENTRIES | LogEntry | str | int | float | bool | None)
-
-
-def decode_entries(data: bytes | memoryview) -> Any:
-    """A JSON array of entries, or one entry, decoded into `LogEntry` structs (a `source.Decode`).
-
-    What msgspec refuses (a number out of its range, malformed JSON) orjson decodes into dicts, which
-    `_as_entries` converts, or rejects with the exact error the reader reports.
-    """
-    try:
-        return _DECODER.decode(data)
-    except msgspec.DecodeError:
-        return orjson.loads(data)
-
-
-def _as_entries(batch: list[Any]) -> list[Any]:
-    """The batch as `LogEntry` structs (dicts converted, structs as they are; anything else left as is)."""
-    try:
-        return msgspec.convert(batch, _ENTRIES)
-    except msgspec.ValidationError:
-        return [_as_entry(entry) for entry in batch]
-
-
-def _as_entry(entry: Any) -> Any:
-    try:
-        return msgspec.convert(entry, LogEntry | _NOT_AN_OBJECT)
-    except msgspec.ValidationError:  # a value msgspec cannot hold (a huge number): not a usable entry
-        return None
 
 
 @dataclass
@@ -208,11 +126,24 @@ def build_events(entries: Iterable[Any], service: str | None = None) -> Events:
             pieces.append(part.columns)
     columns = _concatenate(pieces)
     del pieces
-    table, folded_times, folded_services = _fold(columns, totals)
+    folded = fold(columns)
+    table = _table(columns, folded)
     del columns
-    table = infer_severities(_describe_exceptions(table))
+    table = infer_severities(describe_exceptions(table))
     table["failure"] = link_failures(table)
-    return Events(table, totals, services, project, folded_times, folded_services)
+    dropped = folded.dropped
+    totals.duplicates = int((dropped["reason"] == DUPLICATE).sum())
+    totals.merged_lines = int((dropped["reason"] == MERGED).sum())
+    totals.echoes = int((dropped["reason"] == ECHO).sum())
+    lines = dropped[(dropped["reason"] != DUPLICATE).to_numpy()]
+    return Events(
+        table,
+        totals,
+        services,
+        project,
+        lines["ts"].reset_index(drop=True),
+        lines["service"].to_numpy(),
+    )
 
 
 @contextlib.contextmanager
@@ -296,15 +227,15 @@ def _extract_batch(
     skipped = other = foreign = 0
     mapping = dict
     text = str
-    entry_type, labels_type, resource_type, http_type = LogEntry, _Labels, _Resource, _Http
-    proto_type, status_type = _Proto, _Status
+    entry_type, labels_type, resource_type, http_type = LogEntry, Labels, Resource, HttpRequest
+    proto_type, status_type = ProtoPayload, Status
     cloud_run = CLOUD_RUN_RESOURCES
-    no_labels = _NO_LABELS
+    no_labels = NO_LABELS
     echo_match = _ECHO.match
     echo_prefixes = _ECHO_PREFIXES
     limit = MAX_MESSAGE_CHARS
     websocket_segment = _WEBSOCKET_SEGMENT.search
-    for entry in _as_entries(batch):
+    for entry in as_entries(batch):
         if entry.__class__ is not entry_type:
             skipped += 1
             continue
@@ -521,78 +452,24 @@ def _concatenate(pieces: list[dict[str, Any]]) -> dict[str, Any]:
     return columns
 
 
-def _fold(columns: dict[str, Any], totals: Totals) -> tuple[pd.DataFrame, pd.Series, np.ndarray]:
-    """The events table in time order (stable: entries of one timestamp keep the input's order), each split
-    traceback folded into its first line and the echoes dropped; and the times and services of the folded
-    lines."""
-    _drop_duplicates(columns, totals)
-    ts = columns.pop("ts")
-    order = np.argsort(ts, kind="stable")
-    columns_services = columns["service"][order]  # for the folded lines' service, before it is taken
-    ts = ts[order]
-    kinds = columns["kind"][order]
-    messages = _without_markup(columns["message"][order])
-    severities = columns["severity"][order]
-    folded, merged = _join_split_tracebacks(kinds, messages, columns["instance"][order], severities, ts)
-    totals.merged_lines += int(folded.sum())
-    echo = columns.pop("echo")[order] & ~folded
-    totals.echoes += int(echo.sum())
-    folded |= echo
-    kept = np.flatnonzero(~folded)
-    rows = order[kept]
-    if merged:
-        at = np.searchsorted(kept, np.fromiter(merged, dtype=np.int64, count=len(merged)))
-        messages = messages[kept]
-        messages[at] = [text for text, _ in merged.values()]
-        severities = severities[kept]
-        severities[at] = [severity for _, severity in merged.values()]
-    else:
-        messages, severities = messages[kept], severities[kept]
-    stamps = ts.view("datetime64[ns]")
-    data: dict[str, Any] = {"ts": pd.Series(stamps[kept], dtype="datetime64[ns]")}
+def _table(columns: dict[str, Any], folded: Folded) -> pd.DataFrame:
+    """The events table: the kept rows of the columns, in time order, typed, copied once."""
+    rows = folded.rows
+    data: dict[str, Any] = {
+        "ts": pd.Series(columns.pop("ts")[rows].view("datetime64[ns]"), dtype="datetime64[ns]")
+    }
     for name in COLUMNS[1:]:
         if name == "message":
-            data[name] = pd.Series(messages, dtype=object)
+            data[name] = pd.Series(folded.messages, dtype=object)
         elif name == "severity":
-            data[name] = pd.Series(severities, dtype=np.int32)
+            data[name] = pd.Series(folded.severities, dtype=np.int32)
         elif name == "status":
             data[name] = pd.Series(columns.pop(name).take(rows), dtype="Int64")
         elif name == "latency_s":
             data[name] = pd.Series(columns.pop(name)[rows], dtype=np.float64)
         else:
             data[name] = pd.Series(columns.pop(name)[rows], dtype=object)
-    folded_times = pd.Series(stamps[folded], dtype="datetime64[ns]", name="ts")
-    return pd.DataFrame(data, copy=False), folded_times, columns_services[folded]
-
-
-def per_distinct_text(texts: np.ndarray, rows: np.ndarray, fn: Any, dtype: Any = bool) -> np.ndarray:
-    """`fn` of the text of each row in `rows`, computed once per distinct text (texts repeat a lot); rows
-    outside `rows`, and rows without a text, hold the dtype's zero."""
-    values = np.zeros(len(texts), dtype=dtype)
-    candidates = np.flatnonzero(rows)
-    if not len(candidates):
-        return values
-    codes, uniques = pd.factorize(pd.Series(texts[candidates], dtype=object), use_na_sentinel=True)
-    zero = dtype()
-    results = np.array(
-        [(fn(u) or zero) if isinstance(u, str) else zero for u in uniques] + [zero], dtype=dtype
-    )
-    values[candidates] = results[codes]
-    return values
-
-
-def _without_markup(messages: np.ndarray) -> np.ndarray:
-    """Messages with ANSI colour codes and loguru/rich markup taken out (rules and folding see the text)."""
-    marked = per_distinct_text(messages, np.ones(len(messages), dtype=bool), _has_markup)
-    if marked.any():
-        messages = messages.copy()
-        cleaned = {m: levels.strip_markup(m) for m in set(messages[marked].tolist())}
-        messages[marked] = [cleaned[m] for m in messages[marked].tolist()]
-    return messages
-
-
-def _has_markup(text: str) -> bool:
-    return "\x1b" in text or "[/" in text or "</" in text
+    return pd.DataFrame(data, copy=False)
 
 
 def infer_severities(table: pd.DataFrame) -> pd.DataFrame:
@@ -608,33 +485,10 @@ def infer_severities(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def _drop_duplicates(columns: dict[str, Any], totals: Totals) -> None:
-    """Keep the first of entries read twice (overlapping exports, a file read from two fetches): the same
-    insertId at the same timestamp. Entries without an insertId are all kept."""
-    ids = columns["insert_id"]
-    known = np.flatnonzero(pd.notna(ids))
-    if len(known) < 2:
-        return
-    keys = pd.DataFrame({"id": ids[known], "ts": columns["ts"][known]})
-    repeated = known[keys.duplicated().to_numpy()]
-    if not len(repeated):
-        return
-    kept = np.ones(len(ids), dtype=bool)
-    kept[repeated] = False
-    totals.duplicates += len(repeated)
-    for name, column in columns.items():
-        columns[name] = column[kept]
-
-
 def _project_of(log_name: Any) -> str | None:
     if isinstance(log_name, str) and log_name.startswith("projects/"):
         return log_name.split("/", 2)[1]
     return None
-
-
-def epoch_seconds(timestamps: pd.Series) -> np.ndarray:
-    """Seconds since the epoch of a naive-UTC datetime column."""
-    return timestamps.to_numpy().astype("datetime64[ns]").astype("int64") / 1e9
 
 
 def _kind(log_name: str) -> str:
@@ -658,198 +512,3 @@ def _int(value: Any) -> int | None:
         return int(value) if value is not None and value != "" else None
     except (TypeError, ValueError, OverflowError):
         return None
-
-
-def _join_split_tracebacks(
-    kinds: np.ndarray, messages: np.ndarray, instances: np.ndarray, severities: np.ndarray, ts: np.ndarray
-) -> tuple[np.ndarray, dict[int, tuple[str, int]]]:
-    """Find each traceback written one line per entry (same instance, a few ms apart), rows in time order.
-
-    Returns which rows fold into the line before them, and the new (message, severity) of each first line.
-    """
-    folded = np.zeros(len(kinds), dtype=bool)
-    merged: dict[int, tuple[str, int]] = {}
-    is_app = kinds == "app"
-    starts = is_app & per_distinct_text(messages, is_app, tracebacks.is_start)
-    if not starts.any():
-        return folded, merged
-    # Only the app lines of instances where a traceback starts can fold.
-    lines = np.flatnonzero(is_app & pd.Series(instances, dtype=object).isin(instances[starts]).to_numpy())
-    codes, _ = pd.factorize(instances[lines])
-    by_instance = np.argsort(codes, kind="stable")
-    bounds = np.flatnonzero(np.diff(codes[by_instance])) + 1
-    seconds = ts / 1e9  # as epoch_seconds gives them: the gap test must round the same way
-    for group in np.split(lines[by_instance], bounds):
-        _merge_group(group, starts[group], messages, severities, seconds, folded, merged)
-    return folded, merged
-
-
-def _merge_group(
-    index: np.ndarray,
-    starts: np.ndarray,
-    all_messages: np.ndarray,
-    all_severities: np.ndarray,
-    all_seconds: np.ndarray,
-    folded: np.ndarray,
-    merged: dict[int, tuple[str, int]],
-) -> None:
-    """Fold each split traceback of one instance's app lines (rows `index`, in time order)."""
-    messages = all_messages[index].tolist()
-    times = all_seconds[index]
-    end = 0
-    for i in np.flatnonzero(starts).tolist():
-        if i < end:  # inside the traceback folded just before
-            continue
-        j = i + 1
-        start = messages[i]
-        while (
-            j < len(index)
-            and times[j] - times[j - 1] <= TRACEBACK_GAP_S
-            and tracebacks.continues(start, messages[j - 1], messages[j])
-        ):
-            j += 1
-        if j > i + 1:
-            # A trace is an error at least; one written without severity gets the one its text states.
-            stated = int(all_severities[index[i]])
-            severity = max(stated, SEVERITY_RANKS["ERROR"]) if stated else 0
-            merged[int(index[i])] = ("\n".join(m or "" for m in messages[i:j]), severity)
-            folded[index[i + 1 : j]] = True
-        end = j
-
-
-def _describe_exceptions(table: pd.DataFrame) -> pd.DataFrame:
-    """Exception type, its message and the innermost application frame of every traceback.
-
-    A traceback's text repeats (the same failure, again and again): each distinct one is read once.
-    """
-    messages = table["message"].to_numpy()
-    rows = np.flatnonzero(
-        per_distinct_text(messages, np.ones(len(messages), dtype=bool), tracebacks.has_trace)
-    )
-    described: dict[str, tuple[Any, ...]] = {}
-    found = []
-    for text in messages[rows].tolist():
-        if text not in described:
-            described[text] = tracebacks.describe(text)
-        found.append(described[text])
-    for column, position in (
-        ("exc_type", 0),
-        ("exc_message", 1),
-        ("frame_file", 2),
-        ("frame_line", 3),
-        ("frame_function", 4),
-    ):
-        values = np.full(len(table), None, dtype=object)
-        if found:
-            values[rows] = [f[position] for f in found]
-        table[column] = pd.Series(values, index=table.index, dtype=object)
-    structured = table["frame_file"].isna() & table["source_file"].notna()
-    if structured.any():
-        table.loc[structured, "frame_file"] = table.loc[structured, "source_file"].map(
-            tracebacks.app_relative
-        )
-        table.loc[structured, "frame_line"] = table.loc[structured, "source_line"]
-    table["frame_line"] = table["frame_line"].astype("Int64")
-    table["traceback_frame"] = ~structured & table["frame_file"].notna()
-    if structured.any():
-        table.loc[structured, "frame_function"] = table.loc[structured, "source_function"]
-    return table.drop(columns=["source_file", "source_line", "source_function"])
-
-
-def link_failures(table: pd.DataFrame) -> np.ndarray:
-    """A failure id per row (-1 for rows that are no failure's part), shared by the lines of one failure.
-
-    A failing request is a failure. A line with a trace joins only that trace's failure. A line without one,
-    on an instance, continues the failure its previous line opened when at most CORRELATION_GAP_S separate
-    them and that failure has no traceback yet (a "request failed" line, then its traceback); otherwise it
-    claims the nearest failing request of its instance whose span (± the gap) holds it, with the same path
-    when the line names one, and that no other line has claimed: five failing requests with five tracebacks
-    are five failures. A line that can claim none closes the previous failure when it follows it within the
-    gap (a "worker exiting" line after a traceback), else it is a failure of its own.
-    """
-    failure = np.full(len(table), -1, dtype=np.int64)
-    kind = table["kind"].to_numpy()
-    status = table["status"].fillna(0).to_numpy(dtype=np.int64)
-    is_request = (kind == "request") | (kind == "websocket")
-    failing = is_request & ((status >= 500) | (status == 429))
-    failure[failing] = np.flatnonzero(failing)
-    errorish = ~is_request & (table["severity"].to_numpy() >= SEVERITY_RANKS["WARNING"])
-    if not errorish.any():
-        return failure
-    seconds = epoch_seconds(table["ts"])
-    requests = _FailingRequests(table, failing, seconds)
-    has_trace = table["exc_type"].notna().to_numpy() if "exc_type" in table else np.zeros(len(table), bool)
-    last_line: dict[str, tuple[float, int]] = {}
-    closed: set[int] = set()  # failures that already hold a traceback
-    traces, instances, messages = (
-        table["trace"].to_numpy(),
-        table["instance"].to_numpy(),
-        table["message"].to_numpy(),
-    )
-    by_trace: dict[str, int] = {}  # failures already holding a line of each trace
-    for row in np.flatnonzero(errorish):
-        at, instance, trace = seconds[row], instances[row], traces[row]
-        previous = last_line.get(instance)
-        recent = previous[1] if previous and at - previous[0] <= CORRELATION_GAP_S else -1
-        if trace:  # a line with a trace joins only that trace's failure
-            joined = requests.by_trace.get(trace, by_trace.get(trace, -1))
-        elif recent >= 0 and recent not in closed:
-            joined = recent
-        else:
-            joined = requests.claim(instance, at, _named_path(messages[row]))
-            if joined < 0:
-                joined = recent
-        failure[row] = joined if joined >= 0 else row
-        if trace:
-            by_trace.setdefault(trace, int(failure[row]))
-        if has_trace[row]:
-            closed.add(int(failure[row]))
-        last_line[instance] = (at, int(failure[row]))
-    return failure
-
-
-class _FailingRequests:
-    """Failing request rows indexed by trace and by instance (sorted start times) for joining lines."""
-
-    def __init__(self, table: pd.DataFrame, failing: np.ndarray, seconds: np.ndarray) -> None:
-        rows = np.flatnonzero(failing)
-        traces = table["trace"].to_numpy()
-        self.by_trace = {traces[r]: int(r) for r in rows if traces[r]}
-        latency = table["latency_s"].fillna(0.0).to_numpy()
-        paths = table["path"].to_numpy()
-        instances = table["instance"].to_numpy()
-        self.by_instance: dict[str, list[tuple[float, float, str, int]]] = {}
-        for r in rows:
-            self.by_instance.setdefault(str(instances[r]), []).append(
-                (seconds[r], seconds[r] + latency[r], paths[r] or "", int(r))
-            )
-        self.starts = {k: [v[0] for v in rows_] for k, rows_ in self.by_instance.items()}
-        self.claimed: set[int] = set()
-
-    def claim(self, instance: str, at: float, path: str | None) -> int:
-        """The unclaimed failing request of `instance` whose span (± the gap) holds `at`, nearest start
-        first, now claimed; -1 if there is none."""
-        spans = self.by_instance.get(instance)
-        if not spans:
-            return -1
-        starts = self.starts[instance]
-        hi = bisect.bisect_right(starts, at + CORRELATION_GAP_S)
-        best, best_distance = -1, float("inf")
-        for start, end, req_path, row in reversed(spans[max(0, hi - 64) : hi]):
-            if at < start - CORRELATION_GAP_S or at > end + CORRELATION_GAP_S:
-                continue
-            if (path and req_path and path != req_path) or row in self.claimed:
-                continue
-            distance = abs(at - start)
-            if distance < best_distance:
-                best, best_distance = row, distance
-        if best >= 0:
-            self.claimed.add(best)
-        return best
-
-
-def _named_path(message: Any) -> str | None:
-    if not isinstance(message, str):
-        return None
-    found = _PATH_IN_LINE.search(message[:512])
-    return found[1] if found else None

@@ -23,7 +23,7 @@ What `describe` returns — (exception type, message, innermost application file
   exception's last N frames are searched, outward. The file is the package path and source file
   (`com/example/App.java`), the function `Class.method`.
 
-Paths are made app-relative as events.py does (`/app/`, `/workspace/`, `/usr/src/app/`, `/srv/`, `/code/`,
+Paths are made app-relative by `app_relative` (`/app/`, `/workspace/`, `/usr/src/app/`, `/srv/`, `/code/`,
 `/home/<user>/` stripped). Every pattern is anchored and free of nested or adjacent overlapping quantifiers:
 a hostile 32 KiB line costs linear time.
 """
@@ -75,7 +75,7 @@ MAX_LINE_CHARS = 8192  # a longer line never continues a trace (and is never par
 _APP_ROOT = re.compile(r"^(?:/app/|/workspace/|/usr/src/app/|/srv/|/code/|/home/[^/]+/)")
 _PY_FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+), in (\S+)')
 _PY_EXCEPTION = re.compile(r"^([A-Za-z_][\w.]*)(?::\s?(.*))?$")
-# The line that ends a Python traceback, as events.py recognises it.
+# The line that ends a Python traceback.
 _PY_EXCEPTION_LINE = re.compile(
     r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning|Failure|Timeout)\w*)(?::\s?(.*))?$"
 )
@@ -154,7 +154,7 @@ def continues(start: str, previous: str | None, line: object) -> bool:
 
 
 def _python_continues(previous: str | None, line: str) -> bool:
-    """events.py's `_continues` exactly: frames, chain markers, blank lines, the final exception line."""
+    """Frames, chain markers, blank lines, the final exception line."""
     if line in PYTHON_STARTS[:1] and previous in PYTHON_STARTS[1:]:
         return True
     if line.startswith((" ", "\t")) or line.startswith(PYTHON_CHAIN) or not line.strip():

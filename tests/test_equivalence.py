@@ -21,7 +21,8 @@ from prodguardian import events as events_module
 from prodguardian import source
 from prodguardian.check import CheckOptions, run_check
 from prodguardian.classify import classify
-from prodguardian.events import Events, build_events, infer_severities, link_failures
+from prodguardian.events import Events, build_events, infer_severities
+from prodguardian.linking import link_failures
 from prodguardian.render import render
 from prodguardian.rules import SEVERITY_RANKS, RulePack
 from prodguardian.simulate import generate

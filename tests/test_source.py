@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from prodguardian import events, source
+from prodguardian import source
+from prodguardian.decode import decode_entries
 from prodguardian.errors import InputError
 from prodguardian.source import FileSource, read_entries, write_export
 from tests import logs
@@ -131,7 +132,7 @@ def test_parts_of_an_export_decode_in_place_to_its_entries(tmp_path: Path) -> No
     write_export(ENTRIES, str(path))
     data = path.read_bytes()
     closers = [at + 4 for at in range(len(data)) if data.startswith(b"\n  }", at)]
-    for decode in (source.orjson.loads, events.decode_entries):
+    for decode in (source.orjson.loads, decode_entries):
         parts = _parts(path, closers)  # a part an entry, and a last part of only the closing bracket
         read = [entry for part in parts for batch in source.part_batches(part, decode) for entry in batch]
         assert len(read) == len(ENTRIES)
@@ -217,7 +218,7 @@ def test_pasted_objects_stream_in_batches(tmp_path: Path, monkeypatch: pytest.Mo
     batches = list(FileSource(str(path)).batches())
     assert len(batches) > 100 and max(len(batch) for batch in batches) < 10
     assert [entry for batch in batches for entry in batch] == entries
-    read_back = list(FileSource(str(path)).batches(events.decode_entries))  # the check's decoder too
+    read_back = list(FileSource(str(path)).batches(decode_entries))  # the check's decoder too
     assert sum(len(batch) for batch in read_back) == len(entries)
 
 
@@ -356,9 +357,7 @@ def test_a_page_with_a_next_page_token_is_read_with_a_warning(tmp_path: Path, in
     assert "later pages are not in the file" in source.PAGE_WARNING
     assert list(export) == ENTRIES and export.warnings == [source.PAGE_WARNING]  # once, however often read
     export = FileSource(str(path))
-    results = list(
-        export.map_parts(lambda batches: sum(len(batch) for batch in batches), events.decode_entries)
-    )
+    results = list(export.map_parts(lambda batches: sum(len(batch) for batch in batches), decode_entries))
     assert results == [len(ENTRIES)] and export.warnings == [source.PAGE_WARNING]
 
 
