@@ -38,44 +38,6 @@ class Classified:
     matches: pd.DataFrame  # row, rule, category, group, captures
 
 
-def _present(codes: np.ndarray, rows: np.ndarray, size: int) -> np.ndarray:
-    """The distinct codes (≥ 0) of the rows, in order: a count per code, which is linear, not a sort."""
-    return np.flatnonzero(np.bincount(codes[rows] + 1, minlength=size + 1)[1:])
-
-
-class _Messages:
-    """Messages factorised once, so a regex runs over each distinct message a single time.
-
-    With `screen`, the pack's message regexes combined into one, a message that matches none of them is
-    found out with one search instead of one per rule; a rule's own regex then runs on the others only.
-    """
-
-    def __init__(self, messages: pd.Series, screen: Any = None) -> None:
-        codes, uniques = pd.factorize(messages, use_na_sentinel=True)
-        self.codes = codes
-        self.uniques = list(uniques)
-        self.screen = screen
-        self.screened = np.full(len(self.uniques), -1, dtype=np.int8)  # -1 not yet, 0 matches none, 1 may
-
-    def matching(
-        self, rows: np.ndarray, predicate: Callable[[str], bool], screened: bool = False
-    ) -> np.ndarray:
-        """A mask over all events: True where the row is in `rows` and its message satisfies `predicate`.
-
-        `screened`: the predicate can only hold for a message the combined screen matches.
-        """
-        candidate_codes = _present(self.codes, rows, len(self.uniques))
-        if screened and self.screen is not None:
-            unknown = candidate_codes[self.screened[candidate_codes] < 0]
-            search, uniques = self.screen.search, self.uniques
-            self.screened[unknown] = [search(uniques[code]) is not None for code in unknown.tolist()]
-            candidate_codes = candidate_codes[self.screened[candidate_codes] == 1]
-        hits = np.zeros(len(self.uniques) + 1, dtype=bool)  # index -1 (no message) stays False
-        for code in candidate_codes.tolist():
-            hits[code] = predicate(self.uniques[code])
-        return rows & hits[self.codes]
-
-
 _GROUP_NAME = re.compile(r"(?<!\\)\(\?P<\w+>")  # `(?P<name>` not after a backslash
 
 
@@ -105,11 +67,49 @@ class _Factorised:
 
     def where(self, rows: np.ndarray, test: Callable[[Any], bool], missing: bool = False) -> np.ndarray:
         """True where the row is in `rows` and `test` holds for its value (`missing` for a missing one)."""
+        return self._tested(rows, self._present(rows), test, missing)
+
+    def _present(self, rows: np.ndarray) -> np.ndarray:
+        """The distinct codes (≥ 0) of the rows, in order: a count per code, which is linear, not a sort."""
+        return np.flatnonzero(np.bincount(self.codes[rows] + 1, minlength=len(self.uniques) + 1)[1:])
+
+    def _tested(
+        self, rows: np.ndarray, codes: np.ndarray, test: Callable[[Any], bool], missing: bool = False
+    ) -> np.ndarray:
+        """`where`, the test run on the values of `codes` only (any other value fails it)."""
         hits = np.zeros(len(self.uniques) + 1, dtype=bool)
         hits[-1] = missing
-        for code in _present(self.codes, rows, len(self.uniques)).tolist():
+        for code in codes.tolist():
             hits[code] = test(self.uniques[code])
         return rows & hits[self.codes]
+
+
+class _Messages(_Factorised):
+    """Messages factorised once, so a regex runs over each distinct message a single time.
+
+    With `screen`, the pack's message regexes combined into one, a message that matches none of them is
+    found out with one search instead of one per rule; a rule's own regex then runs on the others only.
+    """
+
+    def __init__(self, messages: pd.Series, screen: Any = None) -> None:
+        super().__init__(messages)
+        self.screen = screen
+        self.screened = np.full(len(self.uniques), -1, dtype=np.int8)  # -1 not yet, 0 matches none, 1 may
+
+    def matching(
+        self, rows: np.ndarray, predicate: Callable[[str], bool], screened: bool = False
+    ) -> np.ndarray:
+        """A mask over all events: True where the row is in `rows` and its message satisfies `predicate`.
+
+        `screened`: the predicate can only hold for a message the combined screen matches.
+        """
+        codes = self._present(rows)
+        if screened and self.screen is not None:
+            unknown = codes[self.screened[codes] < 0]
+            search, uniques = self.screen.search, self.uniques
+            self.screened[unknown] = [search(uniques[code]) is not None for code in unknown.tolist()]
+            codes = codes[self.screened[codes] == 1]
+        return self._tested(rows, codes, predicate)
 
 
 class _Columns:
