@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from prodguardian.classify import Classified
+from prodguardian.folding import DROP_REASONS, DUPLICATE, ECHO, MERGED, OTHER_RESOURCE
 from prodguardian.rules import RulePack
 from prodguardian.texts import per_distinct_text
 
@@ -110,16 +111,16 @@ class Aggregates:
     latency: pd.DataFrame
     evidence: dict[tuple[str, str], Evidence]
     failures: pd.DataFrame  # period, unit (one failure), revision, category, rule: distinct failure units
-    totals: dict[str, int] = field(default_factory=dict)
+    totals: dict[str, int] = field(default_factory=dict)  # the window's: see `_totals`
+    baseline_entries: int = 0
     revision_first_seen: dict[str, datetime] = field(default_factory=dict)
     revision_first_failure: dict[str, datetime] = field(default_factory=dict)
 
 
 def aggregate(
-    classified: Classified, pack: RulePack, window: Window, folded_times: pd.Series | None = None
+    classified: Classified, pack: RulePack, window: Window, dropped: pd.DataFrame | None = None
 ) -> Aggregates:
-    """`folded_times`: times of the entries that events folded into others (echoes, traceback lines)."""
-    folded_times = pd.Series(dtype="datetime64[ns]") if folded_times is None else folded_times
+    """`dropped`: the entries events folded away (`Events.dropped`: ts, service, reason)."""
     events = classified.events
     period = _periods(events["ts"], window)
     age_ns = _naive(window.end).value - events["ts"].to_numpy().astype("datetime64[ns]").astype("int64")
@@ -137,7 +138,8 @@ def aggregate(
         latency=_latency(counted),
         evidence=_evidence(matches[matches["period"] == "window"], events),
         failures=_failure_units(matches),
-        totals=_totals(in_scope, int((_periods(folded_times, window) == "window").sum())),
+        totals=_totals(in_scope, dropped, window),
+        baseline_entries=int((in_scope["period"] == "baseline").sum()),
         revision_first_seen=_first_seen(events),
         revision_first_failure=_first_failure(matches, events),
     )
@@ -372,10 +374,20 @@ def _most_common(values: pd.Series) -> str | None:
     return str(counts.index[0]) if len(counts) else None
 
 
-def _totals(in_scope: pd.DataFrame, folded_in_window: int) -> dict[str, int]:
-    window = in_scope[in_scope["period"] == "window"]
+def _totals(in_scope: pd.DataFrame, dropped: pd.DataFrame | None, window: Window) -> dict[str, int]:
+    """The window's counts: its entries (events and the lines folded into them), those a suppress rule
+    took, and the entries folded away by reason (echoes, merged traceback lines, duplicates, other
+    resources')."""
+    events = in_scope[in_scope["period"] == "window"]
+    folded = dict.fromkeys(DROP_REASONS, 0)
+    if dropped is not None and len(dropped):
+        reasons = dropped["reason"][_periods(dropped["ts"], window) == "window"]
+        folded.update({str(k): int(v) for k, v in reasons.value_counts().items()})
     return {
-        "entries": len(window) + folded_in_window,
-        "suppressed": int(window["suppressed_by"].notna().sum()),
-        "baseline_entries": int((in_scope["period"] == "baseline").sum()),
+        "entries": len(events) + folded[ECHO] + folded[MERGED],
+        "suppressed": int(events["suppressed_by"].notna().sum()),
+        "echoes": folded[ECHO],
+        "merged_lines": folded[MERGED],
+        "duplicates": folded[DUPLICATE],
+        "other_resources": folded[OTHER_RESOURCE],
     }

@@ -59,7 +59,11 @@ def run_check(entries: Iterable[Any], options: CheckOptions, pack: RulePack | No
         until - options.freshness - options.baseline,
         None if getattr(entries, "covers_window", False) else _data_start(table),
     )
-    totals: dict[str, Any] = {**vars(events.totals), "truncated": bool(getattr(entries, "truncated", False))}
+    # The input's; aggregate adds the window's (entries, echoes, duplicates...).
+    totals: dict[str, Any] = {
+        "skipped": events.totals.skipped,
+        "truncated": bool(getattr(entries, "truncated", False)),
+    }
     services = _services(events, options.service)
     if len(services) == 1:
         report = _check_service(events, table, services[0], window, totals, warnings, pack, clock)
@@ -68,11 +72,8 @@ def run_check(entries: Iterable[Any], options: CheckOptions, pack: RulePack | No
     names = table["service"].to_numpy()
     for name in services:
         mine = table[names == name].reset_index(drop=True)
-        folded = events.folded_services == name
-        # The service's own folded lines; the input's coverage (the window) is every service's.
-        part = replace(
-            events, folded_times=events.folded_times[folded], folded_services=events.folded_services[folded]
-        )
+        # The service's own folded-away entries; the input's coverage (the window) is every service's.
+        part = replace(events, dropped=events.dropped_of(name))
         reports.append(_check_service(part, mine, name, window, dict(totals), warnings, pack, clock))
     reports.sort(key=lambda r: (OVERALL_ORDER.index(r.status), r.context.service or ""))
     return CheckRun(replace(reports[0], services=reports), clock.laps)
@@ -96,7 +97,7 @@ def _check_service(
     context = Context(service, events.project, _region(table), window, totals, warnings)
     classified = classify(table, pack)
     clock.lap("classify")
-    aggs = aggregate(classified, pack, window, events.folded_times)
+    aggs = aggregate(classified, pack, window, events.dropped)
     totals.update(aggs.totals)
     clock.lap("aggregate")
     if aggs.totals["entries"] == 0:

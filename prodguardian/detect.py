@@ -89,7 +89,7 @@ class Detection:
 def detect(aggs: Aggregates, pack: RulePack) -> Detection:
     window_counts = aggs.counts[aggs.counts["period"] == "window"]
     baseline_counts = aggs.counts[aggs.counts["period"] == "baseline"]
-    baseline_available = aggs.totals.get("baseline_entries", 0) > 0
+    baseline_available = aggs.baseline_entries > 0
     metrics = _metrics(aggs, window_counts, pack)
     findings: list[Finding] = []
     for rule in pack.rules:

@@ -31,7 +31,7 @@ from prodguardian.decode import (
     as_entries,
     decode_entries,
 )
-from prodguardian.folding import DUPLICATE, ECHO, MERGED, Folded, describe_exceptions, fold
+from prodguardian.folding import OTHER_RESOURCE, Folded, describe_exceptions, fold
 from prodguardian.linking import link_failures
 from prodguardian.rules import SEVERITY_RANKS
 from prodguardian.source import FileSource
@@ -78,27 +78,29 @@ _REPORTED_ERROR = "type.googleapis.com/google.devtools.clouderrorreporting.v1bet
 
 @dataclass
 class Totals:
+    """What the input held, whatever the window: the entries read, and those skipped because no window can
+    hold them (not a JSON object, no timestamp or one that does not parse; `check` adds those stamped in
+    the future)."""
+
     entries: int = 0
     skipped: int = 0
-    echoes: int = 0
-    merged_lines: int = 0
-    other_services: int = 0
-    other_resources: int = 0  # entries of resources that are not Cloud Run's (a scheduler job, a balancer)
-    duplicates: int = 0  # the same entry (insertId and timestamp) read again
 
 
 @dataclass
 class Events:
-    """The events table (one row per request or log line) and what building it counted."""
+    """The events table (one row per request or log line), the entries folded away, what reading counted."""
 
     table: pd.DataFrame
-    totals: Totals = field(default_factory=Totals)
-    services: dict[str, int] = field(default_factory=dict)
-    project: str | None = None
-    folded_times: pd.Series = field(
-        default_factory=lambda: pd.Series(dtype="datetime64[ns]")
-    )  # echoes, merged lines
-    folded_services: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
+    dropped: pd.DataFrame  # ts, service, reason of each entry folded away (see `folding.Folded`)
+    totals: Totals
+    services: dict[str, int]  # entries read per service ("" for entries that name none)
+    project: str | None
+
+    def dropped_of(self, service: str | None) -> pd.DataFrame:
+        """The folded-away entries a service's report counts: its own, and those of no service (other
+        resources' entries: the input's, in every service's report)."""
+        owners = self.dropped["service"]
+        return self.dropped[((owners == service) | owners.isna()).to_numpy()].reset_index(drop=True)
 
 
 def build_events(entries: Iterable[Any], service: str | None = None) -> Events:
@@ -107,7 +109,7 @@ def build_events(entries: Iterable[Any], service: str | None = None) -> Events:
     Entries are taken a batch at a time and only the fields the pipeline uses are kept, as typed columns, so
     the raw entries of one batch at most are alive at once. A `FileSource` hands over its batches itself and
     splits a large export between worker processes, which send back the columns. The table is then sorted,
-    folded (split tracebacks, echoes) and copied once.
+    folded (split tracebacks, echoes, entries read twice, other resources' entries) and copied once.
     """
     totals = Totals()
     services: dict[str, int] = {}
@@ -117,8 +119,6 @@ def build_events(entries: Iterable[Any], service: str | None = None) -> Events:
         for part in _extracted_parts(entries, service):
             totals.entries += part.entries
             totals.skipped += part.skipped
-            totals.other_services += part.other_services
-            totals.other_resources += part.other_resources
             for name, count in part.services.items():
                 services[name] = services.get(name, 0) + count
             if project is None:
@@ -131,19 +131,7 @@ def build_events(entries: Iterable[Any], service: str | None = None) -> Events:
     del columns
     table = infer_severities(describe_exceptions(table))
     table["failure"] = link_failures(table)
-    dropped = folded.dropped
-    totals.duplicates = int((dropped["reason"] == DUPLICATE).sum())
-    totals.merged_lines = int((dropped["reason"] == MERGED).sum())
-    totals.echoes = int((dropped["reason"] == ECHO).sum())
-    lines = dropped[(dropped["reason"] != DUPLICATE).to_numpy()]
-    return Events(
-        table,
-        totals,
-        services,
-        project,
-        lines["ts"].reset_index(drop=True),
-        lines["service"].to_numpy(),
-    )
+    return Events(table, folded.dropped, totals, services, project)
 
 
 @contextlib.contextmanager
@@ -184,8 +172,6 @@ class _Part:
     columns: dict[str, Any] = field(default_factory=dict)
     entries: int = 0
     skipped: int = 0
-    other_services: int = 0
-    other_resources: int = 0
     services: dict[str, int] = field(default_factory=dict)
     project: str | None = None
 
@@ -224,7 +210,8 @@ def _extract_batch(
     add = rows.append
     services = part.services
     project = part.project
-    skipped = other = foreign = 0
+    skipped = 0
+    other_resource = OTHER_RESOURCE
     mapping = dict
     text = str
     entry_type, labels_type, resource_type, http_type = LogEntry, Labels, Resource, HttpRequest
@@ -246,7 +233,9 @@ def _extract_batch(
         resource = entry.resource
         if resource.__class__ is resource_type:
             if resource.type.__class__ is text and resource.type not in cloud_run:
-                foreign += 1
+                # Not the service's (a scheduler job, a balancer): extracted only to be counted in the window.
+                insert_id = entry.insert_id if entry.insert_id.__class__ is text else None
+                add((timestamp, other_resource, None, *_OTHER_RESOURCE_TAIL, insert_id, False))
                 continue
             labels = resource.labels
         else:
@@ -258,7 +247,6 @@ def _extract_batch(
         name = intern(name, name) if name.__class__ is text else ""
         services[name] = services.get(name, 0) + 1
         if service is not None and name != service:
-            other += 1
             continue
         log_name = entry.log_name or ""
         if log_name.__class__ is not text:
@@ -398,8 +386,6 @@ def _extract_batch(
         )
     part.entries += len(batch)
     part.skipped += skipped
-    part.other_services += other
-    part.other_resources += foreign
     part.project = project
 
 
@@ -407,6 +393,8 @@ _ROW = (*COLUMNS, "echo")
 _ECHO_LINE = "INFO: (an echo)"  # what an echo row holds as its message: never part of a traceback
 _ECHO_TAIL = (None,) * 5 + (_ECHO_LINE,) + (None,) * 6 + (True,)  # method … insert_id, then `echo`
 assert len(_ECHO_TAIL) == len(_ROW) - 7
+_OTHER_RESOURCE_TAIL = (None, "", None, 0) + (None,) * 11  # revision … location
+assert len(_OTHER_RESOURCE_TAIL) == len(_ROW) - 5
 _TYPED = {"severity": np.int32, "latency_s": np.float64, "echo": np.bool_}
 
 

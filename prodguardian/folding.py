@@ -20,9 +20,11 @@ from prodguardian.rules import SEVERITY_RANKS
 from prodguardian.texts import per_distinct_text
 
 TRACEBACK_GAP_S = 1.0
-# Why a row folded away (`Folded.dropped["reason"]`).
-DUPLICATE, MERGED, ECHO = "duplicate", "merged", "echo"
-_REASONS = (DUPLICATE, MERGED, ECHO)
+# Why an entry folded away (`Folded.dropped["reason"]`); an entry of another resource than Cloud Run's is
+# extracted with the kind OTHER_RESOURCE, only to be counted.
+DUPLICATE, OTHER_RESOURCE, MERGED, ECHO = "duplicate", "other_resource", "merged", "echo"
+DROP_REASONS = (DUPLICATE, OTHER_RESOURCE, MERGED, ECHO)
+_KEPT = -1
 
 
 @dataclass
@@ -47,13 +49,17 @@ def fold(columns: dict[str, Any]) -> Folded:
         order = first_reads[np.argsort(ts[first_reads], kind="stable")]
     else:
         order = np.argsort(ts, kind="stable")
+    kinds = columns["kind"][order]
     messages = _without_markup(columns["message"][order])
     severities = columns["severity"][order]
     merged_lines, merged = _join_split_tracebacks(
-        columns["kind"][order], messages, columns["instance"][order], severities, ts[order]
+        kinds, messages, columns["instance"][order], severities, ts[order]
     )
-    echo = columns["echo"][order] & ~merged_lines
-    kept = np.flatnonzero(~(merged_lines | echo))
+    reasons = np.full(len(order), _KEPT, dtype=np.int8)
+    reasons[kinds == OTHER_RESOURCE] = DROP_REASONS.index(OTHER_RESOURCE)
+    reasons[merged_lines] = DROP_REASONS.index(MERGED)
+    reasons[columns["echo"][order] & ~merged_lines] = DROP_REASONS.index(ECHO)
+    kept = np.flatnonzero(reasons == _KEPT)
     if merged:
         at = np.searchsorted(kept, np.fromiter(merged, dtype=np.int64, count=len(merged)))
         messages = messages[kept]
@@ -62,10 +68,10 @@ def fold(columns: dict[str, Any]) -> Folded:
         severities[at] = [severity for _, severity in merged.values()]
     else:
         messages, severities = messages[kept], severities[kept]
-    folded = merged_lines | echo
-    dropped = np.concatenate([order[folded], repeated])
-    reasons = np.concatenate(
-        [np.where(echo[folded], _REASONS.index(ECHO), _REASONS.index(MERGED)), np.zeros(len(repeated), int)]
+    gone = np.flatnonzero(reasons != _KEPT)
+    dropped = np.concatenate([order[gone], repeated])
+    codes = np.concatenate(
+        [reasons[gone], np.full(len(repeated), DROP_REASONS.index(DUPLICATE), dtype=np.int8)]
     )
     return Folded(
         order[kept],
@@ -75,7 +81,7 @@ def fold(columns: dict[str, Any]) -> Folded:
             {
                 "ts": pd.Series(ts[dropped].view("datetime64[ns]"), dtype="datetime64[ns]"),
                 "service": pd.Series(columns["service"][dropped], dtype=object),
-                "reason": pd.Categorical.from_codes(reasons, categories=pd.Index(_REASONS)),
+                "reason": pd.Categorical.from_codes(codes, categories=pd.Index(DROP_REASONS)),
             }
         ),
     )

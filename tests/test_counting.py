@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import copy
+import json
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from prodguardian.check import CheckOptions, run_check
 from prodguardian.events import build_events
+from prodguardian.folding import DUPLICATE, OTHER_RESOURCE
+from prodguardian.render import render
 from prodguardian.rules import RulePack
+from prodguardian.source import FileSource, write_export
 from prodguardian.verdict import Report
 from tests import logs
 
@@ -61,28 +67,27 @@ def test_a_failing_worker_start_is_one_finding_titled_by_its_exception(pack: Rul
     assert unknown[0].group == "ModuleNotFoundError: No module named 'settings'"
 
 
+def scheduler_call(at: float) -> dict[str, Any]:
+    """A Cloud Scheduler job's log of a call to the service: it carries an httpRequest of its own."""
+    scheduler = logs.request(at, "/tasks/nightly", 500, "1.3s", user_agent="Google-Cloud-Scheduler")
+    scheduler["logName"] = f"projects/{logs.PROJECT}/logs/cloudscheduler.googleapis.com%2Fexecutions"
+    scheduler["resource"] = {
+        "type": "cloud_scheduler_job",
+        "labels": {"job_id": "nightly", "location": "europe-west1", "project_id": logs.PROJECT},
+    }
+    scheduler["jsonPayload"] = {"status": "INTERNAL", "targetType": "HTTP", "url": "https://x/tasks/nightly"}
+    return scheduler
+
+
 def test_other_resources_with_an_http_request_are_not_the_services_requests(pack: RulePack) -> None:
     entries = []
     for i in range(12):
         entries.append(
             logs.request(60 * i, "/tasks/nightly", 500, "1.2s", user_agent="Google-Cloud-Scheduler")
         )
-        scheduler = logs.request(
-            60 * i + 1.3, "/tasks/nightly", 500, "1.3s", user_agent="Google-Cloud-Scheduler"
-        )
-        scheduler["logName"] = f"projects/{logs.PROJECT}/logs/cloudscheduler.googleapis.com%2Fexecutions"
-        scheduler["resource"] = {
-            "type": "cloud_scheduler_job",
-            "labels": {"job_id": "nightly", "location": "europe-west1", "project_id": logs.PROJECT},
-        }
-        scheduler["jsonPayload"] = {
-            "status": "INTERNAL",
-            "targetType": "HTTP",
-            "url": "https://x/tasks/nightly",
-        }
-        entries.append(scheduler)
+        entries.append(scheduler_call(60 * i + 1.3))
     events = build_events(entries)
-    assert events.totals.other_resources == 12
+    assert events.dropped["reason"].tolist() == [OTHER_RESOURCE] * 12
     assert len(events.table) == 12
     report = check(entries, pack)
     http = next(f for f in report.findings if f.category == "http_5xx")
@@ -93,7 +98,7 @@ def test_an_entry_read_twice_counts_once(pack: RulePack) -> None:
     entries = [logs.request(i, "/api/threads", 500 if i % 10 == 0 else 200) for i in range(100)]
     overlapping = entries + copy.deepcopy(entries[50:])  # two exports that overlap by half
     events = build_events(overlapping)
-    assert events.totals.duplicates == 50 and len(events.table) == 100
+    assert events.dropped["reason"].tolist() == [DUPLICATE] * 50 and len(events.table) == 100
     once, twice = check(entries, pack), check(overlapping, pack)
     assert [(f.rule, f.count) for f in once.findings] == [(f.rule, f.count) for f in twice.findings]
     assert once.metrics is not None and twice.metrics is not None
@@ -126,3 +131,61 @@ def test_failed_requests_latency_is_reported_apart_from_the_objective(pack: Rule
     assert report.metrics is not None
     assert report.metrics.latency_ms is not None and report.metrics.latency_ms["p95"] == 100
     assert report.metrics.failed_latency_ms == {"p50": 300_000.0, "p95": 300_000.0, "p99": 300_000.0}
+
+
+def folded_shapes(at: float, failing: int, service: str = logs.SERVICE) -> list[dict[str, Any]]:
+    """Traffic with every shape that folds away: failing requests with their two echoes each, a split
+    traceback, entries read twice and a scheduler job's calls (one each per failing request)."""
+    entries = [logs.request(at + i, "/api/threads") for i in range(20)]
+    for i in range(failing):
+        entries += logs.failing_request_lines(at + 30 + i, trace=f"{service}{at}{i}".encode().hex()[:32])
+        entries += [copy.deepcopy(entries[i]), scheduler_call(at + 60 + i)]
+    entries += logs.split_traceback(at + 120)
+    for entry in entries:
+        if entry["resource"]["type"] == "cloud_run_revision":  # the service's, on its own instance
+            entry["resource"]["labels"]["service_name"] = service
+            entry["labels"]["instanceId"] = service.encode().hex().ljust(64, "0")
+    return entries
+
+
+WINDOW_END = logs.T0 + timedelta(minutes=30)  # a window from T0 - 30 min; the baseline, the 24 h before
+TRACEBACK_LINES = len(logs.DB_TRACEBACK.splitlines())
+FOLDED_TOTALS = ("entries", "skipped", "suppressed", "echoes", "duplicates", "other_resources")
+
+
+def test_every_total_counts_the_window_only(pack: RulePack, tmp_path: Path) -> None:
+    """An export whose baseline holds three times the window's echoes, merged lines, duplicates and other
+    resources' entries: the report counts the window's (the input's skipped entries aside)."""
+    baseline = [*folded_shapes(-3 * 3600, failing=3), {"no": "timestamp"}]
+    window = folded_shapes(0, failing=1)
+    path = tmp_path / "export.json"
+    write_export(baseline + window, str(path))
+    options = CheckOptions(until=WINDOW_END)
+    from_file = run_check(FileSource(str(path)), options, pack).report
+    totals = json.loads(render(from_file, "json", "en"))["totals"]
+    read = (
+        20 + 5 + TRACEBACK_LINES
+    )  # requests; the failing request's row, echoes, error, traceback; the split one
+    assert {name: totals[name] for name in FOLDED_TOTALS} == {
+        "entries": read,
+        "skipped": 1,  # the input's: an entry without a timestamp is in no window
+        "suppressed": 0,
+        "echoes": 2,
+        "duplicates": 1,
+        "other_resources": 1,
+    }
+    assert from_file.context.totals["merged_lines"] == TRACEBACK_LINES - 1
+    from_list = run_check(baseline + window, options, pack).report
+    assert render(from_list, "json", "en") == render(from_file, "json", "en")
+
+
+def test_each_service_counts_its_own_folded_entries(pack: RulePack) -> None:
+    """Echoes, merged lines and duplicates are a service's; other resources' entries, the input's."""
+    entries = folded_shapes(0, failing=1, service="api") + folded_shapes(0, failing=2, service="worker")
+    report = check(entries, pack, until=WINDOW_END)
+    totals = {r.context.service: r.context.totals for r in report.services}
+    for service, failing in (("api", 1), ("worker", 2)):
+        assert totals[service]["echoes"] == 2 * failing
+        assert totals[service]["duplicates"] == failing
+        assert totals[service]["merged_lines"] == TRACEBACK_LINES - 1
+        assert totals[service]["other_resources"] == 3

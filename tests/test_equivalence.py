@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -22,6 +23,7 @@ from prodguardian import source
 from prodguardian.check import CheckOptions, run_check
 from prodguardian.classify import classify
 from prodguardian.events import Events, build_events, infer_severities
+from prodguardian.folding import DROP_REASONS, ECHO, MERGED
 from prodguardian.linking import link_failures
 from prodguardian.render import render
 from prodguardian.rules import SEVERITY_RANKS, RulePack
@@ -110,7 +112,7 @@ def reference_events(entries: list[dict[str, Any]]) -> Events:
     table.insert(0, "ts", parsed.dt.tz_localize(None).astype("datetime64[ns]"))
     table = table.astype({"status": "Int64", "latency_s": "float64", "severity": "int32"})
     table = table.sort_values("ts", kind="stable").reset_index(drop=True)
-    full_times = table["ts"]
+    everything = table[["ts", "service"]]
     totals = events_module.Totals(entries=len(entries))
     folded: list[int] = []
     for _, group in table[table["kind"] == "app"].groupby("instance", sort=False):
@@ -132,13 +134,13 @@ def reference_events(entries: list[dict[str, Any]]) -> Events:
                     table.at[index[i], "severity"] = max(stated, 500) if stated else 0
                     folded += index[i + 1 : j]
             i = j
-    totals.merged_lines = len(folded)
     table = table.drop(index=folded)
     app_text = table["message"].where(table["kind"] == "app").fillna("")
     echo = app_text.str.match(_ACCESS) | app_text.str.match(_APP_ECHO)
-    totals.echoes = int(echo.sum())
     table = table[~echo]
-    folded_times = full_times.drop(index=table.index).reset_index(drop=True)
+    gone = everything.index.difference(table.index)
+    dropped = everything.loc[gone].reset_index(drop=True)
+    dropped["reason"] = pd.Categorical(np.where(gone.isin(folded), MERGED, ECHO), categories=DROP_REASONS)
     table = table.reset_index(drop=True)
     described = [
         describe(m) if isinstance(m, str) and has_trace(m) else (None,) * 5 for m in table["message"]
@@ -159,7 +161,7 @@ def reference_events(entries: list[dict[str, Any]]) -> Events:
     services = {
         str(k): int(v) for k, v in pd.Series([r["service"] for r in rows]).value_counts(sort=False).items()
     }
-    return Events(table, totals, services, "emergence-469005", folded_times)
+    return Events(table, dropped, totals, services, "emergence-469005")
 
 
 def naive_counts(entries: list[dict[str, Any]], pack: RulePack) -> dict[str, int]:
@@ -190,14 +192,15 @@ def reference(entries: list[dict[str, Any]]) -> Events:
 def assert_same_events(fast: Events, reference: Events) -> None:
     pd.testing.assert_frame_equal(fast.table, reference.table, check_exact=True)
     assert [str(t) for t in fast.table.dtypes] == [str(t) for t in reference.table.dtypes]
-    pd.testing.assert_series_equal(fast.folded_times, reference.folded_times, check_exact=True)
+    pd.testing.assert_frame_equal(fast.dropped, reference.dropped, check_exact=True)
     assert vars(fast.totals) == vars(reference.totals)
     assert fast.services == reference.services and fast.project == reference.project
 
 
 def test_the_export_is_mid_size_and_has_every_shape(entries: list[dict[str, Any]], reference: Events) -> None:
     assert 50_000 <= len(entries) <= 100_000
-    assert reference.totals.echoes > 10_000 and reference.totals.merged_lines > 0
+    dropped = reference.dropped["reason"].value_counts()
+    assert dropped[ECHO] > 10_000 and dropped[MERGED] > 0
     assert set(reference.table["kind"]) == {"request", "websocket", "app", "system"}
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from prodguardian.check import CheckOptions, run_check
 from prodguardian.events import build_events
+from prodguardian.folding import ECHO, MERGED
 from prodguardian.render import render
 from prodguardian.simulate import generate
 from prodguardian.source import FileSource, write_export
@@ -74,7 +75,7 @@ def test_split_traceback_becomes_one_event() -> None:
     merged = table.iloc[0]
     assert merged["message"] == logs.DB_TRACEBACK
     assert merged["exc_type"] == "RuntimeError" and merged["frame_line"] == 64
-    assert events.totals.merged_lines == len(logs.DB_TRACEBACK.splitlines()) - 1
+    assert events.dropped["reason"].tolist() == [MERGED] * (len(logs.DB_TRACEBACK.splitlines()) - 1)
 
 
 def test_split_tracebacks_of_two_instances_interleaved_stay_apart() -> None:
@@ -89,7 +90,7 @@ def test_split_tracebacks_of_two_instances_interleaved_stay_apart() -> None:
 def test_one_failing_request_is_one_failure_and_echoes_are_not_events() -> None:
     events = build_events(logs.failing_request_lines(5, trace="a" * 32))
     table = events.table
-    assert events.totals.echoes == 2  # uvicorn access line, "Request completed" line
+    assert events.dropped["reason"].tolist() == [ECHO] * 2  # uvicorn access line, "Request completed" line
     assert len(table) == 3  # request row, app error, traceback
     assert table["failure"].nunique() == 1 and (table["failure"] >= 0).all()
 

@@ -25,7 +25,7 @@ WINDOW = Window(
 def stages(entries: list[dict[str, Any]], pack: RulePack) -> tuple[Classified, Aggregates, Detection]:
     events = build_events(entries)
     classified = classify(events.table, pack)
-    aggs = aggregate(classified, pack, WINDOW, events.folded_times)
+    aggs = aggregate(classified, pack, WINDOW, events.dropped)
     return classified, aggs, detect(aggs, pack)
 
 
