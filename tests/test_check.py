@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -32,8 +34,14 @@ def as_json(report: Report) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def incident(pack: RulePack) -> Report:
-    return check(generate("db-outage"), pack)
+def scenario(pack: RulePack) -> Callable[[str], Report]:
+    """The report on a simulator scenario, made once for the module (tests only read reports)."""
+    return functools.cache(lambda name: check(generate(name), pack))
+
+
+@pytest.fixture(scope="module")
+def incident(scenario: Callable[[str], Report]) -> Report:
+    return scenario("db-outage")
 
 
 def test_incident_is_critical_with_the_database_as_root_cause(incident: Report) -> None:
@@ -154,8 +162,8 @@ def test_no_entries_in_the_window_is_unknown(pack: RulePack) -> None:
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
-def test_every_scenario_gets_its_expected_status(name: str, pack: RulePack) -> None:
-    report = check(generate(name), pack)
+def test_every_scenario_gets_its_expected_status(name: str, scenario: Callable[[str], Report]) -> None:
+    report = scenario(name)
     assert report.status == SCENARIOS[name].expected_status
     as_json(report)
     for lang in ("en", "fr"):
@@ -163,8 +171,8 @@ def test_every_scenario_gets_its_expected_status(name: str, pack: RulePack) -> N
             assert render(report, fmt, lang).startswith(("🔴", "🟡", "🟢", "## 🔴", "## 🟡", "## 🟢"))
 
 
-def test_memory_advice_never_recommends_the_current_limit(pack: RulePack) -> None:
-    report = check(generate("memory-oom"), pack)
+def test_memory_advice_never_recommends_the_current_limit(scenario: Callable[[str], Report]) -> None:
+    report = scenario("memory-oom")
     commands = [r.command for r in report.recommendations if r.command]
     assert "gcloud run services update emergence-app --memory=2Gi --region=europe-west1" in commands[0]
     assert memory_step(1024, 1062) == 2048
@@ -173,8 +181,8 @@ def test_memory_advice_never_recommends_the_current_limit(pack: RulePack) -> Non
     assert memory_step(32768, 40000) == 32768
 
 
-def test_rollback_names_the_last_clean_revision(pack: RulePack) -> None:
-    report = check(generate("bad-deploy"), pack)
+def test_rollback_names_the_last_clean_revision(scenario: Callable[[str], Report]) -> None:
+    report = scenario("bad-deploy")
     assert report.status == "CRITICAL"
     rollback = report.recommendations[0]
     assert rollback.advice == "rollback" and rollback.priority == "HIGH"
@@ -184,8 +192,8 @@ def test_rollback_names_the_last_clean_revision(pack: RulePack) -> None:
     )
 
 
-def test_a_healthy_french_report(pack: RulePack) -> None:
-    text = render(check(generate("healthy"), pack), "text", "fr")
+def test_a_healthy_french_report(scenario: Callable[[str], Report]) -> None:
+    text = render(scenario("healthy"), "text", "fr")
     assert text.startswith("🟢 Production Status: OK")
     for line in ("✅ Aucune anomalie détectée", "✅ Latence stable", "✅ Pas d'erreurs WebSocket"):
         assert line in text
