@@ -81,11 +81,11 @@ def test_incident_text_report_leads_with_verdict_and_root_cause(incident: Report
     assert lines[1].startswith("Window 11:04–12:04 UTC, 2025-10-11 (1 h) · baseline: previous 24 h")
     assert "❌ Database unavailable — 9 failures in 1 h (usual: 0/h)" in text
     assert "   at src/backend/core/database/manager.py:64 in _ensure_connection" in text
-    assert "└─ causes 9 WebSocket failures: 11.25% of 80 sessions" in text
+    assert "└─ causes 9 refused WebSocket sessions: 11.25% of 80 sessions" in text
     assert text.index("Database unavailable") < text.index("Objectives") < text.index("Recommendations")
     french = render(incident, "text", "fr")
-    assert french.startswith("🔴 Production Status: CRITICAL")
-    assert "❌ Base de données indisponible — 9 échecs en 1 h" in french
+    assert french.startswith("🔴 État de la production\u00a0: CRITICAL")
+    assert "❌ Base de données indisponible — 9 échecs en 1\u00a0h" in french
 
 
 def test_one_failing_request_counts_once(pack: RulePack) -> None:
@@ -148,7 +148,7 @@ def test_no_entries_in_the_window_is_unknown(pack: RulePack) -> None:
     until = logs.T0 + timedelta(hours=5)
     report = check(entries, pack, until=until)
     assert report.status == "UNKNOWN" and report.exit_code == 3
-    assert "silence is not health" in (report.reason or "")
+    assert "silence is not health" in render(report, "text")
     assert as_json(report)["status"] == "UNKNOWN"
     assert check([], pack).status == "UNKNOWN"
 
@@ -186,7 +186,7 @@ def test_rollback_names_the_last_clean_revision(pack: RulePack) -> None:
 
 def test_a_healthy_french_report(pack: RulePack) -> None:
     text = render(check(generate("healthy"), pack), "text", "fr")
-    assert text.startswith("🟢 Production Status: OK")
+    assert text.startswith("🟢 État de la production\u00a0: OK")
     for line in ("✅ Aucune anomalie détectée", "✅ Latence stable", "✅ Pas d'erreurs WebSocket"):
         assert line in text
 
