@@ -14,9 +14,10 @@ from prodguardian.detect import poisson_tail
 from prodguardian.render import render
 from prodguardian.resources import data_dir
 from prodguardian.rules import RulePack
-from prodguardian.simulate import SCENARIOS, generate
+from prodguardian.simulate import SCENARIOS
 from prodguardian.verdict import Report, memory_step
 from tests import logs
+from tests.reports import scenario_report
 
 SCHEMA = json.loads((data_dir("templates") / "report.schema.json").read_text(encoding="utf-8"))
 
@@ -32,8 +33,8 @@ def as_json(report: Report) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def incident(pack: RulePack) -> Report:
-    return check(generate("db-outage"), pack)
+def incident() -> Report:
+    return scenario_report("db-outage")
 
 
 def test_incident_is_critical_with_the_database_as_root_cause(incident: Report) -> None:
@@ -154,8 +155,8 @@ def test_no_entries_in_the_window_is_unknown(pack: RulePack) -> None:
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
-def test_every_scenario_gets_its_expected_status(name: str, pack: RulePack) -> None:
-    report = check(generate(name), pack)
+def test_every_scenario_gets_its_expected_status(name: str) -> None:
+    report = scenario_report(name)
     assert report.status == SCENARIOS[name].expected_status
     as_json(report)
     for lang in ("en", "fr"):
@@ -163,8 +164,8 @@ def test_every_scenario_gets_its_expected_status(name: str, pack: RulePack) -> N
             assert render(report, fmt, lang).startswith(("🔴", "🟡", "🟢", "## 🔴", "## 🟡", "## 🟢"))
 
 
-def test_memory_advice_never_recommends_the_current_limit(pack: RulePack) -> None:
-    report = check(generate("memory-oom"), pack)
+def test_memory_advice_never_recommends_the_current_limit() -> None:
+    report = scenario_report("memory-oom")
     commands = [r.command for r in report.recommendations if r.command]
     assert "gcloud run services update emergence-app --memory=2Gi --region=europe-west1" in commands[0]
     assert memory_step(1024, 1062) == 2048
@@ -173,8 +174,8 @@ def test_memory_advice_never_recommends_the_current_limit(pack: RulePack) -> Non
     assert memory_step(32768, 40000) == 32768
 
 
-def test_rollback_names_the_last_clean_revision(pack: RulePack) -> None:
-    report = check(generate("bad-deploy"), pack)
+def test_rollback_names_the_last_clean_revision() -> None:
+    report = scenario_report("bad-deploy")
     assert report.status == "CRITICAL"
     rollback = report.recommendations[0]
     assert rollback.advice == "rollback" and rollback.priority == "HIGH"
@@ -184,8 +185,8 @@ def test_rollback_names_the_last_clean_revision(pack: RulePack) -> None:
     )
 
 
-def test_a_healthy_french_report(pack: RulePack) -> None:
-    text = render(check(generate("healthy"), pack), "text", "fr")
+def test_a_healthy_french_report() -> None:
+    text = render(scenario_report("healthy"), "text", "fr")
     assert text.startswith("🟢 État de la production\u00a0: OK")
     for line in ("✅ Aucune anomalie détectée", "✅ Latence stable", "✅ Pas d'erreurs WebSocket"):
         assert line in text
