@@ -79,7 +79,6 @@ class Area:
     id: str
     state: str  # ok | noted (failures under the alert thresholds, or a missed objective) | warn | fail
     findings: list[Finding]
-    missed: list[ObjectiveResult] = field(default_factory=list)
 
 
 @dataclass
@@ -193,7 +192,7 @@ def _areas(findings: list[Finding], objectives: list[ObjectiveResult]) -> list[A
             state = "noted"
         else:
             state = "ok"
-        areas.append(Area(area, state, mine, missed))
+        areas.append(Area(area, state, mine))
     return areas
 
 
