@@ -34,6 +34,7 @@ _SCOPE_COLUMNS = (
     "bucket",
 )
 MAX_EXAMPLES = 3
+MAX_EXAMPLE_CHARS = 300
 # Google's callers that run work in the background: judged by success and timeouts, not by how fast they are.
 BACKGROUND_AGENTS = re.compile(
     r"Google-Cloud-Scheduler|Google-Cloud-Tasks|APIs-Google|CloudPubSub|Google-Cloud-Eventarc|"
@@ -350,12 +351,22 @@ def _examples(rows: pd.DataFrame) -> list[str]:
 
 def _example_text(row: Any) -> str:
     if isinstance(row["exc_type"], str):
-        return f"{row['exc_type']}: {row['exc_message']}" if row["exc_message"] else row["exc_type"]
+        return cut_line(f"{row['exc_type']}: {row['exc_message']}" if row["exc_message"] else row["exc_type"])
     if isinstance(row["message"], str) and row["message"].strip():
-        return row["message"].strip().splitlines()[0][:300]
+        return cut_line(row["message"])
     if isinstance(row["path"], str):
-        return f"{row['method'] or ''} {row['path']} → {row['status']}".strip()
+        return cut_line(f"{row['method'] or ''} {row['path']} → {row['status']}")
     return ""
+
+
+def cut_line(text: str, limit: int = MAX_EXAMPLE_CHARS) -> str:
+    """A log text's first line, at most `limit` characters; one that was cut (in length, or lines left
+    out) ends with "…", so a reader knows the line goes on."""
+    lines = text.strip().splitlines()
+    first = lines[0].rstrip() if lines else ""
+    if len(first) > limit:
+        return first[: limit - 1].rstrip() + "…"
+    return first + " …" if any(line.strip() for line in lines[1:]) else first
 
 
 def _most_common_frame(rows: pd.DataFrame) -> str | None:

@@ -15,7 +15,7 @@ from prodguardian.classify import classify
 from prodguardian.detect import detect
 from prodguardian.events import Events, build_events
 from prodguardian.rules import RulePack, load_pack
-from prodguardian.verdict import Context, Report, build_report, unknown_report
+from prodguardian.verdict import Context, Reason, Report, build_report, unknown_report
 
 CLOCK_SKEW = timedelta(minutes=5)  # how far past now an entry's timestamp may be before it is not believed
 
@@ -164,10 +164,9 @@ def _region(table: pd.DataFrame) -> str | None:
     return str(locations.mode().iloc[0]) if len(locations) else None
 
 
-def _silence(events: Events, window: Window) -> str:
+def _silence(events: Events, window: Window) -> Reason:
+    """Why a check found nothing to judge (worded by the report's catalog, `reasons`)."""
     if events.totals.entries == 0:
-        return "no log entries in the input: silence is not health"
-    return (
-        f"no entries between {window.start:%Y-%m-%d %H:%M} and {window.end:%H:%M} UTC "
-        f"({events.totals.entries} entries read): silence is not health"
-    )
+        return Reason("no_entries")
+    start, end, read = f"{window.start:%Y-%m-%d %H:%M}", f"{window.end:%H:%M}", events.totals.entries
+    return Reason("silent_window", {"start": start, "end": end, "n": read})

@@ -60,6 +60,7 @@ class Metrics:
 class ObjectiveResult:
     objective: Objective
     value: float | None
+    category: str | None = None  # the category of failures the objective measures, for the report's areas
 
     @property
     def met(self) -> bool | None:
@@ -100,7 +101,8 @@ def detect(aggs: Aggregates, pack: RulePack) -> Detection:
         elif rule.type == "latency":
             findings.extend(_latency_finding(rule, aggs, baseline_available))
     objectives = [
-        ObjectiveResult(o, _objective_value(o, aggs, window_counts, metrics)) for o in pack.objectives
+        ObjectiveResult(o, _objective_value(o, aggs, window_counts, metrics), _objective_category(o, pack))
+        for o in pack.objectives
     ]
     findings.extend(
         _metric_findings(pack, aggs, window_counts, baseline_counts, objectives, baseline_available)
@@ -396,6 +398,20 @@ def _objective_value(
         return float(window.loc[window["rule"] == name, "events"].sum()) / aggs.window.hours
     units = aggs.failures[(aggs.failures["period"] == "window") & (aggs.failures["category"] == name)]
     return units["unit"].nunique() / aggs.window.hours
+
+
+_METRIC_CATEGORIES = {
+    "websocket_error_rate": "websocket",
+    "http_error_rate": "http_5xx",
+    "latency_p95_ms": "latency",
+}
+
+
+def _objective_category(objective: Objective, pack: RulePack) -> str | None:
+    kind, _, name = objective.metric.partition(":")
+    if kind == "per_hour":
+        return next((rule.category for rule in pack.rules if rule.id == name), None)
+    return _METRIC_CATEGORIES.get(kind, name)
 
 
 def _revision_stats(aggs: Aggregates) -> list[RevisionStats]:

@@ -1,31 +1,37 @@
 """Render a Report: jinja2 templates for text and markdown, a dict for JSON; English and French.
 
-Templates hold loops and conditions only; wording lives in `templates/i18n/<lang>.yaml` and number formats
-in the filters here. Every string that comes from a log is cleaned of control characters first, so a log
-line can neither move the terminal's cursor nor break out of a markdown code span.
+Templates hold loops and conditions only; wording lives in `templates/i18n/<lang>.yaml`, plural forms follow
+Babel's CLDR plural rules, and number formats are the filters here. Every string that comes from a log is
+cleaned of control characters, and in markdown it stands in a code span that no backtick inside it can close,
+so a log line can neither move the terminal's cursor nor add a link, HTML or formatting to a report.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
+import babel
 import jinja2
 import yaml
+from wcwidth import wcswidth
 
 from prodguardian.detect import Finding, ObjectiveResult
 from prodguardian.errors import ConfigError
 from prodguardian.resources import data_dir
-from prodguardian.verdict import STATUS_ICONS, Recommendation, Report
+from prodguardian.verdict import STATUS_ICONS, LogText, Recommendation, Report
 
 FORMATS = ("text", "markdown", "json")
 LANGUAGES = ("en", "fr")
 SCHEMA_VERSION = 1
 PRIORITY_ICONS = {"HIGH": "🔴", "MEDIUM": "🟡", "LOW": "🔵"}
+OK_MARK, INFO_MARK = "✅", "ℹ️"
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_PLURAL_KEYS = frozenset(("zero", "one", "two", "few", "many", "other"))
 
 
 def clean(text: Any) -> str:
@@ -35,37 +41,72 @@ def clean(text: Any) -> str:
 
 @cache
 def catalog(lang: str) -> dict[str, Any]:
+    """The wording of one language, with its typography (`format.spacing`) applied to every entry."""
     if lang not in LANGUAGES:
         raise ConfigError(f"unknown language {lang!r}; choose one of: {', '.join(LANGUAGES)}")
     path = data_dir("templates") / "i18n" / f"{lang}.yaml"
     loaded: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return loaded
+    spacing: dict[str, str] = loaded["format"].get("spacing", {})
+    if not spacing:
+        return loaded
+    before = re.compile(f" ([{re.escape(''.join(spacing))}])")
+
+    def space(text: str) -> str:
+        return before.sub(lambda found: spacing[found.group(1)] + found.group(1), text)
+
+    return {key: value if key == "format" else _map_strings(value, space) for key, value in loaded.items()}
+
+
+def _map_strings(value: Any, change: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return change(value)
+    if isinstance(value, dict):
+        return {key: _map_strings(item, change) for key, item in value.items()}
+    return value
+
+
+def is_plural(entry: Any) -> bool:
+    """Whether a catalog entry is a set of plural forms (keyed by CLDR plural category)."""
+    return isinstance(entry, dict) and "other" in entry and set(entry) <= _PLURAL_KEYS
 
 
 class Translator:
-    """Wording and number formats of one language."""
+    """Wording, plural forms and number formats of one language; `markdown` quotes log text in code spans."""
 
-    def __init__(self, lang: str) -> None:
+    def __init__(self, lang: str, markdown: bool = False) -> None:
         self.lang = lang
+        self.markdown = markdown
         self.words = catalog(lang)
-        self.decimal: str = self.words["format"]["decimal"]
-        self.thousands: str = self.words["format"]["thousands"]
-        self.percent: str = self.words["format"]["percent"]
+        number = self.words["format"]
+        self.decimal: str = number["decimal"]
+        self.thousands: str = number["thousands"]
+        self.percent: str = number["percent"]
+        self.unit: str = number["unit"]
+        self.plural_form: Callable[[float], str] = babel.Locale.parse(lang).plural_form
 
     def __call__(self, key: str, **params: Any) -> str:
-        if params.get("count") == 1 and self.lookup(key + "_one") is not None:
-            key += "_one"
-        text = self.lookup(key)
-        if not isinstance(text, str):
+        """The entry `key` with its placeholders filled; log text (`LogText`) quoted, other text cleaned."""
+        entry = self.lookup(key)
+        if is_plural(entry):
+            count = params.get("count")
+            entry = entry["other"] if count is None else entry.get(self.plural_form(count), entry["other"])
+        if not isinstance(entry, str):
             return clean(params.get("default", key))
-        values = {k: clean(v) if isinstance(v, str) else v for k, v in params.items()}
-        return text.format_map(_Blank(values))
+        values = {
+            k: self.quote(v) if isinstance(v, LogText) else clean(v) if isinstance(v, str) else v
+            for k, v in params.items()
+        }
+        return entry.format_map(_Blank(values))
 
     def lookup(self, key: str) -> Any:
         text: Any = self.words
         for part in key.split("."):
             text = text.get(part) if isinstance(text, dict) else None
         return text
+
+    def quote(self, text: Any) -> str:
+        """Log text as data, on one line: cleaned, and in markdown a code span."""
+        return inline_code(text) if self.markdown else clean(text).replace("\n", " ")
 
     def num(self, value: float | int | None, digits: int = 0) -> str:
         if value is None:
@@ -87,14 +128,14 @@ class Translator:
     def ms(self, value: float | None) -> str:
         if value is None:
             return "—"
-        return f"{self.num(value / 1000, 1)} s" if value >= 1000 else f"{self.num(value)} ms"
+        if value >= 1000:
+            return f"{self.num(value / 1000, 1)}{self.unit}s"
+        return f"{self.num(value)}{self.unit}ms"
 
     def hours(self, delta: float) -> str:
-        return (
-            self.num(delta, 0 if delta == int(delta) else 1) + " h"
-            if delta >= 1
-            else f"{round(delta * 60)} min"
-        )
+        if delta >= 1:
+            return self.num(delta, 0 if delta == int(delta) else 1) + f"{self.unit}h"
+        return f"{round(delta * 60)}{self.unit}min"
 
 
 class _Blank(dict[str, Any]):
@@ -104,25 +145,40 @@ class _Blank(dict[str, Any]):
         return ""
 
 
+def inline_code(text: Any) -> str:
+    """A markdown code span that no backtick inside the text can close early; newlines folded."""
+    body = clean(text).replace("\n", " ")
+    fence = "`" * (max((len(m) for m in re.findall(r"`+", body)), default=0) + 1)
+    padded = body.startswith("`") or body.endswith("`")
+    return f"{fence} {body} {fence}" if padded else f"{fence}{body}{fence}"
+
+
+def pad(text: str, width: int) -> str:
+    """`text` followed by spaces up to `width` terminal columns (wide characters take two)."""
+    return text + " " * max(0, width - wcswidth(text))
+
+
 def render(report: Report, fmt: str = "text", lang: str = "en") -> str:
     """The report in a format and language; a check of several services shows each, worst first."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
-    t = Translator(lang)
     if fmt == "json":
+        t = Translator(lang)
         document = report_dict(report, t)
         if report.services:
             document["services"] = [report_dict(service, t) for service in report.services]
         text = json.dumps(document, ensure_ascii=False, indent=2)
         # The same data once parsed, but no bidi override or C1 control can reach a terminal printing it.
         return _CONTROL.sub(lambda found: f"\\u{ord(found.group()):04x}", text) + "\n"
+    t = Translator(lang, markdown=fmt == "markdown")
     template = _environment().get_template(f"report.{'md' if fmt == 'markdown' else 'txt'}.j2")
     if not report.services:
         return template.render(**_view(report, t))
     overview = t(
         "services_overview",
         n=len(report.services),
-        list=", ".join(f"{STATUS_ICONS[s.status]} {clean(s.context.service)}" for s in report.services),
+        count=len(report.services),
+        list=", ".join(f"{STATUS_ICONS[s.status]} {_service_name(s, t)}" for s in report.services),
     )
     rule = "\n---\n\n" if fmt == "markdown" else "\n" + "─" * 60 + "\n\n"
     pages = [template.render(**_view(service, t)) for service in report.services]
@@ -139,67 +195,92 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters["clean"] = clean
-    env.filters["code"] = _inline_code
     env.filters["cell"] = lambda text: clean(text).replace("|", "\\|")
     return env
 
 
-def _inline_code(text: Any) -> str:
-    """A markdown code span that no backtick inside the text can close early."""
-    body = clean(text).replace("\n", " ")
-    fence = "`" * (max((len(m) for m in re.findall(r"`+", body)), default=0) + 1)
-    return (
-        f"{fence} {body} {fence}" if body.startswith("`") or body.endswith("`") else f"{fence}{body}{fence}"
-    )
-
-
 def _view(report: Report, t: Translator) -> dict[str, Any]:
-    """What the templates show, already worded: the templates only loop and choose."""
-    ctx = report.context
+    """What the templates show, already worded and quoted: the templates only loop and choose."""
+    blocks, shown = _blocks(report, t)
+    notes = _notes(report, t, shown)
+    objectives = [_objective_row(o, t) for o in report.objectives]
+    recommendations = [_recommendation(r, t) for r in report.recommendations]
+    width = max(wcswidth(word) for word in t.words["priorities"].values()) + 1  # the same in every report
+    for item in recommendations:
+        item["padded"] = pad(item["priority"], width)
+        item["indent"] = " " * (2 + wcswidth(item["icon"]) + 1 + width + 1)  # under the action's first letter
     return {
         "t": t,
-        "status": report.status,
-        "icon": STATUS_ICONS[report.status],
         "title": _title(report, t),
         "window_line": _window_line(report, t),
-        "warnings": report.context.warnings,
-        "reason": report.reason,
-        "blocks": _blocks(report, t),
-        "ok_lines": _ok_lines(report, t),
-        "all_ok": not report.problems and report.status == "OK",
-        "objectives": [_objective_row(o, t) for o in report.objectives],
-        "recommendations": [_recommendation(r, t) for r in report.recommendations],
-        "service": ctx.service,
+        "warnings": [t.quote(warning) for warning in report.context.warnings],
+        "reason": _reason(report, t),
+        "blocks": blocks,
+        "notes": notes,
+        "area_lines": _area_lines(report, t),
+        "all_ok": report.status == "OK" and not report.problems and not notes,
+        "objectives": objectives,
+        "objective_lines": _objective_lines(objectives, t),
+        "recommendations": recommendations,
     }
 
 
+def _service_name(report: Report, t: Translator) -> str:
+    service = report.context.service
+    return t.quote(service) if service else t("unnamed_service")
+
+
 def _title(report: Report, t: Translator) -> str:
-    ctx = report.context
-    where = f" ({ctx.region})" if ctx.region else ""
-    service = clean(ctx.service) if ctx.service else t("unnamed_service")
-    return f"{STATUS_ICONS[report.status]} Production Status: {report.status} — {service}{where}"
+    region = report.context.region
+    return t(
+        "title",
+        icon=STATUS_ICONS[report.status],
+        status=report.status,
+        service=_service_name(report, t),
+        region=t("region", region=LogText(region)) if region else "",
+    )
+
+
+def _reason(report: Report, t: Translator) -> str | None:
+    reason = report.reason
+    if reason is None:
+        return None
+    if reason.key is None:
+        return t.quote(reason.message or "")
+    values = {k: t.num(v) if isinstance(v, int) else v for k, v in reason.params.items()}
+    return t(
+        f"reasons.{reason.key}", **values, count=reason.params.get("n"), default=reason.message or reason.key
+    )
 
 
 def _window_line(report: Report, t: Translator) -> str:
     ctx, window = report.context, report.context.window
-    parts = [
-        t(
-            "window",
-            start=f"{_minute(window.start):%H:%M}",
-            end=f"{_minute(window.end):%H:%M}",
-            date=f"{window.start:%Y-%m-%d}",
-            length=t.hours(window.requested_hours),
+    start, end = _minute(window.start), _minute(window.end)
+    length = t.hours(window.requested_hours)
+    if start.date() == end.date():
+        span = t(
+            "window", start=f"{start:%H:%M}", end=f"{end:%H:%M}", date=f"{start:%Y-%m-%d}", length=length
         )
-    ]
+    else:
+        span = t(
+            "window_days",
+            start_date=f"{start:%Y-%m-%d}",
+            start=f"{start:%H:%M}",
+            end_date=f"{end:%Y-%m-%d}",
+            end=f"{end:%H:%M}",
+            length=length,
+        )
+    parts = [span]
     if window.partial:
+        minutes, total = round(window.hours * 60), round(window.requested_hours * 60)
         parts.append(
             t(
                 "coverage",
                 start=f"{window.covered_start:%H:%M}",  # floored: the data begins within that minute
-                end=f"{_minute(window.end):%H:%M}",
-                minutes=t.num(round(window.hours * 60)),
-                total=t.num(round(window.requested_hours * 60)),
+                end=f"{end:%H:%M}",
+                minutes=t.num(minutes),
+                total=t.num(total),
+                count=total,
             )
         )
     if report.baseline_available and window.baseline_partial:
@@ -208,9 +289,11 @@ def _window_line(report: Report, t: Translator) -> str:
         parts.append(t("baseline", length=t.hours(window.baseline_hours)))
     else:
         parts.append(t("no_baseline"))
-    parts.append(t("entries", n=t.num(ctx.totals.get("entries", 0))))
+    entries = int(ctx.totals.get("entries", 0))
+    parts.append(t("entries", n=t.num(entries), count=entries))
     if ctx.totals.get("suppressed"):
-        parts.append(t("suppressed", n=t.num(ctx.totals["suppressed"])))
+        suppressed = int(ctx.totals["suppressed"])
+        parts.append(t("suppressed", n=t.num(suppressed), count=suppressed))
     if ctx.totals.get("truncated"):
         parts.append(t("truncated"))
     return " · ".join(parts)
@@ -222,57 +305,75 @@ def _minute(moment: datetime) -> datetime:
 
 
 def finding_title(finding: Finding, t: Translator) -> str:
-    title = t(f"rules.{finding.rule}", default=finding.description.rstrip("."))
-    return f"{title}: {clean(finding.group)}" if finding.group else title
+    """The finding's heading: its rule's title (a neutral one for latency within its thresholds)."""
+    if finding.kind == "latency" and finding.severity == "INFO":
+        title = t("latency_title")
+    else:
+        title = t(f"rules.{finding.rule}.title", default=finding.description.rstrip("."))
+    return t("titled", title=title, group=LogText(finding.group)) if finding.group else title
 
 
-def _headline(finding: Finding, t: Translator, hours: float) -> str:
+def _headline(finding: Finding, report: Report, t: Translator) -> str:
+    hours = report.context.window.hours
     usual = "" if finding.baseline_per_hour is None else t("usual", rate=t.rate(finding.baseline_per_hour))
     if finding.kind == "latency":
         usual = "" if finding.baseline_ms is None else t("usual_ms", value=t.ms(finding.baseline_ms))
-        return t("latency_headline", value=t.ms(finding.value_ms), n=t.num(finding.count), usual=usual)
+        return t(
+            "latency_headline",
+            value=t.ms(finding.value_ms),
+            n=t.num(finding.count),
+            count=finding.count,
+            usual=usual,
+        )
     if finding.kind == "metric":
-        objective = finding.threshold or {}
-        target = t.rate(objective["per_hour_below"]) if objective else ""
-        return t("metric_headline", n=t.num(finding.count), length=t.hours(hours), target=target, usual=usual)
-    share = _share(finding, t)
+        target = next(
+            (o.objective.target for o in report.objectives if o.objective.finding_rule == finding.rule), None
+        )
+        objective = "" if target is None else t("metric_objective", target=t.rate(target))
+        return t(
+            "metric_headline", n=t.num(finding.count), length=t.hours(hours), objective=objective, usual=usual
+        )
     headline = t(
         "failure_headline",
         n=t.num(finding.count),
         count=finding.count,
         length=t.hours(hours),
-        share=share,
+        share=_share(finding, t),
         usual=usual,
     )
     if finding.serving_revision:
-        headline += t("deploy_failed", revision=clean(finding.serving_revision))
+        headline += t("deploy_failed", revision=LogText(finding.serving_revision))
     return headline
 
 
-def _blocks(report: Report, t: Translator) -> list[dict[str, Any]]:
-    """Problem findings as blocks; a root cause carries its symptoms as sub-lines, counted once."""
-    hours = report.context.window.hours
+def _blocks(report: Report, t: Translator) -> tuple[list[dict[str, Any]], set[int]]:
+    """Problem findings as blocks, a root cause carrying its symptoms as sub-lines, counted once; and the
+    ids of the findings the blocks show."""
     problems = report.problems
     shown_roots = {f.rule for f in problems if not f.caused_by}
-    blocks = []
+    blocks: list[dict[str, Any]] = []
+    shown: set[int] = set()
     for finding in problems:
         if finding.caused_by in shown_roots:
             continue
         symptoms = _symptoms_of(report.findings, finding)
+        shown.update(id(f) for f in [finding, *symptoms])
         evidence = finding.evidence
         worst = "CRITICAL" if "CRITICAL" in {f.severity for f in [finding, *symptoms]} else "DEGRADED"
         blocks.append(
             {
                 "mark": "❌" if worst == "CRITICAL" else "⚠️",
                 "title": finding_title(finding, t),
-                "headline": _headline(finding, t, hours),
-                "example": evidence.examples[0] if evidence and evidence.examples else None,
-                "frame": frame_text(evidence.frame, t) if evidence and evidence.frame else None,
+                "headline": _headline(finding, report, t),
+                "example": t.quote(evidence.examples[0]) if evidence and evidence.examples else None,
+                "frame": t("at", frame=frame_text(evidence.frame, t))
+                if evidence and evidence.frame
+                else None,
                 "seen": _seen_line(finding, t),
                 "symptoms": [_symptom_line(s, t) for s in symptoms],
             }
         )
-    return blocks
+    return blocks, shown
 
 
 def _symptoms_of(findings: list[Finding], root: Finding) -> list[Finding]:
@@ -286,16 +387,37 @@ def _symptoms_of(findings: list[Finding], root: Finding) -> list[Finding]:
     return symptoms
 
 
+def _notes(report: Report, t: Translator, shown: set[int]) -> list[dict[str, Any]]:
+    """Failures under the alert thresholds that no block shows, with their symptoms; and the latency when its
+    objective is missed while its rule does not alert: never a ✅ for them."""
+    latency_noted = any(area.id == "latency" and area.state == "noted" for area in report.areas)
+    notes = []
+    for finding in report.findings:
+        listed = finding.kind == "failure" or (finding.kind == "latency" and latency_noted)
+        if finding.severity != "INFO" or not listed or id(finding) in shown:
+            continue
+        symptoms = [s for s in _symptoms_of(report.findings, finding) if id(s) not in shown]
+        shown.update(id(f) for f in [finding, *symptoms])
+        title, headline = finding_title(finding, t), _headline(finding, report, t)
+        notes.append(
+            {
+                "text": f"{title} — {headline}{t('below_thresholds')}",
+                "symptoms": [_symptom_line(s, t) for s in symptoms],
+            }
+        )
+    return notes
+
+
 def _seen_line(finding: Finding, t: Translator) -> str | None:
     evidence = finding.evidence
     if evidence is None:
         return None
     parts = [f"{evidence.first_seen:%H:%M:%S} → {evidence.last_seen:%H:%M:%S}"]
     if evidence.revisions:
-        key = "revision" if len(evidence.revisions) == 1 else "revisions"
-        parts.append(t(key, names=", ".join(evidence.revisions)))
+        names = ", ".join(t.quote(name) for name in evidence.revisions)
+        parts.append(t("revisions", names=names, count=len(evidence.revisions)))
     if evidence.instances:
-        parts.append(t("instances", n=evidence.instances, count=evidence.instances))
+        parts.append(t("instances", n=t.num(evidence.instances), count=evidence.instances))
     return " · ".join(parts)
 
 
@@ -303,30 +425,43 @@ def _share(finding: Finding, t: Translator) -> str:
     """`: 4% of 301 requests (8.1% of rev-2's)`, or nothing when the rule has no denominator."""
     if finding.rate is None or not finding.denominator:
         return ""
-    share = t(f"share_of.{finding.denominator_of}", pct=t.pct(finding.rate), n=t.num(finding.denominator))
+    share = t(
+        f"share_of.{finding.denominator_of}",
+        pct=t.pct(finding.rate),
+        n=t.num(finding.denominator),
+        count=finding.denominator,
+    )
     if finding.worst_revision:
         revision, revision_share, _ = finding.worst_revision
-        share += t("revision_share", pct=t.pct(revision_share), revision=revision)
+        share += t("revision_share", pct=t.pct(revision_share), revision=LogText(revision))
     return share
 
 
 def _symptom_line(symptom: Finding, t: Translator) -> str:
     if symptom.kind == "latency":
-        return t("causes_latency", value=t.ms(symptom.value_ms), n=t.num(symptom.count))
+        return t("causes_latency", value=t.ms(symptom.value_ms), n=t.num(symptom.count), count=symptom.count)
     caused = symptom.caused_count
     count = (
         t.num(caused) if caused >= symptom.count else t("n_of", n=t.num(caused), total=t.num(symptom.count))
     )
-    return t("causes", n=count, count=caused, what=finding_title(symptom, t), share=_share(symptom, t))
+    share = _share(symptom, t)
+    if t.lookup(f"rules.{symptom.rule}.what") is None:
+        return t("causes_untitled", n=count, title=finding_title(symptom, t), share=share)
+    what = t(f"rules.{symptom.rule}.what", count=max(caused, symptom.count))  # "1 of 2 failed starts"
+    what = t("titled", title=what, group=LogText(symptom.group)) if symptom.group else what
+    return t("causes", n=count, what=what, share=share)
 
 
 def frame_text(frame: str, t: Translator) -> str:
-    """`src/app.py:64 in connect`, worded in the report's language."""
+    """`src/app.py:64 in connect`, worded in the report's language, its names quoted as log text."""
     location, _, function = frame.partition(" in ")
-    return t("frame", location=location, function=function) if function else location
+    if not function:
+        return t.quote(location)
+    return t("frame", location=LogText(location), function=LogText(function))
 
 
-def _ok_lines(report: Report, t: Translator) -> list[str]:
+def _area_lines(report: Report, t: Translator) -> list[dict[str, str]]:
+    """A line for each area with nothing to show: ✅ when it has traffic and no failure, ℹ️ when idle."""
     metrics = report.metrics
     if metrics is None:
         return []
@@ -337,26 +472,42 @@ def _ok_lines(report: Report, t: Translator) -> list[str]:
         if area.id == "http":
             if metrics.requests:
                 lines.append(
-                    t(
-                        "ok.http",
-                        pct=t.pct(metrics.error_rate),
-                        n=t.num(metrics.failed_requests),
-                        total=t.num(metrics.requests),
+                    _ok(
+                        t(
+                            "ok.http",
+                            pct=t.pct(metrics.error_rate),
+                            n=t.num(metrics.failed_requests),
+                            total=t.num(metrics.requests),
+                            count=metrics.requests,
+                        )
                     )
                 )
             else:
-                lines.append(t("ok.http_none"))
+                lines.append(_idle(t("idle.http")))
         elif area.id == "latency":
             if metrics.latency_ms:
                 usual = ""
                 if metrics.baseline_latency_ms and report.baseline_available:
                     usual = t("usual_ms", value=t.ms(metrics.baseline_latency_ms["p95"]))
-                lines.append(t("ok.latency", value=t.ms(metrics.latency_ms["p95"]), usual=usual))
+                lines.append(_ok(t("ok.latency", value=t.ms(metrics.latency_ms["p95"]), usual=usual)))
         elif area.id == "websocket":
-            lines.append(t("ok.websocket", n=t.num(metrics.websocket_connections)))
+            sessions = metrics.websocket_connections
+            lines.append(
+                _ok(t("ok.websocket", n=t.num(sessions), count=sessions))
+                if sessions
+                else _idle(t("idle.websocket"))
+            )
         else:
-            lines.append(t(f"ok.{area.id}"))
+            lines.append(_ok(t(f"ok.{area.id}")))
     return lines
+
+
+def _ok(text: str) -> dict[str, str]:
+    return {"mark": OK_MARK, "text": text}
+
+
+def _idle(text: str) -> dict[str, str]:
+    return {"mark": INFO_MARK, "text": text}
 
 
 def _objective_value(result: ObjectiveResult, t: Translator, value: float | None) -> str:
@@ -382,10 +533,21 @@ def _objective_row(result: ObjectiveResult, t: Translator) -> dict[str, str]:
     }
 
 
+def _objective_lines(rows: list[dict[str, str]], t: Translator) -> list[str]:
+    """The objectives table for a terminal: each column as wide as its widest cell, in display columns."""
+    header = [t("objectives_title"), t("objective_now"), t("objective_target"), ""]
+    table = [header] + [["  " + row["label"], row["value"], row["target"], row["mark"]] for row in rows]
+    widths = [max(wcswidth(line[column]) for line in table) + 2 for column in range(3)]
+    return [
+        ("".join(pad(cell, width) for cell, width in zip(line[:3], widths, strict=True)) + line[3]).rstrip()
+        for line in table
+    ]
+
+
 def _recommendation(item: Recommendation, t: Translator) -> dict[str, Any]:
     return {
         "icon": PRIORITY_ICONS[item.priority],
-        "priority": item.priority,
+        "priority": t(f"priorities.{item.priority}", default=item.priority),
         "action": t(f"advice.{item.advice}", **{k: v for k, v in item.params.items() if v is not None}),
         "command": clean(item.command) if item.command else None,
     }
@@ -402,7 +564,7 @@ def report_dict(report: Report, t: Translator) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "status": report.status,
-        "reason": report.reason,
+        "reason": _reason(report, t),
         "service": ctx.service,
         "project": ctx.project,
         "region": ctx.region,
@@ -431,13 +593,14 @@ def report_dict(report: Report, t: Translator) -> dict[str, Any]:
             "other_resources": int(ctx.totals.get("other_resources", 0)),
             "truncated": bool(ctx.totals.get("truncated", False)),
         },
-        "findings": [_finding_dict(f, t, ctx.window.hours) for f in report.findings],
+        "findings": [_finding_dict(f, report, t) for f in report.findings],
         "metrics": None
         if metrics is None
         else {
             "requests": metrics.requests,
-            "errors": metrics.errors,
+            "failed_requests": metrics.failed_requests,
             "error_rate": metrics.error_rate,
+            "errors": metrics.errors,
             "websocket_connections": metrics.websocket_connections,
             "websocket_failures": metrics.websocket_failures,
             "websocket_error_rate": metrics.websocket_error_rate,
@@ -445,17 +608,7 @@ def report_dict(report: Report, t: Translator) -> dict[str, Any]:
             "failed_latency_ms": metrics.failed_latency_ms,
             "db_reconnections": metrics.db_reconnections,
         },
-        "objectives": [
-            {
-                "id": o.objective.id,
-                "metric": o.objective.metric,
-                "value": o.value,
-                "target": o.objective.target,
-                "inclusive": o.objective.inclusive,
-                "met": o.met,
-            }
-            for o in report.objectives
-        ],
+        "objectives": [_objective_dict(o, t) for o in report.objectives],
         "recommendations": [
             {"priority": r.priority, "action": _recommendation(r, t)["action"], "command": r.command}
             for r in report.recommendations
@@ -463,7 +616,21 @@ def report_dict(report: Report, t: Translator) -> dict[str, Any]:
     }
 
 
-def _finding_dict(finding: Finding, t: Translator, hours: float) -> dict[str, Any]:
+def _objective_dict(result: ObjectiveResult, t: Translator) -> dict[str, Any]:
+    row = _objective_row(result, t)
+    objective = result.objective
+    return {
+        "id": objective.id,
+        "metric": objective.metric,
+        "value": result.value,
+        "target": objective.target,
+        "inclusive": objective.inclusive,
+        "met": result.met,
+        "summary": t("objective_summary", label=row["label"], value=row["value"], target=row["target"]),
+    }
+
+
+def _finding_dict(finding: Finding, report: Report, t: Translator) -> dict[str, Any]:
     evidence = finding.evidence
     return {
         "rule": finding.rule,
@@ -488,5 +655,5 @@ def _finding_dict(finding: Finding, t: Translator, hours: float) -> dict[str, An
         "caused_by": finding.caused_by,
         "caused_count": finding.caused_count,
         "threshold": finding.threshold,
-        "summary": f"{finding_title(finding, t)} — {_headline(finding, t, hours)}",
+        "summary": f"{finding_title(finding, t)} — {_headline(finding, report, t)}",
     }

@@ -40,6 +40,20 @@ ROLLBACK_SHARE = 0.8
 FAILING_SINCE_START = timedelta(minutes=10)
 
 
+class LogText(str):
+    """Text taken from the logs (a revision, a frame, an error's message): a report quotes it as data, so in
+    markdown it stands in a code span and can neither format nor link."""
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a report is UNKNOWN: a key of the catalog's `reasons` and its values, or an error's message."""
+
+    key: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    message: str | None = None
+
+
 @dataclass
 class Context:
     service: str | None  # None when the input names no service
@@ -60,8 +74,10 @@ class Recommendation:
 
 @dataclass
 class Area:
+    """One line of the report's checklist: an area with a finding or a missed objective is never ✅."""
+
     id: str
-    state: str  # ok | warn | fail
+    state: str  # ok | noted (failures under the alert thresholds, or a missed objective) | warn | fail
     findings: list[Finding]
 
 
@@ -75,7 +91,7 @@ class Report:
     recommendations: list[Recommendation]
     areas: list[Area] = field(default_factory=list)
     baseline_available: bool = False
-    reason: str | None = None  # why the status is UNKNOWN
+    reason: Reason | None = None  # why the status is UNKNOWN
     services: list[Report] = field(default_factory=list)  # every service's report, worst first, when several
 
     @property
@@ -98,7 +114,7 @@ def build_report(detection: Detection, context: Context) -> Report:
         metrics=detection.metrics,
         objectives=detection.objectives,
         recommendations=recommend(status, problems, detection.revisions, context),
-        areas=_areas(findings),
+        areas=_areas(findings, detection.objectives),
         baseline_available=detection.baseline_available,
     )
 
@@ -137,9 +153,10 @@ def _explained_latency(findings: list[Finding]) -> list[Finding]:
     ]
 
 
-def unknown_report(reason: str, context: Context) -> Report:
+def unknown_report(reason: Reason | str, context: Context) -> Report:
     """A report that says it cannot tell: no entries in the window, or the logs could not be read."""
-    return Report("UNKNOWN", context, [], None, [], [], reason=reason)
+    why = reason if isinstance(reason, Reason) else Reason(message=reason)
+    return Report("UNKNOWN", context, [], None, [], [], reason=why)
 
 
 def _rank(finding: Finding) -> tuple[int, int]:
@@ -161,12 +178,20 @@ def order_findings(findings: list[Finding]) -> list[Finding]:
     return [f for group in groups for f in group]
 
 
-def _areas(findings: list[Finding]) -> list[Area]:
+def _areas(findings: list[Finding], objectives: list[ObjectiveResult]) -> list[Area]:
     areas = []
     for area, categories in AREAS.items():
         mine = [f for f in findings if f.category in categories]
+        missed = [o for o in objectives if o.met is False and o.category in categories]
         severities = {f.severity for f in mine}
-        state = "fail" if "CRITICAL" in severities else "warn" if "DEGRADED" in severities else "ok"
+        if "CRITICAL" in severities:
+            state = "fail"
+        elif "DEGRADED" in severities:
+            state = "warn"
+        elif missed or any(f.kind == "failure" for f in mine):
+            state = "noted"
+        else:
+            state = "ok"
         areas.append(Area(area, state, mine))
     return areas
 
@@ -242,8 +267,8 @@ def _rollback(
         target.revision,
     )
     params = {
-        "new": newest.revision,
-        "old": target.revision,
+        "new": LogText(newest.revision),
+        "old": LogText(target.revision),
         "failures": newest.failures,
         "total": total,
         "since": f"{newest.first_seen:%Y-%m-%d %H:%M}",
@@ -299,14 +324,19 @@ def _with_frame(key: str) -> Callable[[Finding, Context], Recommendation]:
             return Recommendation(_priority(finding), f"{key}_no_frame", {})
         location, _, function = frame.partition(" in ")
         path, _, line = location.rpartition(":")
-        params = {"function": function, "file": path.rsplit("/", 1)[-1], "line": line, "frame": frame}
+        params = {
+            "call": LogText(f"{function}()"),
+            "location": LogText(f"{path.rsplit('/', 1)[-1]}:{line}"),
+            "frame": LogText(frame),
+        }
         return Recommendation(_priority(finding), key, params)
 
     return build
 
 
-def _logs_command(key: str) -> Callable[[Finding, Context], Recommendation]:
-    """Advice with a `gcloud logging read` for the failure's own lines (by trace when one is known)."""
+def _logs_command(key: str, framed: bool = False) -> Callable[[Finding, Context], Recommendation]:
+    """Advice with a `gcloud logging read` for the failure's own lines (by trace when one is known); a
+    `framed` advice names the failure's frame, or says it has none (`<key>_no_frame`)."""
 
     def build(finding: Finding, context: Context) -> Recommendation:
         evidence = finding.evidence
@@ -318,8 +348,10 @@ def _logs_command(key: str) -> Callable[[Finding, Context], Recommendation]:
         command = f"gcloud logging read '{' AND '.join(clauses)}' --freshness=1h --limit=50"
         if shell_safe(context.project):
             command += f" --project={context.project}"
-        params = {"frame": evidence.frame if evidence else None, "group": finding.group}
-        return Recommendation(_priority(finding), key, params, _safe_command(command, context.service))
+        frame = evidence.frame if evidence else None
+        params = {"frame": _log_text(frame), "group": _log_text(finding.group)}
+        advice = f"{key}_no_frame" if framed and not frame else key
+        return Recommendation(_priority(finding), advice, params, _safe_command(command, context.service))
 
     return build
 
@@ -335,7 +367,13 @@ def _service_update(key: str, flags: str) -> Callable[[Finding, Context], Recomm
 def _startup(finding: Finding, context: Context) -> Recommendation:
     revision = finding.evidence.revisions[-1] if finding.evidence and finding.evidence.revisions else None
     command = _safe_command(f"gcloud run revisions describe {revision}" + _gcloud_suffix(context), revision)
-    return Recommendation(_priority(finding), "startup", {"revision": revision}, command)
+    if revision is None:
+        return Recommendation(_priority(finding), "startup_no_revision", {})
+    return Recommendation(_priority(finding), "startup", {"revision": LogText(revision)}, command)
+
+
+def _log_text(value: str | None) -> LogText | None:
+    return None if value is None else LogText(value)
 
 
 def _plain(key: str) -> Callable[[Finding, Context], Recommendation]:
@@ -349,7 +387,7 @@ ADVICE: dict[str, Callable[[Finding, Context], Recommendation]] = {
     "database_pool": _with_frame("database_pool"),
     "database_flapping": _plain("database_flapping"),
     "websocket": _with_frame("websocket"),
-    "http_5xx": _logs_command("http_5xx"),
+    "http_5xx": _logs_command("http_5xx", framed=True),
     "investigate": _logs_command("investigate"),
     "crash": _logs_command("crash"),
     "timeout": _service_update("timeout", "--timeout=600"),

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -16,9 +14,10 @@ from prodguardian.detect import poisson_tail
 from prodguardian.render import render
 from prodguardian.resources import data_dir
 from prodguardian.rules import RulePack
-from prodguardian.simulate import SCENARIOS, generate
+from prodguardian.simulate import SCENARIOS
 from prodguardian.verdict import Report, memory_step
 from tests import logs
+from tests.reports import scenario_report
 
 SCHEMA = json.loads((data_dir("templates") / "report.schema.json").read_text(encoding="utf-8"))
 
@@ -34,14 +33,8 @@ def as_json(report: Report) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def scenario(pack: RulePack) -> Callable[[str], Report]:
-    """The report on a simulator scenario, made once for the module (tests only read reports)."""
-    return functools.cache(lambda name: check(generate(name), pack))
-
-
-@pytest.fixture(scope="module")
-def incident(scenario: Callable[[str], Report]) -> Report:
-    return scenario("db-outage")
+def incident() -> Report:
+    return scenario_report("db-outage")
 
 
 def test_incident_is_critical_with_the_database_as_root_cause(incident: Report) -> None:
@@ -89,11 +82,11 @@ def test_incident_text_report_leads_with_verdict_and_root_cause(incident: Report
     assert lines[1].startswith("Window 11:04–12:04 UTC, 2025-10-11 (1 h) · baseline: previous 24 h")
     assert "❌ Database unavailable — 9 failures in 1 h (usual: 0/h)" in text
     assert "   at src/backend/core/database/manager.py:64 in _ensure_connection" in text
-    assert "└─ causes 9 WebSocket failures: 11.25% of 80 sessions" in text
+    assert "└─ causes 9 refused WebSocket sessions: 11.25% of 80 sessions" in text
     assert text.index("Database unavailable") < text.index("Objectives") < text.index("Recommendations")
     french = render(incident, "text", "fr")
-    assert french.startswith("🔴 Production Status: CRITICAL")
-    assert "❌ Base de données indisponible — 9 échecs en 1 h" in french
+    assert french.startswith("🔴 État de la production\u00a0: CRITICAL")
+    assert "❌ Base de données indisponible — 9 échecs en 1\u00a0h" in french
 
 
 def test_one_failing_request_counts_once(pack: RulePack) -> None:
@@ -156,14 +149,14 @@ def test_no_entries_in_the_window_is_unknown(pack: RulePack) -> None:
     until = logs.T0 + timedelta(hours=5)
     report = check(entries, pack, until=until)
     assert report.status == "UNKNOWN" and report.exit_code == 3
-    assert "silence is not health" in (report.reason or "")
+    assert "silence is not health" in render(report, "text")
     assert as_json(report)["status"] == "UNKNOWN"
     assert check([], pack).status == "UNKNOWN"
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
-def test_every_scenario_gets_its_expected_status(name: str, scenario: Callable[[str], Report]) -> None:
-    report = scenario(name)
+def test_every_scenario_gets_its_expected_status(name: str) -> None:
+    report = scenario_report(name)
     assert report.status == SCENARIOS[name].expected_status
     as_json(report)
     for lang in ("en", "fr"):
@@ -171,8 +164,8 @@ def test_every_scenario_gets_its_expected_status(name: str, scenario: Callable[[
             assert render(report, fmt, lang).startswith(("🔴", "🟡", "🟢", "## 🔴", "## 🟡", "## 🟢"))
 
 
-def test_memory_advice_never_recommends_the_current_limit(scenario: Callable[[str], Report]) -> None:
-    report = scenario("memory-oom")
+def test_memory_advice_never_recommends_the_current_limit() -> None:
+    report = scenario_report("memory-oom")
     commands = [r.command for r in report.recommendations if r.command]
     assert "gcloud run services update emergence-app --memory=2Gi --region=europe-west1" in commands[0]
     assert memory_step(1024, 1062) == 2048
@@ -181,8 +174,8 @@ def test_memory_advice_never_recommends_the_current_limit(scenario: Callable[[st
     assert memory_step(32768, 40000) == 32768
 
 
-def test_rollback_names_the_last_clean_revision(scenario: Callable[[str], Report]) -> None:
-    report = scenario("bad-deploy")
+def test_rollback_names_the_last_clean_revision() -> None:
+    report = scenario_report("bad-deploy")
     assert report.status == "CRITICAL"
     rollback = report.recommendations[0]
     assert rollback.advice == "rollback" and rollback.priority == "HIGH"
@@ -192,9 +185,9 @@ def test_rollback_names_the_last_clean_revision(scenario: Callable[[str], Report
     )
 
 
-def test_a_healthy_french_report(scenario: Callable[[str], Report]) -> None:
-    text = render(scenario("healthy"), "text", "fr")
-    assert text.startswith("🟢 Production Status: OK")
+def test_a_healthy_french_report() -> None:
+    text = render(scenario_report("healthy"), "text", "fr")
+    assert text.startswith("🟢 État de la production\u00a0: OK")
     for line in ("✅ Aucune anomalie détectée", "✅ Latence stable", "✅ Pas d'erreurs WebSocket"):
         assert line in text
 

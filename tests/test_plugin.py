@@ -253,7 +253,7 @@ def test_agent_mode_exits_0_and_names_the_report(small_exports: dict[str, Path],
     done = _script("--agent", "--source", str(small_exports["db-outage"]), "--lang", "fr", project=tmp_path)
     out = done.stdout.decode("utf-8")
     assert done.returncode == 0
-    assert out.startswith("## 🔴 Production Status: CRITICAL")
+    assert out.startswith("## 🔴 État de la production\u00a0: CRITICAL")  # a French report
     report = (tmp_path / "reports" / "prod_report.json").resolve()
     assert (
         out.rstrip().splitlines()[-1]

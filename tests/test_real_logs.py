@@ -8,19 +8,12 @@ gap stays visible instead of the expectation being bent to the output.
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
-from prodguardian.check import CheckOptions, run_check
 from prodguardian.render import render
-from prodguardian.rules import RulePack
-from prodguardian.source import FileSource
+from tests.reports import EXPECTED, REAL, real_report
 
-REAL = Path(__file__).parent / "fixtures" / "real"
-EXPECTED: dict[str, dict[str, Any]] = yaml.safe_load((REAL / "expected.yaml").read_text(encoding="utf-8"))
 KNOWN_GAPS = {
     "oom-mib-sporadic.json": "any out-of-memory kill is CRITICAL; the engineer calls 4 sporadic ones DEGRADED",
     "websocket-503-malformed.json": "the malformed-response text is read as a crash, CRITICAL at one",
@@ -46,17 +39,12 @@ COUNT_GAPS = {
 }
 
 
-def _check(name: str, pack: RulePack) -> Any:
-    expected = EXPECTED[name]
-    return run_check(FileSource(str(REAL / name)), CheckOptions(service=expected.get("service")), pack).report
-
-
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_real_sample_gets_the_engineers_verdict(name: str, pack: RulePack) -> None:
+def test_real_sample_gets_the_engineers_verdict(name: str) -> None:
     if name in KNOWN_GAPS:
         pytest.xfail(KNOWN_GAPS[name])
     expected = EXPECTED[name]
-    report = _check(name, pack)
+    report = real_report(name)
     assert report.status == expected["status"]
     counts: dict[str, list[int]] = {}
     for finding in report.problems:
@@ -77,8 +65,8 @@ def test_the_corpus_is_large_and_varied() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_real_sample_renders_in_every_format_and_language(name: str, pack: RulePack) -> None:
-    report = _check(name, pack)
+def test_real_sample_renders_in_every_format_and_language(name: str) -> None:
+    report = real_report(name)
     for fmt in ("text", "markdown", "json"):
         for lang in ("en", "fr"):
             assert render(report, fmt, lang).strip()

@@ -1,0 +1,40 @@
+"""Reports computed once per test session: every simulator scenario and every real Cloud Run sample.
+
+A scenario's check takes about two seconds; tests that read the same report share it (reports are never
+changed by the tests that read them).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from prodguardian.check import CheckOptions, run_check
+from prodguardian.rules import RulePack, load_pack
+from prodguardian.simulate import generate
+from prodguardian.source import FileSource
+from prodguardian.verdict import Report
+
+REAL = Path(__file__).parent / "fixtures" / "real"
+EXPECTED: dict[str, dict[str, Any]] = yaml.safe_load((REAL / "expected.yaml").read_text(encoding="utf-8"))
+
+
+@cache
+def builtin_pack() -> RulePack:
+    return load_pack()
+
+
+@cache
+def scenario_report(name: str) -> Report:
+    """The report `prodguardian demo --scenario NAME` shows."""
+    return run_check(generate(name), CheckOptions(), builtin_pack()).report
+
+
+@cache
+def real_report(name: str) -> Report:
+    """The report of a real sample (tests/fixtures/real), for the service its expectation names."""
+    options = CheckOptions(service=EXPECTED[name].get("service"))
+    return run_check(FileSource(str(REAL / name)), options, builtin_pack()).report
