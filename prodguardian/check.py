@@ -13,6 +13,7 @@ import pandas as pd
 from prodguardian.aggregate import Window, aggregate
 from prodguardian.classify import classify
 from prodguardian.detect import detect
+from prodguardian.errors import ConfigError, InputError
 from prodguardian.events import Events, build_events
 from prodguardian.rules import RulePack, load_pack
 from prodguardian.verdict import Context, Reason, Report, build_report, unknown_report
@@ -48,6 +49,8 @@ def run_check(entries: Iterable[Any], options: CheckOptions, pack: RulePack | No
     clock = _Stopwatch()
     events = build_events(entries, options.service)
     clock.lap("events")
+    where = getattr(entries, "name", None)
+    _require_log_entries(events, where)
     warnings = list(getattr(entries, "warnings", ()))
     table = events.table
     if options.until is None:
@@ -64,7 +67,7 @@ def run_check(entries: Iterable[Any], options: CheckOptions, pack: RulePack | No
         "skipped": events.totals.skipped,
         "truncated": bool(getattr(entries, "truncated", False)),
     }
-    services = _services(events, options.service)
+    services = _services(events, options.service, where)
     if len(services) == 1:
         report = _check_service(events, table, services[0], window, totals, warnings, pack, clock)
         return CheckRun(report, clock.laps)
@@ -120,12 +123,44 @@ class _Stopwatch:
         self.last = now
 
 
-def _services(events: Events, wanted: str | None) -> list[str | None]:
+def failed_report(reason: str, options: CheckOptions) -> Report:
+    """The UNKNOWN report of a check that could not be made (input that cannot be read, logs that could not
+    be fetched), for a reader who must not keep an earlier status."""
+    until = options.until or datetime.now(UTC)
+    start = until - options.freshness
+    return unknown_report(
+        reason, Context(options.service, None, None, Window(start, until, start - options.baseline), {})
+    )
+
+
+def _require_log_entries(events: Events, where: str | None) -> None:
+    """Values of which none is a log entry (numbers, an API's error object) are not logs that went quiet."""
+    count = events.totals.entries
+    if count and events.totals.skipped == count:
+        what = "its one value is not" if count == 1 else f"none of its {count:,} values is"
+        raise InputError(
+            f"not a Cloud Logging export: {what} a log entry (a JSON object with a timestamp)", where
+        )
+
+
+def _services(events: Events, wanted: str | None, where: str | None) -> list[str | None]:
     """The services to check: the one asked for, else every named service in the input (None if none is)."""
     if wanted:
+        if events.services and wanted not in events.services:
+            raise ConfigError(
+                f"no entries of service {wanted!r}; {_held(events.services)}", where or "--service"
+            )
         return [wanted]
     named: list[str | None] = [name for name in sorted(events.services) if name]
     return named if named else [None]
+
+
+def _held(services: dict[str, int], shown: int = 10) -> str:
+    """Which services the input holds, most entries first."""
+    ranked = sorted(services.items(), key=lambda item: (-item[1], item[0]))
+    names = [f"{name or '(no service name)'} ({count:,} entries)" for name, count in ranked[:shown]]
+    more = f" and {len(ranked) - shown} more" if len(ranked) > shown else ""
+    return f"the input holds {', '.join(names)}{more}"
 
 
 def _without_future(events: Events, latest: datetime, warnings: list[str]) -> pd.DataFrame:

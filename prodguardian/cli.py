@@ -6,9 +6,12 @@ options, logs that could not be fetched), so a broken check never looks like a d
 
 from __future__ import annotations
 
+import os
 import re
 import sys
-from collections.abc import Callable, Iterable
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,15 +20,18 @@ import click
 import yaml
 
 from prodguardian import __version__
-from prodguardian.check import CheckOptions, CheckRun, run_check
-from prodguardian.errors import ConfigError, ProdGuardianError
-from prodguardian.files import write_text
-from prodguardian.render import FORMATS, LANGUAGES, render
-from prodguardian.rules import collect_pack, load_pack
+from prodguardian.check import CheckOptions, failed_report, run_check
+from prodguardian.errors import ConfigError, ProdGuardianError, RuleError
+from prodguardian.files import STDOUT, write_text
+from prodguardian.render import FORMATS, LANGUAGES, clean, render
+from prodguardian.rules import RulePack, collect_pack, load_pack
 from prodguardian.source import FileSource, write_export
+from prodguardian.verdict import ADVICE, Report
 
 CONFIG_FILE = "prodguardian.yaml"
 ENV_PREFIX = "PRODGUARDIAN_"
+DEBUG_ENV = "PRODGUARDIAN_DEBUG"  # set (not 0): an internal error prints its traceback
+PREFIX = "prodguardian: "  # what every message on stderr starts with
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)$")
 _UNITS = {"s": "seconds", "m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -46,60 +52,95 @@ def parse_time(text: str, name: str = "time") -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _env(name: str) -> str:
-    return ENV_PREFIX + name.upper()
+class _Setting(click.Option):
+    """An option that is also a setting: `PRODGUARDIAN_<SETTING>` in the environment, `<setting>:` in the
+    config file. Options of different commands that mean the same share a setting (`service`, `rules`);
+    one that means something else on another command has its own (`fetch --output`: `fetch_output`)."""
+
+    def __init__(self, *args: Any, setting: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.setting = setting
 
 
-def _option(*names: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """A click option that also reads PRODGUARDIAN_<NAME> and the config file."""
+def _option(*names: str, setting: str | None = None, **kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
+    """A click option that is also a setting, named after its long name unless `setting` says otherwise."""
     long_name = next(n for n in names if n.startswith("--"))
-    kwargs.setdefault("envvar", _env(long_name[2:].replace("-", "_")))
+    setting = setting or long_name[2:].replace("-", "_")
+    kwargs.setdefault("envvar", ENV_PREFIX + setting.upper())
     kwargs.setdefault("show_envvar", True)
-    return click.option(*names, **kwargs)
+    return click.option(*names, cls=_Setting, setting=setting, **kwargs)
 
 
-def _config_defaults(path: str | None) -> dict[str, Any]:
-    """Settings from prodguardian.yaml (or --config), one flat mapping of option names to values."""
+def _settings(
+    command: click.Command, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], _Setting]]:
+    """Every setting option under `command`, with the path of the subcommand that has it."""
+    for param in command.params:
+        if isinstance(param, _Setting):
+            yield path, param
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            yield from _settings(sub, (*path, name))
+
+
+def _config_defaults(ctx: click.Context, path: str | None) -> dict[str, Any]:
+    """The config file's settings (prodguardian.yaml, or --config) as click's `default_map`: each setting
+    becomes the default of every command option that has it."""
     file = Path(path) if path else Path(CONFIG_FILE)
     if not file.is_file():
         if path:
             raise ConfigError("config file not found", path)
         return {}
+    values, lines = _read_config(file)
+    options = list(_settings(ctx.command))
+    known = {option.setting: option for _, option in options}
+    for key, value in values.items():
+        where = f"{file}:{lines[key]}"
+        if key not in known:
+            raise ConfigError(f"unknown setting {key!r}; the settings are: {', '.join(sorted(known))}", where)
+        if known[key].multiple and not isinstance(value, list):
+            values[key] = value = [value]
+        try:
+            known[key].type_cast_value(ctx, value)
+        except click.BadParameter as exc:
+            raise ConfigError(f"{key}: {exc.message}", where) from None
+    defaults: dict[str, Any] = {}
+    for command_path, option in options:
+        if option.setting in values and option.name:
+            level = defaults
+            for name in command_path:
+                level = level.setdefault(name, {})
+            level[option.name] = values[option.setting]
+    return defaults
+
+
+def _read_config(file: Path) -> tuple[dict[str, Any], dict[str, int]]:
+    """The settings of a config file (keys written with `-` or `_`) and the line of each."""
     try:
-        loaded = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        loader = yaml.SafeLoader(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read: {getattr(exc, 'strerror', None) or exc}", str(file)) from None
+    try:
+        node = loader.get_single_node()
+        loaded = loader.construct_document(node) if node is not None else {}
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else str(file)
         raise ConfigError(f"invalid YAML: {exc.problem}", where) from None
-    if not isinstance(loaded, dict):
+    finally:
+        loader.dispose()
+    if node is None:
+        return {}, {}
+    if not isinstance(loaded, dict) or not isinstance(node, yaml.MappingNode):
         raise ConfigError("a config file is a mapping of settings, like `service: emergence-app`", str(file))
-    return {str(k).replace("-", "_"): v for k, v in loaded.items()}
+    lines = {str(key.value).replace("-", "_"): key.start_mark.line + 1 for key, _ in node.value}
+    return {str(k).replace("-", "_"): v for k, v in loaded.items()}, lines
 
 
-class _Group(click.Group):
-    """Applies config-file settings as defaults of every command that has the option."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        settings = _config_defaults(ctx.params.get("config"))
-        known = {p.name for c in self.commands.values() for p in _all_params(c)}
-        unknown = sorted(set(settings) - known)
-        if unknown:
-            raise ConfigError(f"unknown setting {unknown[0]!r}", ctx.params.get("config") or CONFIG_FILE)
-        ctx.default_map = {name: settings for name in self.commands}
-        for group in self.commands.values():
-            if isinstance(group, click.Group):
-                ctx.default_map[group.name or ""] = {sub: settings for sub in group.commands}
-        return super().invoke(ctx)
-
-
-def _all_params(command: click.Command) -> Iterable[click.Parameter]:
-    yield from command.params
-    if isinstance(command, click.Group):
-        for sub in command.commands.values():
-            yield from _all_params(sub)
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="prodguardian")
 @click.option(
     "--config",
@@ -107,7 +148,8 @@ def _all_params(command: click.Command) -> Iterable[click.Parameter]:
     envvar="PRODGUARDIAN_CONFIG",
     help=f"Settings file (default: ./{CONFIG_FILE} when present).",
 )
-def cli(config: str | None) -> None:
+@click.pass_context
+def cli(ctx: click.Context, config: str | None) -> None:
     """Is production healthy right now? If not, why, and what to do.
 
     \b
@@ -116,6 +158,10 @@ def cli(config: str | None) -> None:
       prodguardian check --service emergence-app          # live, from Cloud Logging
       prodguardian check --source export.json --lang fr   # an exported window
     """
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+        return
+    ctx.default_map = _config_defaults(ctx, config)
 
 
 def _stack(*decorators: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Callable[..., Any]:
@@ -129,35 +175,44 @@ def _stack(*decorators: Callable[[Callable[..., Any]], Callable[..., Any]]) -> C
     return apply
 
 
-_report_options = _stack(
-    _option(
-        "--format",
-        "fmt",
-        type=click.Choice(FORMATS),
-        default="text",
-        show_default=True,
-        help="text for a terminal, markdown for an agent or a chat, json for machines.",
-    ),
-    _option(
-        "--lang",
-        type=click.Choice(LANGUAGES),
-        default="en",
-        show_default=True,
-        help="Language of the report.",
-    ),
-    _option(
-        "--output",
-        type=click.Path(dir_okay=False),
-        default=None,
-        help="Write the report to FILE (whole or not at all) instead of stdout.",
-    ),
-    _option(
-        "--json-report",
-        type=click.Path(dir_okay=False),
-        default=None,
-        help="Also write the JSON report to FILE (for tools, next to a text or markdown report).",
-    ),
-)
+def _report_options(command: str = "") -> Callable[..., Any]:
+    """--format, --lang, --output and --json-report. The files are settings of their command (`demo` has
+    `demo_output`, `demo_json_report`), so a check's settings never send another command's report there."""
+    files = f"{command}_" if command else ""
+    return _stack(
+        _option(
+            "--format",
+            "fmt",
+            type=click.Choice(FORMATS),
+            default="text",
+            show_default=True,
+            help="text for a terminal, markdown for an agent or a chat, json for machines.",
+        ),
+        _option(
+            "--lang",
+            type=click.Choice(LANGUAGES),
+            default="en",
+            show_default=True,
+            help="Language of the report.",
+        ),
+        _option(
+            "--output",
+            setting=f"{files}output",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="Write the report to FILE (whole or not at all) instead of stdout.",
+        ),
+        _option(
+            "--json-report",
+            setting=f"{files}json_report",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="Also write the JSON report to FILE (for tools, next to a text or markdown report); a check "
+            "that fails writes an UNKNOWN report there.",
+        ),
+    )
+
+
 _rules_option = _option(
     "--rules",
     "rules_dirs",
@@ -203,7 +258,7 @@ _cloud_options = _stack(
     help="cloud (Cloud Logging), an export file (JSON array, JSON Lines, entries:list, .gz), or - for stdin.",
 )
 @_window_options
-@_report_options
+@_report_options()
 @_rules_option
 @_cloud_options
 @click.pass_context
@@ -217,18 +272,31 @@ def check(ctx: click.Context, /, **opts: Any) -> None:
       gcloud logging read '...' --format=json | prodguardian check --source - --format markdown
     """
     options = _check_options(opts)
+    try:
+        code = _check(opts, options)
+    except Exception as exc:  # whatever failed, a reader of the JSON report must not see an older status
+        if opts["json_report"]:
+            reason = str(exc) if isinstance(exc, ProdGuardianError) else _internal_error(exc)
+            with suppress(ProdGuardianError):  # the error to tell is the one that failed the check
+                write_text(opts["json_report"], render(failed_report(reason, options), "json", opts["lang"]))
+        raise
+    ctx.exit(code)
+
+
+def _check(opts: dict[str, Any], options: CheckOptions) -> int:
+    """Run the check the options describe and emit its report; the exit code."""
     pack = load_pack(options.rules)
     if opts["source"] == "cloud":
         source: Any = _cloud_source(opts, options, pack)
         if opts["show_filter"]:
             click.echo(source.filter)
-            ctx.exit(0)
+            return 0
     else:
         source = FileSource(opts["source"])
-    run = run_check(source, options, pack)
+    report = run_check(source, options, pack).report
     if getattr(source, "stats", None) and _shows_progress(opts):
-        click.echo(err=True)  # end the progress line
-    ctx.exit(_emit(run, opts))
+        _end_progress_line()
+    return _emit(report, opts)
 
 
 def _check_options(opts: dict[str, Any]) -> CheckOptions:
@@ -266,7 +334,13 @@ def _cloud_source(opts: dict[str, Any], options: CheckOptions, pack: Any) -> Any
 @_window_options
 @_rules_option
 @_cloud_options
-@_option("--output", default="-", show_default=True, help="Where to write the export (- for stdout).")
+@_option(
+    "--output",
+    setting="fetch_output",
+    default=STDOUT,
+    show_default=True,
+    help="Where to write the export (- for stdout).",
+)
 @_option("--jsonl", is_flag=True, help="Write JSON Lines (one entry a line) instead of a JSON array.")
 @click.pass_context
 def fetch(ctx: click.Context, /, **opts: Any) -> None:
@@ -287,38 +361,38 @@ def fetch(ctx: click.Context, /, **opts: Any) -> None:
         ctx.exit(0)
     count = write_export(source, opts["output"], jsonl=opts["jsonl"])
     if not opts["quiet"]:
-        click.echo(f"\nwrote {count:,} entries to {opts['output']}", err=True)
+        if _shows_progress(opts):
+            _end_progress_line()
+        _say(f"wrote {count:,} entries to {opts['output']}")
         if source.truncated:
-            click.echo(
-                f"warning: stopped at --max-entries {opts['max_entries']:,}: the export is partial", err=True
-            )
+            _say(f"warning: stopped at --max-entries {opts['max_entries']:,}: the export is partial")
 
 
 def _shows_progress(opts: dict[str, Any]) -> bool:
     """Progress goes to a terminal only: never into a cron mail or an agent's context."""
-    return not opts.get("quiet") and sys.stderr.isatty()
+    return not opts.get("quiet") and sys.stderr is not None and sys.stderr.isatty()
 
 
 def _progress_line(stats: Any) -> None:
-    click.echo(
-        f"\rread {stats.entries:,} entries in {stats.pages} pages, {stats.elapsed:.0f} s", nl=False, err=True
-    )
+    progress = f"read {stats.entries:,} entries in {stats.pages} pages, {stats.elapsed:.0f} s"
+    _say(f"\r{PREFIX}{progress}", prefix="", nl=False)
 
 
-def _emit(run: CheckRun, opts: dict[str, Any]) -> int:
-    report = run.report
+def _end_progress_line() -> None:
+    _say("", prefix="")
+
+
+def _emit(report: Report, opts: dict[str, Any]) -> int:
+    """Print or write the report (and the JSON report), all rendered first; the report's exit code."""
     skipped = report.context.totals.get("skipped", 0)
     if skipped and not opts.get("quiet"):
-        click.echo(
-            f"warning: skipped {skipped} entries that are not objects or have no usable timestamp", err=True
-        )
+        _say(f"warning: skipped {skipped} entries that are not objects or have no usable timestamp")
     text = render(report, opts["fmt"], opts["lang"])
-    if opts.get("json_report"):
-        write_text(opts["json_report"], render(report, "json", opts["lang"]))
-    if opts.get("output"):
-        write_text(opts["output"], text)
-    else:
-        click.echo(text, nl=False)
+    document = render(report, "json", opts["lang"]) if opts.get("json_report") else None
+    with suppress(BrokenPipeError):  # the reader stopped reading (`| head -1`): the status still stands
+        write_text(opts.get("output") or STDOUT, text)
+    if document is not None:
+        write_text(opts["json_report"], document)
     return report.exit_code
 
 
@@ -329,7 +403,7 @@ def _emit(run: CheckRun, opts: dict[str, Any]) -> int:
     "--export", type=click.Path(dir_okay=False), help="Write the scenario as a gcloud JSON export instead."
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the simulator.")
-@_report_options
+@_report_options("demo")
 @_rules_option
 def demo(scenario: str, list_only: bool, export: str | None, seed: int, **opts: Any) -> None:
     """Run the check on simulated Cloud Run traffic (no Google account needed).
@@ -354,21 +428,23 @@ def demo(scenario: str, list_only: bool, export: str | None, seed: int, **opts: 
     entries = simulate.generate(scenario, seed=seed)
     if export:
         count = write_export(entries, export)
-        click.echo(f"wrote {count:,} entries to {export}", err=True)
+        _say(f"wrote {count:,} entries to {export}")
         return
     options = CheckOptions(rules=tuple(opts.get("rules_dirs") or ()))
-    _emit(run_check(entries, options), {**opts, "quiet": False})
+    _emit(run_check(entries, options).report, {**opts, "quiet": False})
 
 
 @cli.group()
 def rules() -> None:
-    """List, validate and test rules (built-in pack plus --rules directories)."""
+    """List, validate and test the rules a check uses: the built-in pack plus --rules directories
+    (PRODGUARDIAN_RULES, the config file's `rules`)."""
+
+
+_rule_dirs_argument = click.argument("directories", nargs=-1, type=click.Path(file_okay=False))
 
 
 @rules.command("list")
-@click.option(
-    "--rules", "rules_dirs", multiple=True, type=click.Path(file_okay=False), help="Extra rule directory."
-)
+@_rules_option
 def rules_list(rules_dirs: tuple[str, ...]) -> None:
     """Print every rule: id, type, category, and where it comes from.
 
@@ -384,30 +460,50 @@ def rules_list(rules_dirs: tuple[str, ...]) -> None:
 
 
 @rules.command("validate")
-@click.argument("directories", nargs=-1, type=click.Path(file_okay=False))
+@_rules_option
+@_rule_dirs_argument
 @click.pass_context
-def rules_validate(ctx: click.Context, directories: tuple[str, ...]) -> None:
-    """Check rule files against the schema and RE2; print every error (exit 3 if any).
-
-    With no directory, checks the built-in pack.
+def rules_validate(ctx: click.Context, rules_dirs: tuple[str, ...], directories: tuple[str, ...]) -> None:
+    """Check the rule files a check loads (plus DIRECTORIES) against the schema and RE2; print every error
+    (exit 3 if any) and warn about a folder without rules.
 
     \b
     Example:
       prodguardian rules validate ./my-rules
     """
-    pack, errors = collect_pack(directories, builtin=not directories)
+    folders = (*rules_dirs, *directories)
+    pack, errors = collect_pack(folders)
+    errors += _unknown_advice(pack)
+    for folder in folders:
+        own = collect_pack([folder], builtin=False)[0]
+        if Path(folder).is_dir() and not own.rules and not own.objectives:
+            _say(f"warning: {folder}: no .yaml or .yml file in this folder defines a rule")
     for error in errors:
-        click.echo(f"error: {error}", err=True)
+        _say(f"error: {error}")
     if errors:
         ctx.exit(3)
     click.echo(f"{len(pack.rules)} rules and {len(pack.objectives)} objectives OK in {len(pack.files)} files")
 
 
+def _unknown_advice(pack: RulePack) -> list[RuleError]:
+    """A rule's `advice` names advice ProdGuardian gives (verdict.ADVICE): any other would give none."""
+    return [
+        RuleError(
+            f"rule {rule.id}: field advice: {rule.advice!r} is not an advice ProdGuardian gives; "
+            f"known: {', '.join(sorted(ADVICE))}",
+            rule.origin,
+        )
+        for rule in pack.rules
+        if rule.advice is not None and rule.advice not in ADVICE
+    ]
+
+
 @rules.command("test")
-@click.argument("directories", nargs=-1, type=click.Path(file_okay=False))
+@_rules_option
+@_rule_dirs_argument
 @click.pass_context
-def rules_test(ctx: click.Context, directories: tuple[str, ...]) -> None:
-    """Run the examples the rules carry (built-in pack plus DIRECTORIES); exit 3 if one fails.
+def rules_test(ctx: click.Context, rules_dirs: tuple[str, ...], directories: tuple[str, ...]) -> None:
+    """Run the examples the rules carry (the pack a check loads, plus DIRECTORIES); exit 3 if one fails.
 
     \b
     Example:
@@ -415,12 +511,12 @@ def rules_test(ctx: click.Context, directories: tuple[str, ...]) -> None:
     """
     from prodguardian.ruletest import run_examples
 
-    results = run_examples(load_pack(directories))
+    results = run_examples(load_pack((*rules_dirs, *directories)))
     failed = [r for r in results if not r.passed]
     for result in failed:
         want = "should match" if result.expected else "should not match"
         why = result.problem or f"{want} but {'did' if result.matched else 'did not'}"
-        click.echo(f"FAIL {result.rule} ({result.origin}): {why}: {str(result.example)[:120]!r}", err=True)
+        _say(f"FAIL {result.rule} ({result.origin}): {why}: {str(result.example)[:120]!r}")
     click.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     if failed:
         ctx.exit(3)
@@ -499,29 +595,66 @@ def _utf8_streams() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code: 0/1/2 for the status, 3 for UNKNOWN and anything else.
+
+    Nothing escapes as a traceback: an error the user can act on is one line, and so is a bug (its
+    traceback with PRODGUARDIAN_DEBUG=1), so a broken check never exits 1, which means DEGRADED.
+    """
     _utf8_streams()
     try:
         code = cli.main(args=argv, prog_name="prodguardian", standalone_mode=False)
     except ProdGuardianError as exc:
-        click.echo(f"prodguardian: error: {exc}", err=True)
-        return 3
+        _say(f"error: {exc}")
     except click.UsageError as exc:
         hint = f" (try '{exc.ctx.command_path} --help')" if exc.ctx else ""
-        click.echo(f"prodguardian: error: {exc.format_message()}{hint}", err=True)
-        return 3
+        _say(f"error: {exc.format_message()}{hint}")
     except click.ClickException as exc:
-        click.echo(f"prodguardian: error: {exc.format_message()}", err=True)
-        return 3
+        _say(f"error: {exc.format_message()}")
     except click.Abort:
-        click.echo("prodguardian: aborted", err=True)
-        return 3
+        _say("aborted")
     except KeyboardInterrupt:
         return 130
-    return code if isinstance(code, int) else 0
+    except SystemExit:
+        pass  # click's answer to stdout's reader leaving before the output ended (`| head -1`): exit 1
+    except Exception as exc:
+        debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
+        if debug and sys.stderr is not None:
+            with suppress(OSError):
+                traceback.print_exc()
+        _say(_internal_error(exc) + ("" if debug else f" — set {DEBUG_ENV}=1 for the traceback"))
+    else:
+        return code if isinstance(code, int) else 0
+    return 3
+
+
+def _say(message: str, *, prefix: str = PREFIX, nl: bool = True) -> None:
+    """A message on stderr; one that cannot be written (stderr closed, full) is not another failure."""
+    with suppress(OSError):
+        click.echo(prefix + message, err=True, nl=nl)
+
+
+def _internal_error(exc: BaseException) -> str:
+    """An unexpected exception in one line (its message may quote a log)."""
+    message = clean(" ".join(str(exc).split()))
+    return f"internal error: {type(exc).__name__}" + (f": {message[:300]}" if message else "")
+
+
+def _settle_stdout() -> None:
+    """Flush stdout before the interpreter does: if that fails (its reader left, the disk is full: already
+    told), what is left goes to the null device instead of into an "Exception ignored" message."""
+    if sys.stdout is None:
+        return
+    try:
+        sys.stdout.flush()
+    except OSError:
+        with suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def entry_point() -> None:
-    sys.exit(main())
+    code = main()
+    _settle_stdout()
+    sys.exit(code)
 
 
 if __name__ == "__main__":

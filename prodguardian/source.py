@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import sys
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -67,6 +68,8 @@ class FileSource:
     def batches(self, decode: Decode = orjson.loads) -> Iterator[list[Any]]:
         """The entries in batches (one parse each), in file order; see `read_batches` for `decode`."""
         if self.path == "-":
+            if sys.stdin is None:  # the process was started with its stdin closed (`<&-`)
+                raise InputError("cannot read: stdin is closed", self.name)
             yield from read_batches(sys.stdin.buffer, self.name, decode, self.warnings)
             return
         try:
@@ -139,7 +142,7 @@ def read_batches(
             raise InputError("binary data, not a JSON log export", reader.where(reader.offset))
         else:
             raise InputError(f"not a JSON log export (starts with {chr(first)!r})", f"{name}:1")
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # a truncated or corrupt gzip body, a read error
         raise InputError(f"cannot read: {exc}", name) from None
 
 
@@ -373,6 +376,8 @@ class _Reader:
                     continue
                 at = text_at + len(text[: exc.pos].encode())
                 raise InputError(_describe(exc, len(text)), self.where(at)) from None
+            except RecursionError:
+                raise InputError(_TOO_DEEP, self.where(text_at + len(text[:pos].encode()))) from None
             expect_value, first = False, False
             yield value
 
@@ -498,6 +503,8 @@ class _Reader:
                         continue
                     where = f"{self.name}:{line + text.count(chr(10), 0, exc.pos)}"
                     raise InputError(_describe(exc, len(text)), where) from None
+                except RecursionError:
+                    raise InputError(_TOO_DEEP, f"{self.name}:{line + text.count(chr(10), 0, pos)}") from None
                 pages.add(value, batch)
                 after, comma = True, False
                 if len(batch) >= _INCREMENTAL_BATCH:
@@ -540,6 +547,7 @@ class _Reader:
 
 
 _AFTER_OBJECT = "invalid JSON: expected ',' or the next entry's '{' after an entry"
+_TOO_DEEP = "invalid JSON: a value nested too deeply to be a log entry"
 
 
 class _Pages:

@@ -161,7 +161,7 @@ def test_settings_from_config_file_and_environment(
     assert "Base de données indisponible" in out  # the command line beats both
     Path("prodguardian.yaml").write_text("colour: blue\n", encoding="utf-8")
     rc, _, err = run(capsys, "check")
-    assert rc == 3 and "prodguardian.yaml: unknown setting 'colour'" in err
+    assert rc == 3 and "prodguardian.yaml:1: unknown setting 'colour'; the settings are: baseline," in err
 
 
 def test_demo_list_export_and_replay(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import io
 import os
 import subprocess
 import sys
@@ -9,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from prodguardian import hooks, simulate
+from prodguardian import cli, hooks, simulate
 from prodguardian.cli import main
 from prodguardian.source import write_export
 
@@ -215,3 +217,24 @@ def test_hook_script_quotes_windows_paths() -> None:
     assert "\r" not in text
     syntax = subprocess.run(["sh", "-n"], input=text, text=True, capture_output=True)
     assert syntax.returncode == 0, syntax.stderr
+
+
+def test_a_corrupt_export_or_a_bug_never_blocks(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI answers 3 (UNKNOWN) for anything that goes wrong, so the hook needs no guard of its own."""
+    corrupt = tmp_path / "export.json.gz"
+    corrupt.write_bytes(gzip.compress(b"")[:10] + b"\xff" * 64)  # a gzip header, then no valid deflate block
+    assert _install("--source", str(corrupt), "--block-on", "degraded") == 0
+    done = _run_hook(repo / ".git" / "hooks" / "pre-push", repo)
+    assert done.returncode == 0, done.stderr
+    assert "cannot read: Error -3 while decompressing data: invalid block type" in done.stderr
+    assert "Traceback" not in done.stderr and "not blocking the push" in done.stderr
+
+    def bug(*_: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cli, "run_check", bug)
+    said = io.StringIO()
+    assert hooks.run_pre_push("degraded", ["--source", str(corrupt)], out=said) == hooks.ALLOW
+    assert "not blocking the push" in said.getvalue()
