@@ -115,8 +115,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--deadline",
         type=float,
-        help="seconds after which the check is stopped with an UNKNOWN report "
-        f"(default: {DEADLINE_SHARE:.3g} of BASH_DEFAULT_TIMEOUT_MS, {_deadline():.0f} s now)",
+        help="seconds after which the check is stopped with an UNKNOWN report (default: 5/6 of Claude "
+        f"Code's Bash timeout, BASH_DEFAULT_TIMEOUT_MS or 120 s: {_deadline():.0f} s here)",
     )
     parser.add_argument(
         "--agent", action="store_true", help="for /check_prod: one fenced stream, and always exit 0"
