@@ -1,25 +1,34 @@
 #!/usr/bin/env python3
-"""Check production with ProdGuardian, for Claude Code's `/check_prod` command (or by hand).
+"""Check production with ProdGuardian, for Claude Code's `/check_prod` (or by hand).
 
     python3 check_prod_logs.py [--service NAME] [--freshness 1h] [--lang en|fr] [--format markdown|text|json]
-                               [--project ID] [--source cloud|FILE|-] [--until TIME] [--report PATH] [--agent]
-                               [any other `prodguardian check` option, passed as is]
+                               [--project ID] [--source cloud|FILE|-] [--until TIME] [--report PATH]
+                               [--deadline SECONDS] [--agent] [any other `prodguardian check` option, as is]
 
 Prints the report (markdown by default) on stdout and writes the JSON report to
 `<project>/reports/prod_report.json`, where <project> is $CLAUDE_PROJECT_DIR when set, else the git top-level
-of the working directory, else the working directory (`--report PATH` changes it; a relative PATH is taken
-under <project> too). The report of an earlier run is removed first, so the file never outlives the check.
+of the working directory, else the working directory (Claude Code does not set CLAUDE_PROJECT_DIR for a `!`
+command: there the git top-level applies). `--report PATH` changes the file; a relative PATH is under
+<project> too. The report of an earlier run is removed first, so the file never outlives the check.
 `GCP_PROJECT_ID` is the project when neither `--project` nor `PRODGUARDIAN_PROJECT` says one.
 
+The check runs in a child process, `python -m prodguardian check`, stopped at the deadline: `--deadline`, by
+default five sixths of the time Claude Code gives a `!` command (its Bash tool's timeout,
+BASH_DEFAULT_TIMEOUT_MS, 120 s unless set), so 100 s. A live read is also capped at the entries Cloud Logging
+can serve in half that time (`--max-entries`, unless given): a slow read gives a partial report that says so,
+and a check stopped at the deadline gives an UNKNOWN one, never no report.
+
 Exit codes: 0 OK, 1 DEGRADED, 2 CRITICAL, 3 UNKNOWN or error. When the check cannot run (no credentials, bad
-input…) stdout still gets a short "⚪ UNKNOWN" block saying why and what to do.
+input, not installed, too slow…) stdout gets a short "⚪ UNKNOWN" block saying why and what to do, and the
+error is not printed again on stderr.
 
-`--agent` is what /check_prod uses: stderr goes to stdout, the last line gives the exit code and the report's
-path, and the script exits 0, because Claude Code drops the output of a `!` command that exits non-zero.
+`--agent` is what /check_prod uses: one stream (the CLI's warnings first), all of it between fences that
+nothing inside can close, a last line giving the exit code and the JSON report's path, and exit 0, because
+Claude Code aborts the command, report and all, when a `!` command exits non-zero.
 
-It runs the check in-process through `prodguardian.cli.main`: from a checkout of ProdGuardian it uses the
-checkout's package; from the installed plugin it needs the package (`pip install prodguardian`).
-Only the standard library is used before that import, so a missing package gets one clear line.
+From a checkout of ProdGuardian it runs the checkout's package; from an installed plugin it needs the package
+installed for this Python (not on PyPI: the missing-package block gives the `pip install` command for the
+marketplace's clone of the repository) at the plugin's major.minor version. Standard library only.
 """
 
 from __future__ import annotations
@@ -27,17 +36,25 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import io
+import json
 import os
+import re
+import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from types import ModuleType
+from typing import NoReturn, TextIO
 
 REPORT = Path("reports") / "prod_report.json"
 STATUS = {0: "OK", 1: "DEGRADED", 2: "CRITICAL", 3: "UNKNOWN"}
 MIN_PYTHON = (3, 11)
+BASH_TIMEOUT = 120.0  # seconds: Claude Code's Bash tool default for a `!` command
+DEADLINE_SHARE = 5 / 6  # of that timeout: the rest starts Python and prints the report
+ENTRIES_PER_SECOND = 1000  # a live read's pace: one page of 1,000 a second (prodguardian.cloud)
 _HERE = Path(__file__).resolve()
+PLUGIN = _HERE.parents[1]
 
 # Hints for the "⚪ UNKNOWN" block, chosen by words of the error.
 _HINTS = (
@@ -58,6 +75,14 @@ _HINTS = (
         "Service: pass `--service NAME` (the Cloud Run service to check).",
     ),
 )
+
+
+@dataclass
+class _Outcome:
+    code: int
+    out: str  # stdout: the report, or the UNKNOWN block
+    notes: str = ""  # stderr: the CLI's warnings
+    report: Path | None = None  # the JSON report, when the check wrote one
 
 
 class _UsageError(Exception):
@@ -88,7 +113,13 @@ def _parser() -> argparse.ArgumentParser:
         "--report", help=f"where to write the JSON report (default: <project>/{REPORT.as_posix()})"
     )
     parser.add_argument(
-        "--agent", action="store_true", help="for /check_prod: fold stderr into stdout and always exit 0"
+        "--deadline",
+        type=float,
+        help="seconds after which the check is stopped with an UNKNOWN report (default: 5/6 of Claude "
+        f"Code's Bash timeout, BASH_DEFAULT_TIMEOUT_MS or 120 s: {_deadline():.0f} s here)",
+    )
+    parser.add_argument(
+        "--agent", action="store_true", help="for /check_prod: one fenced stream, and always exit 0"
     )
     return parser
 
@@ -96,41 +127,60 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):
         _utf8(stream)
-    agent = "--agent" in (sys.argv[1:] if argv is None else argv)
-    saved = sys.stderr
-    if agent:
-        sys.stderr = sys.stdout  # one stream, in order: what the agent reads
-    try:
-        code, report = _run(argv)
-    finally:
-        sys.stdout.flush()
-        sys.stderr = saved
-    if not agent:
-        return code
-    where = f" · JSON report: {report}" if report is not None and report.is_file() else ""
-    print(f"\n---\n_check_prod_logs.py: exit code {code} ({STATUS.get(code, 'UNKNOWN')}){where}_")
+    argv = sys.argv[1:] if argv is None else argv
+    outcome = _check(argv)
+    if "--agent" not in argv:
+        sys.stdout.write(outcome.out)
+        sys.stderr.write(outcome.notes)
+        return outcome.code
+    where = f" · JSON report: {outcome.report}" if outcome.report is not None else ""
+    body = outcome.notes + ("\n" if outcome.notes else "") + outcome.out
+    fence = _fence(body)
+    sys.stdout.write(f"{fence}\n{body.rstrip()}\n{fence}\n\n")
+    sys.stdout.write(f"check_prod_logs.py: exit code {outcome.code} ({STATUS[outcome.code]}){where}\n")
     return 0
 
 
-def _run(argv: list[str] | None) -> tuple[int, Path | None]:
+def _check(argv: list[str]) -> _Outcome:
     try:
         args, extra = _parser().parse_known_args(argv)
     except _UsageError as exc:
-        print(f"check_prod_logs.py: error: {exc}")
-        return 3, None
+        return _cannot_run([f"check_prod_logs.py: error: {exc}"], ["Run `check_prod_logs.py --help`."])
+    fmt = args.format
     if sys.version_info < MIN_PYTHON:
-        print(
-            f"check_prod_logs.py: ProdGuardian needs Python {'.'.join(map(str, MIN_PYTHON))} or newer; "
-            f"{sys.executable} is {sys.version.split()[0]}."
-        )
-        return 3, None
+        wanted = ".".join(map(str, MIN_PYTHON))
+        why = f"ProdGuardian needs Python {wanted} or newer; {sys.executable} is {sys.version.split()[0]}."
+        return _cannot_run([f"check_prod_logs.py: {why}"], [f"Run it with Python {wanted} or newer."], fmt)
     project_dir = _project_dir()
-    cli = _import_cli(project_dir)
-    if cli is None:
-        return 3, None
+    package = _import_package(project_dir)
+    if isinstance(package, str):
+        why = f"check_prod_logs.py: {package} for {sys.executable}."
+        todo = f"Install it (it is not on PyPI): {_install_command()}, then run the check again."
+        return _cannot_run([why], [todo], fmt)
+    module, pythonpath = package
+    mismatch = _version_mismatch(module.__version__)
+    if mismatch:
+        return _cannot_run([mismatch], [f"Install the plugin's version: {_install_command()}."], fmt)
     report = Path(args.report) if args.report else REPORT
     report = report if report.is_absolute() else project_dir / report
-    check = ["check", "--format", args.format, "--json-report", str(report)]
+    deadline = args.deadline if args.deadline is not None else _deadline()
+    with contextlib.suppress(OSError):
+        report.unlink(missing_ok=True)  # a stale report must not pass for this run's
+    ran = _run_cli(_check_command(args, extra, report, deadline), pythonpath, deadline)
+    if ran is None:
+        return _too_slow(deadline, fmt)
+    code, out, err = ran
+    written = report if report.is_file() else None
+    # a report is on stdout (or, with --output, in the JSON report); else the check could not run, whatever
+    # its exit code says (a crash before the CLI's own error handling exits 1)
+    if not out.strip() and not (code in (0, 1, 2) and written is not None):
+        return _cannot_run(err.splitlines() or [f"prodguardian exited with code {code}"], None, fmt, written)
+    return _Outcome(code if code in STATUS else 3, out, err, written)
+
+
+def _check_command(args: argparse.Namespace, extra: list[str], report: Path, deadline: float) -> list[str]:
+    """The `prodguardian check` command line for these options."""
+    command = ["check", "--format", args.format, "--json-report", str(report)]
     project = args.project
     if not project and not os.environ.get("PRODGUARDIAN_PROJECT"):
         project = os.environ.get("GCP_PROJECT_ID")  # what the old check_prod_logs.py read
@@ -143,23 +193,51 @@ def _run(argv: list[str] | None) -> tuple[int, Path | None]:
         ("--until", args.until),
     ):
         if value:
-            check += [name, value]
-    check += extra
+            command += [name, value]
+    given = any(word == "--max-entries" or word.startswith("--max-entries=") for word in extra)
+    if args.source in (None, "cloud") and not given and not os.environ.get("PRODGUARDIAN_MAX_ENTRIES"):
+        # half the deadline for reading, the other half for retries and the check itself
+        command += ["--max-entries", str(max(1000, int(deadline / 2 * ENTRIES_PER_SECOND)))]
+    return command + extra
+
+
+def _run_cli(command: list[str], pythonpath: Path | None, deadline: float) -> tuple[int, str, str] | None:
+    """`python -m prodguardian COMMAND`: its exit code, stdout and stderr; None if stopped at the deadline."""
+    env = dict(os.environ, PYTHONIOENCODING="utf-8")
+    if pythonpath is not None:  # the checkout's package, not one installed elsewhere
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(pythonpath), env.get("PYTHONPATH")]))
+    # -P: not the working directory's `prodguardian` folder either; a new session, to stop the workers too
+    with subprocess.Popen(
+        [sys.executable, "-P", "-m", "prodguardian", *command],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+    ) as child:
+        try:
+            out, err = child.communicate(timeout=deadline)
+        except subprocess.TimeoutExpired:
+            return None
+        finally:
+            if child.poll() is None:
+                _stop(child)
+    return child.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+
+def _stop(child: subprocess.Popen[bytes]) -> None:
+    """Ends the check and the worker processes it forked for a large export (Linux only forks them)."""
     with contextlib.suppress(OSError):
-        report.unlink(missing_ok=True)  # a stale report must not pass for this run's
-    recorder = _Recorder(sys.stderr)
-    sys.stderr = recorder
-    try:
-        code = cli.main(check)
-    except Exception as exc:  # a bug reads as UNKNOWN, never DEGRADED (a traceback exits 1)
-        print(f"prodguardian: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        code = 3
-    finally:
-        sys.stderr = recorder.stream
-    code = code if code in (0, 1, 2) else 3
-    if code == 3 and not report.is_file() and args.format != "json":
-        print(_unknown_block(recorder.text(), markdown=args.format != "text"))
-    return code, report
+        if hasattr(os, "killpg"):
+            os.killpg(child.pid, signal.SIGKILL)
+        else:
+            child.kill()
+
+
+def _deadline() -> float:
+    ms = os.environ.get("BASH_DEFAULT_TIMEOUT_MS", "").strip()
+    timeout = int(ms) / 1000 if ms.isdigit() and int(ms) > 0 else BASH_TIMEOUT
+    return timeout * DEADLINE_SHARE
 
 
 def _utf8(stream: TextIO) -> None:
@@ -198,99 +276,101 @@ def _is_checkout(folder: Path) -> bool:
     ).is_file()
 
 
-def _import_cli(project_dir: Path) -> Any:
-    """prodguardian.cli: from the checkout around this script, else installed, else from the project."""
-    checkout = _HERE.parents[2] if len(_HERE.parents) > 2 else None
-    if checkout is not None and _is_checkout(checkout):
-        sys.path.insert(0, str(checkout))  # the plugin and the package of one checkout go together
-    try:
-        cli = importlib.import_module("prodguardian.cli")
-    except ModuleNotFoundError as exc:
-        if exc.name != "prodguardian" or not _is_checkout(project_dir):
-            _not_installed(exc.name)
-            return None
-        sys.path.append(str(project_dir))  # working in a checkout of ProdGuardian with the plugin installed
+def _import_package(project_dir: Path) -> tuple[ModuleType, Path | None] | str:
+    """prodguardian and the checkout it comes from (None: installed), or why it cannot be imported.
+
+    The checkout around this script first, else the installed package, else the project when it is a
+    checkout of ProdGuardian."""
+    around = _HERE.parents[2] if len(_HERE.parents) > 2 else None
+    candidates: list[Path | None] = [around] if around is not None and _is_checkout(around) else []
+    candidates += [None, project_dir] if _is_checkout(project_dir) else [None]
+    for folder in candidates:
+        if folder is not None:
+            sys.path.insert(0, str(folder))
         try:
-            cli = importlib.import_module("prodguardian.cli")
-        except ModuleNotFoundError as again:
-            _not_installed(again.name)
-            return None
-    except ImportError as exc:
-        print(
-            f"check_prod_logs.py: prodguardian could not be imported ({exc}); reinstall it: {_install_hint()}"
-        )
+            return importlib.import_module("prodguardian"), folder
+        except ModuleNotFoundError as exc:
+            if folder is not None:
+                sys.path.remove(str(folder))
+            if exc.name not in ("prodguardian", None):
+                return f"prodguardian's dependency `{exc.name}` is missing"
+        except ImportError as exc:
+            return f"prodguardian could not be imported ({exc})"
+    return "the prodguardian package is not installed"
+
+
+def _version_mismatch(installed: str) -> str | None:
+    """Why the package cannot serve this plugin: not the plugin's major.minor version (or None)."""
+    try:
+        manifest = (PLUGIN / ".claude-plugin" / "plugin.json").read_text(encoding="utf-8")
+        wanted = json.loads(manifest)["version"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # the script outside a plugin (copied by hand): nothing to compare with
+    if str(wanted).split(".")[:2] == installed.split(".")[:2]:
         return None
-    return cli
-
-
-def _install_hint() -> str:
     return (
-        f"`{sys.executable} -m pip install prodguardian` "
-        "(or `pip install <path or git URL of the ProdGuardian repository>`)"
+        f"check_prod_logs.py: prodguardian {installed} is installed for {sys.executable}, "
+        f"but this plugin is version {wanted}."
     )
 
 
-def _not_installed(module: str | None) -> None:
-    if module in (None, "prodguardian") or str(module).startswith("prodguardian."):
-        what = "the prodguardian package is not installed"
-    else:
-        what = f"prodguardian's dependency `{module}` is missing"
-    print(
-        f"check_prod_logs.py: {what} for {sys.executable}: install it with {_install_hint()}, then run again."
-    )
+def _install_command() -> str:
+    """A `pip install` that works from what is here: the checkout or marketplace clone holding the plugin."""
+    pip = f'"{sys.executable}" -m pip install --upgrade'
+    for folder in _HERE.parents:
+        if (folder / "setup.cfg").is_file() and _is_checkout(folder):
+            return f'`{pip} "{folder}"`'
+    # an installed plugin: ~/.claude/plugins/cache/<marketplace>/<plugin>/<version>/scripts/this; the
+    # marketplace's clone of the repository is ~/.claude/plugins/marketplaces/<marketplace>
+    if len(_HERE.parents) > 5 and _HERE.parents[4].name == "cache":
+        clone = _HERE.parents[5] / "marketplaces" / _HERE.parents[3].name
+        if _is_checkout(clone):
+            return f'`{pip} "{clone}"`'
+    return f'`{pip} "<a checkout of the ProdGuardian repository>"` (or `git+<its git URL>`)'
 
 
-class _Recorder(io.TextIOBase):
-    """Passes text through to a stream and keeps a copy (the CLI's one-line errors go to stderr)."""
-
-    def __init__(self, stream: TextIO) -> None:
-        super().__init__()
-        self.stream = stream
-        self._parts: list[str] = []
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return getattr(self.stream, "encoding", None) or "utf-8"
-
-    @property
-    def errors(self) -> str | None:  # type: ignore[override]
-        return getattr(self.stream, "errors", None)
-
-    def writable(self) -> bool:
-        return True
-
-    def isatty(self) -> bool:
-        return self.stream.isatty()
-
-    def write(self, text: str) -> int:
-        if not isinstance(text, str):
-            raise TypeError("text only")
-        self._parts.append(text)
-        self.stream.write(text)
-        return len(text)
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-    def text(self) -> str:
-        return "".join(self._parts)
-
-
-def _unknown_block(errors: str, markdown: bool) -> str:
+def _cannot_run(
+    errors: list[str], todo: list[str] | None, fmt: str = "markdown", report: Path | None = None
+) -> _Outcome:
     """What the agent reads when the check produced no report: the error and what to do about it."""
-    lines = [line.rstrip() for line in errors.replace("\r", "\n").splitlines() if line.strip()]
+    lines = [line.rstrip() for line in "\n".join(errors).replace("\r", "\n").splitlines() if line.strip()]
     named = [line for line in lines if "error" in line.lower()]
     shown = (named or lines)[-5:] or ["(no error message)"]
-    said = " ".join(shown).lower()
-    hints = [hint for words, hint in _HINTS if any(word in said for word in words)]
-    hints = hints or ["Fix what the error says, then run the check again."]
-    title = "⚪ Production Status: UNKNOWN — the check could not run"
+    if todo is None:
+        said = " ".join(shown).lower()
+        todo = [hint for words, hint in _HINTS if any(word in said for word in words)]
+        if "no module named" in said:
+            todo.append(f"Install ProdGuardian with its dependencies: {_install_command()}.")
+        todo = todo or ["Fix what the error says, then run the check again."]
+    return _unknown("the check could not run", shown, todo, fmt, report)
+
+
+def _too_slow(deadline: float, fmt: str) -> _Outcome:
+    why = [f"check_prod_logs.py: the check did not finish within {deadline:.0f} s, so it was stopped."]
+    todo = [
+        "Check a shorter window (`--freshness 15m`) or fewer entries (`--max-entries 20000`).",
+        "Or run `prodguardian check` with the same options in a terminal: it has no deadline.",
+    ]
+    return _unknown("the check took too long", why, todo, fmt)
+
+
+def _unknown(title: str, shown: list[str], todo: list[str], fmt: str, report: Path | None = None) -> _Outcome:
+    """The "⚪ UNKNOWN" block on stdout; with --format json, stdout stays JSON-only and stderr says why."""
+    if fmt == "json":
+        return _Outcome(3, "", "\n".join([*shown, *todo]) + "\n", report)
+    heading = f"⚪ Production Status: UNKNOWN — {title}"
     why = "No report: nothing is known about production's health (this is not a sign that it is OK)."
-    if not markdown:
-        return "\n".join([title, "", *shown, "", why, *(f"- {hint}" for hint in hints)])
-    return "\n".join(
-        ["## " + title, "", "```text", *shown, "```", "", why, "", *(f"- {hint}" for hint in hints)]
-    )
+    todo = [f"- {hint}" for hint in todo]
+    if fmt == "text":
+        return _Outcome(3, "\n".join([heading, "", *shown, "", why, *todo]) + "\n", report=report)
+    fence = _fence("\n".join(shown))
+    block = ["## " + heading, "", fence + "text", *shown, fence, "", why, "", *todo]
+    return _Outcome(3, "\n".join(block) + "\n", report=report)
+
+
+def _fence(text: str) -> str:
+    """A code fence that no line of `text` can close: longer than any run of backticks in it."""
+    return "`" * max([3, *(len(run) + 1 for run in re.findall(r"`+", text))])
 
 
 if __name__ == "__main__":
