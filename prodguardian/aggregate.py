@@ -190,7 +190,7 @@ def _with_roots(matches: pd.DataFrame, events: pd.DataFrame, pack: RulePack) -> 
         group=matches["group"].fillna(""),
     )
     out = _one_rule_per_category(out, pack)
-    causes = {r.id: set(r.causes) for r in pack.rules}
+    causes: dict[str, set[str]] = {r.id: set(r.causes) for r in pack.rules}
     failing = out[out["failure"] >= 0]
     by_failure = failing.groupby("failure")[["rule", "category"]].agg(list)
     roots: dict[tuple[int, str], str] = {}

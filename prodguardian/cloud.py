@@ -5,10 +5,12 @@ built from a `CloudQuery` (never hand-written), pulls only what a check needs, f
 pages included), keeps under the read quota, resumes from the last page token after quota or server faults,
 and turns every failure a user can fix into one clear `SourceError` / `ConfigError` line.
 
-Why not `Client.list_entries()` itself: in google-cloud-logging 3.x it returns a plain generator on both
-transports and hides page tokens, so a read could neither be paced per call nor resumed from the page that
-failed. `CloudSource` therefore drives the same `google.cloud.logging.Client` one page per call through the
-layer `list_entries` uses: the client's JSON connection (HTTP) or its generated gRPC client.
+Why not `Client.list_entries()`: in google-cloud-logging 3.x it returns a plain generator on both transports
+and hides page tokens, so a read could neither be paced per call nor resumed from the page that failed.
+`CloudSource` therefore makes one call per page through public surfaces only: over HTTP/JSON, the REST
+`entries.list` call on google-auth's `AuthorizedSession` (the generated `LoggingServiceV2Client` has no REST
+transport in google-cloud-logging 3.x, up to 3.17); over gRPC, the generated client's pager (`.pages`,
+`next_page_token`). No private attribute of a Google library is used.
 
 Google libraries are imported lazily so that `import prodguardian.cloud` stays cheap for file-based checks.
 """
@@ -17,7 +19,6 @@ from __future__ import annotations
 
 import configparser
 import importlib
-import json
 import math
 import os
 import random
@@ -28,6 +29,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
+
+import orjson
 
 from prodguardian import __version__
 from prodguardian.errors import ConfigError, SourceError
@@ -44,15 +47,16 @@ BACKOFF_CAP = 32.0  # longest single wait between retries, in seconds
 SAME_TOKEN_LIMIT = 100  # empty pages in a row that hand back the token sent: the server is looping
 
 # Transport. HTTP/JSON is the default: the API's JSON is already the shape every source yields, so a page
-# costs one JSON parse (~28 ms for 1,000 entries); gRPC decodes protobuf and then converts each entry to a
-# dict in Python (MessageToDict, ~146 ms), measured in benchmarks/bench_cloud.py, and turns jsonPayload
-# numbers into floats (normalised back below). gRPC remains available: PRODGUARDIAN_LOGGING_TRANSPORT=grpc.
+# costs one orjson parse (~3 ms for 1,000 request logs); gRPC decodes protobuf and then converts each entry
+# to a dict in Python (MessageToDict, ~27 ms), see docs/cloud.md, and turns jsonPayload numbers into floats
+# (normalised back below). gRPC remains available: PRODGUARDIAN_LOGGING_TRANSPORT=grpc.
 DEFAULT_TRANSPORT = "http"
 TRANSPORT_ENV = "PRODGUARDIAN_LOGGING_TRANSPORT"
 EMULATOR_ENV = "LOGGING_EMULATOR_HOST"  # HOST:PORT; plain HTTP (or insecure gRPC), anonymous credentials
 ENDPOINT_ENV = "PRODGUARDIAN_LOGGING_ENDPOINT"  # read by the CLI and passed as CloudQuery.endpoint
 PROJECT_ENV = "PRODGUARDIAN_PROJECT"
 READ_SCOPES = ("https://www.googleapis.com/auth/logging.read",)
+DEFAULT_HOST = "logging.googleapis.com"
 # Newest first, like gcloud: a read cut by max_entries keeps the check window and loses the oldest baseline.
 ORDER_BY = "timestamp desc"
 
@@ -300,55 +304,63 @@ class _Pager(Protocol):
 
     def fetch(self, body: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]: ...
 
+    def close(self) -> None: ...
+
 
 class _Malformed(Exception):
     """The API answered something that is not an entries.list response."""
 
 
 class _HttpPager:
-    """One entries.list call per page through the client's JSON connection (what list_entries uses)."""
+    """One `POST /v2/entries:list` per page, the REST call of the API reference, on google-auth's session.
 
-    def __init__(self, client: Any, where: str, timeout: float) -> None:
-        self.connection = client._connection
-        self.where = where
+    `AuthorizedSession` signs each call (and refreshes the token on a 401, as every Google client does), and
+    `google.api_core.exceptions.from_http_response` turns an error answer into the same exceptions the gRPC
+    client raises: both are the libraries' public API, and the answer's JSON is already the LogEntry shape.
+    """
+
+    def __init__(self, credentials: Any, base_url: str, client_info: Any, timeout: float) -> None:
+        session: Any = importlib.import_module("google.auth.transport.requests").AuthorizedSession
+        self.session = session(credentials)
+        self.from_response = importlib.import_module("google.api_core.exceptions").from_http_response
+        self.url = f"{base_url}/v2/entries:list"
+        self.where = base_url
+        self.headers = {"Content-Type": "application/json", "User-Agent": client_info.to_user_agent()}
         self.timeout = (min(CONNECT_TIMEOUT, timeout), timeout)
 
     def fetch(self, body: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+        response = self.session.post(
+            self.url, data=orjson.dumps(body), headers=self.headers, timeout=self.timeout
+        )
+        if not 200 <= response.status_code < 300:
+            raise self.from_response(response)
         try:
-            response = self.connection.api_request(
-                method="POST", path="/entries:list", data=body, timeout=self.timeout
-            )
-        except (json.JSONDecodeError, _requests_json_error()) as exc:
+            page = orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
             raise _Malformed(f"not JSON ({exc})") from None
-        if not isinstance(response, dict):
+        if not isinstance(page, dict):
             raise _Malformed("not a JSON object")
-        entries = response.get("entries", [])
-        token = response.get("nextPageToken") or None  # an empty string means the last page
+        entries = page.get("entries", [])
+        token = page.get("nextPageToken") or None  # an empty string means the last page
         if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
             raise _Malformed("its entries are not a list of objects")
         if token is not None and not isinstance(token, str):
             raise _Malformed("its nextPageToken is not a string")
         return entries, token
 
-
-def _requests_json_error() -> type[Exception]:
-    error: type[Exception] = importlib.import_module("requests.exceptions").JSONDecodeError
-    return error
+    def close(self) -> None:
+        self.session.close()
 
 
 class _GrpcPager:
-    """One ListLogEntries RPC per page; entries converted to the API's JSON shape."""
+    """One ListLogEntries RPC per page through the generated client; entries converted to the JSON shape."""
 
-    def __init__(self, gapic: Any, where: str, timeout: float) -> None:
-        self.gapic = gapic
+    def __init__(self, client: Any, where: str, timeout: float) -> None:
+        self.client = client
         self.where = where
         self.timeout = timeout
         types: Any = importlib.import_module("google.cloud.logging_v2.types")
-        self.request_type, self.response_type, self.entry_type = (
-            types.ListLogEntriesRequest,
-            types.ListLogEntriesResponse,
-            types.LogEntry,
-        )
+        self.request_type, self.response_type = types.ListLogEntriesRequest, types.ListLogEntriesResponse
         self.message_to_dict: Any = importlib.import_module("google.protobuf.json_format").MessageToDict
 
     def fetch(self, body: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
@@ -360,7 +372,7 @@ class _GrpcPager:
             page_token=body.get("pageToken", ""),
         )
         # retry=None: CloudSource retries itself, paced and bounded, from the same page token.
-        pager = self.gapic.list_log_entries(request=request, retry=None, timeout=self.timeout)
+        pager = self.client.list_log_entries(request=request, retry=None, timeout=self.timeout)
         page = self.response_type.pb(next(iter(pager.pages)))
         try:
             entries = [self.message_to_dict(e) for e in page.entries]
@@ -370,6 +382,9 @@ class _GrpcPager:
             if "jsonPayload" in entry:
                 entry["jsonPayload"] = _integral_floats_to_int(entry["jsonPayload"])
         return entries, page.next_page_token or None
+
+    def close(self) -> None:
+        self.client.transport.close()
 
     def _entry_without_proto(self, entry: Any) -> dict[str, Any]:
         try:
@@ -412,61 +427,41 @@ def _check_settings(endpoint: str | None) -> tuple[str, str]:
     return transport, emulator
 
 
-def _open_pager(project: str, endpoint: str | None, timeout: float) -> _Pager:
-    """A pager on the real google.cloud.logging.Client for this project, endpoint and transport."""
+def _open_pager(endpoint: str | None, timeout: float) -> _Pager:
+    """A pager for this endpoint and transport: the REST API, or the generated gRPC client."""
     transport, emulator = _check_settings(endpoint)
-    cloud_logging: Any = importlib.import_module("google.cloud.logging")
-    client_info = importlib.import_module("google.api_core.client_info").ClientInfo(
+    client_info = importlib.import_module("google.api_core.gapic_v1.client_info").ClientInfo(
         user_agent=f"prodguardian/{__version__}"
     )
     if emulator:
         host = re.sub(r"^[a-z]+://", "", emulator).rstrip("/")
-        anonymous = importlib.import_module("google.auth.credentials").AnonymousCredentials()
         if transport == "grpc":
-            return _GrpcPager(_insecure_gapic(host, client_info), f"grpc://{host}", timeout)
-        url = f"http://{host}"
-        client = cloud_logging.Client(
-            project=project,
-            credentials=anonymous,
-            _use_grpc=False,
-            client_info=client_info,
-            client_options={"api_endpoint": url},
-        )
-        return _HttpPager(client, url, timeout)
+            return _GrpcPager(_insecure_grpc_client(host, client_info), f"grpc://{host}", timeout)
+        anonymous = importlib.import_module("google.auth.credentials").AnonymousCredentials()
+        return _HttpPager(anonymous, f"http://{host}", client_info, timeout)
 
     credentials = _credentials()
     if transport == "grpc":
         target = re.sub(r"^[a-z]+://", "", endpoint).rstrip("/") if endpoint else None
-        options = {"api_endpoint": target} if target else None
-        client = cloud_logging.Client(
-            project=project,
+        services: Any = importlib.import_module("google.cloud.logging_v2.services.logging_service_v2")
+        client = services.LoggingServiceV2Client(
             credentials=credentials,
-            _use_grpc=True,
             client_info=client_info,
-            client_options=options,
+            client_options={"api_endpoint": target} if target else None,
         )
-        return _GrpcPager(client.logging_api._gapic_api, target or "logging.googleapis.com", timeout)
-    base = None
+        return _GrpcPager(client, target or DEFAULT_HOST, timeout)
+    base = f"https://{DEFAULT_HOST}"
     if endpoint:
         base = (endpoint if re.match(r"^[a-z]+://", endpoint) else f"https://{endpoint}").rstrip("/")
-    client = cloud_logging.Client(
-        project=project,
-        credentials=credentials,
-        _use_grpc=False,
-        client_info=client_info,
-        client_options={"api_endpoint": base} if base else None,
-    )
-    return _HttpPager(client, client._connection.API_BASE_URL, timeout)
+    return _HttpPager(credentials, base, client_info, timeout)
 
 
-def _insecure_gapic(host: str, client_info: Any) -> Any:
+def _insecure_grpc_client(host: str, client_info: Any) -> Any:
+    """The generated client on a plain (emulator) channel: no TLS, no credentials."""
     grpc: Any = importlib.import_module("grpc")
     services: Any = importlib.import_module("google.cloud.logging_v2.services.logging_service_v2")
-    transports: Any = importlib.import_module(
-        "google.cloud.logging_v2.services.logging_service_v2.transports.grpc"
-    )
     channel = grpc.insecure_channel(host, options=[("grpc.max_receive_message_length", -1)])
-    transport = transports.LoggingServiceV2GrpcTransport(channel=channel)
+    transport = services.transports.LoggingServiceV2GrpcTransport(channel=channel, client_info=client_info)
     return services.LoggingServiceV2Client(transport=transport)
 
 
@@ -669,7 +664,13 @@ class CloudSource:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         self.stats = stats = ReadStats()
         started = self._clock()
-        pager = _open_pager(self.project, self.query.endpoint, CALL_TIMEOUT)
+        pager = _open_pager(self.query.endpoint, CALL_TIMEOUT)
+        try:
+            yield from self._read(pager, stats, started)
+        finally:
+            pager.close()
+
+    def _read(self, pager: _Pager, stats: ReadStats, started: float) -> Iterator[dict[str, Any]]:
         seen: set[tuple[str, str]] = set()
         token: str | None = None
         same_token = 0

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import msgspec
 import pandas as pd
 
 from prodguardian.aggregate import Aggregates, Evidence
@@ -262,7 +263,7 @@ def _crossed(
 def _describe(threshold: Threshold) -> dict[str, Any]:
     return {
         k: v
-        for k, v in vars(threshold).items()
+        for k, v in msgspec.structs.asdict(threshold).items()
         if v is not None and not (k == "of" and threshold.share is None)
     }
 

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where in a file a problem is: its path, and the line and column (from 1) when known."""
+
+    path: str
+    line: int | None = None
+    column: int | None = None
+
+    def __str__(self) -> str:
+        """`path:line:column`, as editors and compilers write it (the parts known)."""
+        return ":".join(str(part) for part in (self.path, self.line, self.column) if part is not None)
+
 
 class ProdGuardianError(Exception):
     """An error the user can act on; the CLI prints it on one line and exits 3."""
 
-    def __init__(self, message: str, where: str | None = None) -> None:
+    def __init__(self, message: str, where: str | Location | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.where = where

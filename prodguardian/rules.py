@@ -1,25 +1,33 @@
-"""Rules are data: YAML files validated against a schema and compiled once into a RulePack.
+"""Rules are data: YAML files checked against one typed description of the format, compiled into a RulePack.
 
-The engine knows no specific rule. Every error names `file:line:column`, the rule id and the field.
-Regexes are RE2, so a rule is also usable in a Cloud Logging `=~` filter and cannot hang on a hostile line.
+The structs below are the rule format, described once: `msgspec.convert` validates a file against them and
+builds them, their field descriptions document it, and `rule_file_schema()` derives from them the JSON schema
+shipped as `rules/rules.schema.json`, with which editors check rule files. What a schema cannot say (RE2
+syntax, ids unique within a file, objectives naming known rules) is checked after. Every error names
+`file:line:column`, the rule and the field. Regexes are RE2, so a rule is also usable in a Cloud Logging `=~`
+filter and cannot hang on a hostile line.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-import jsonschema
+import msgspec
+import msgspec.inspect as mi
 import re2
 import yaml
+from msgspec import Meta
 
-from prodguardian.errors import RuleError
+from prodguardian.errors import Location, RuleError
 from prodguardian.resources import data_dir
 
-CATEGORIES = (
+Category = Literal[
     "database",
     "websocket",
     "http_5xx",
@@ -31,189 +39,273 @@ CATEGORIES = (
     "latency",
     "unknown",
     "noise",
-)
-KINDS = ("request", "websocket", "app", "system")
-SEVERITY_RANKS = {
-    "DEFAULT": 0,
-    "DEBUG": 100,
-    "INFO": 200,
-    "NOTICE": 300,
-    "WARNING": 400,
-    "ERROR": 500,
-    "CRITICAL": 600,
-    "ALERT": 700,
-    "EMERGENCY": 800,
-}
+]
+Kind = Literal["request", "websocket", "app", "system"]
+# Cloud Logging's LogSeverity, in rank order: DEFAULT is 0, DEBUG 100, … EMERGENCY 800.
+Severity = Literal["DEFAULT", "DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITICAL", "ALERT", "EMERGENCY"]
 RuleType = Literal["failure", "metric", "latency", "suppress", "fallback"]
-METRICS = ("websocket_error_rate", "http_error_rate", "latency_p95_ms")
+# The advice texts the report knows (prodguardian.verdict.ADVICE; a test keeps the two equal).
+Advice = Literal[
+    "memory_limit",
+    "database_reconnect",
+    "database_locked",
+    "database_pool",
+    "database_flapping",
+    "websocket",
+    "http_5xx",
+    "investigate",
+    "crash",
+    "timeout",
+    "capacity",
+    "startup",
+    "latency",
+]
+CATEGORIES: tuple[str, ...] = get_args(Category)
+KINDS: tuple[str, ...] = get_args(Kind)
+SEVERITY_RANKS: dict[str, int] = {name: 100 * rank for rank, name in enumerate(get_args(Severity))}
+SCHEMA_FILE = "rules.schema.json"
 
-_THRESHOLD = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "count": {"type": "integer", "minimum": 1},
-        "per_hour": {"type": "number", "minimum": 0},
-        "share": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
-        "of": {"enum": ["requests", "websocket"]},
-        "ms": {"type": "number", "exclusiveMinimum": 0},
-        "min_count": {"type": "integer", "minimum": 1},
-        "instances": {"type": "integer", "minimum": 1},
-        "above_baseline": {"type": "number", "minimum": 1},
-    },
-}
-_PATHS = {"type": "array", "items": {"type": "string", "pattern": "^/"}, "minItems": 1}
-_EXAMPLE = {"oneOf": [{"type": "string"}, {"type": "object"}]}
-RULE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["id", "category", "description"],
-    "additionalProperties": False,
-    "properties": {
-        "id": {"type": "string", "pattern": "^[a-z0-9]+(-[a-z0-9]+)*$"},
-        "type": {"enum": ["failure", "metric", "latency", "suppress", "fallback"]},
-        "category": {"enum": list(CATEGORIES)},
-        "description": {"type": "string", "minLength": 1},
-        "match": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "kind": {"type": "array", "items": {"enum": list(KINDS)}, "minItems": 1},
-                "severity": {"enum": list(SEVERITY_RANKS)},
-                "status": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {"min": {"type": "integer"}, "max": {"type": "integer"}},
-                },
-                "latency_ms": {"type": "number", "minimum": 0},
-                "message": {
-                    "oneOf": [
-                        {"type": "string", "minLength": 1},
-                        {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
-                    ]
-                },
-                "fields": {
-                    "type": "object",
-                    "additionalProperties": {"type": ["string", "number", "boolean"]},
-                },
-                "paths": _PATHS,
-                "path_prefixes": _PATHS,
-                "path_segments": {
-                    "type": "array",
-                    "items": {"type": "string", "pattern": "^[^/]+$"},
-                    "minItems": 1,
-                },
-                "user_agent": {"type": "string", "minLength": 1},
-                "infer_severity": {"type": "boolean"},
-            },
-        },
-        "thresholds": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {"degraded": _THRESHOLD, "critical": _THRESHOLD},
-        },
-        "quantile": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
-        "objective": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["per_hour_below"],
-            "properties": {"per_hour_below": {"type": "number", "exclusiveMinimum": 0}},
-        },
-        "causes": {"type": "array", "items": {"enum": list(CATEGORIES)}},
-        "advice": {"type": "string"},
-        "examples": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "match": {"type": "array", "items": _EXAMPLE},
-                "no_match": {"type": "array", "items": _EXAMPLE},
-            },
-        },
-    },
-}
-OBJECTIVE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["id", "metric"],
-    "additionalProperties": False,
-    "properties": {
-        "id": {"type": "string", "pattern": "^[a-z0-9]+(_[a-z0-9]+)*$"},
-        "metric": {
-            "type": "string",
-            "pattern": "^(websocket_error_rate|http_error_rate|latency_p95_ms|"
-            "per_hour:[a-z0-9-]+|category_per_hour:[a-z0-9_]+)$",
-        },
-        "below": {"type": "number"},
-        "at_most": {"type": "number"},
-    },
-    "oneOf": [{"required": ["below"]}, {"required": ["at_most"]}],
-}
-FILE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "rules": {"type": "array", "items": {"type": "object"}},
-        "objectives": {"type": "array", "items": OBJECTIVE_SCHEMA},
-    },
-}
+Regex = Annotated[
+    str, Meta(min_length=1, description="An RE2 regular expression, searched anywhere in the text.")
+]
+UrlPath = Annotated[str, Meta(pattern="^/")]
+Segment = Annotated[str, Meta(pattern="^[^/]+$")]
+Count = Annotated[int, Meta(ge=1)]
+Example = str | dict[str, Any]
 
 
-@dataclass(frozen=True)
-class Threshold:
-    count: int | None = None
-    per_hour: float | None = None
-    share: float | None = None
-    of: str = "requests"
-    ms: float | None = None
-    min_count: int = 1
-    instances: int | None = None  # at least this many distinct instances (a crash loop, not one crash)
-    above_baseline: float | None = None
+class _Format(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A part of the rule format; an unknown key anywhere is an error.
+
+    Each part states frozen and kw_only again: type checkers read them per class.
+    """
 
 
-@dataclass(frozen=True)
-class Match:
-    kinds: tuple[str, ...] = ()
-    min_severity: int = 0
-    status_min: int | None = None
-    status_max: int | None = None
-    latency_ms: float | None = None
-    message: str | None = None
-    fields: Mapping[str, Any] = field(default_factory=dict)
-    paths: frozenset[str] = frozenset()
-    path_prefixes: tuple[str, ...] = ()
-    path_segments: frozenset[str] = frozenset()  # whole segments anywhere in the path, e.g. ".env"
-    user_agent: str | None = None
-    infer_severity: bool = True  # False: `severity` tests only the severity the entry itself carries
+# ------------------------------------------------------------------------------------------ the format
 
 
-@dataclass(frozen=True)
-class Rule:
-    id: str
-    type: RuleType
-    category: str
-    description: str
-    match: Match
-    degraded: Threshold | None
-    critical: Threshold | None
-    quantile: float
-    causes: tuple[str, ...]
-    advice: str | None
-    examples_match: tuple[Any, ...]
-    examples_no_match: tuple[Any, ...]
-    origin: str  # file:line
+class Status(_Format, frozen=True, kw_only=True):
+    """An HTTP status range, both ends included."""
+
+    min: int | None = None
+    max: int | None = None
+
+
+class Match(_Format, frozen=True, kw_only=True):
+    """What an event must be for the rule to apply: every condition given must hold."""
+
+    kinds: Annotated[
+        tuple[Kind, ...],
+        Meta(
+            min_length=1,
+            description="Event kinds: request (HTTP request logs), websocket (WebSocket sessions), "
+            "app (the container's stdout/stderr), system (Cloud Run's platform messages).",
+        ),
+    ] = msgspec.field(default=(), name="kind")
+    severity: Annotated[Severity, Meta(description="The minimum severity.")] = "DEFAULT"
+    status: Annotated[Status | None, Meta(description="The HTTP status range.")] = None
+    latency_ms: Annotated[
+        Annotated[float, Meta(ge=0)] | None, Meta(description="At least this latency, in milliseconds.")
+    ] = None
+    patterns: Annotated[
+        Regex | Annotated[list[Regex], Meta(min_length=1)] | None,
+        Meta(description="RE2 regexes on the line's text (any of them); named groups are captured."),
+    ] = msgspec.field(default=None, name="message")
+    fields: Annotated[
+        dict[str, str | int | float | bool],
+        Meta(description="jsonPayload fields and the values they must have."),
+    ] = {}
+    paths: Annotated[frozenset[UrlPath], Meta(min_length=1, description="Exact request paths.")] = frozenset()
+    path_prefixes: Annotated[
+        tuple[UrlPath, ...],
+        Meta(min_length=1, description="Path prefixes; end one with / to match whole segments only."),
+    ] = ()
+    path_segments: Annotated[
+        frozenset[Segment],
+        Meta(min_length=1, description="Whole path segments anywhere in the path, e.g. .env."),
+    ] = frozenset()
+    user_agent: Annotated[Regex | None, Meta(description="An RE2 regex on the request's user agent.")] = None
+    infer_severity: Annotated[
+        bool,
+        Meta(
+            description="false: `severity` tests only the severity the entry carries, not what its text says."
+        ),
+    ] = True
+
+    @property
+    def min_severity(self) -> int:
+        return SEVERITY_RANKS[self.severity]
+
+    @property
+    def status_min(self) -> int | None:
+        return self.status.min if self.status else None
+
+    @property
+    def status_max(self) -> int | None:
+        return self.status.max if self.status else None
+
+    @property
+    def message(self) -> str | None:
+        """One regex from the alternatives (each kept whole by a non-capturing group)."""
+        if self.patterns is None or isinstance(self.patterns, str):
+            return self.patterns
+        return self.patterns[0] if len(self.patterns) == 1 else "|".join(f"(?:{p})" for p in self.patterns)
+
+
+class Threshold(_Format, frozen=True, kw_only=True):
+    """When a rule's matches reach a severity: every condition given must hold."""
+
+    count: Annotated[Count | None, Meta(description="At least this many failures in the window.")] = None
+    per_hour: Annotated[
+        Annotated[float, Meta(ge=0)] | None, Meta(description="More than this many failures an hour.")
+    ] = None
+    share: Annotated[
+        Annotated[float, Meta(gt=0, le=1)] | None,
+        Meta(description="More than this share of `of` failed (0.05 is 5 %)."),
+    ] = None
+    of: Annotated[Literal["requests", "websocket"], Meta(description="The denominator of `share`.")] = (
+        "requests"
+    )
+    ms: Annotated[
+        Annotated[float, Meta(gt=0)] | None, Meta(description="A latency rule's quantile above this.")
+    ] = None
+    min_count: Annotated[Count, Meta(description="Never with fewer failures (or latency samples).")] = 1
+    instances: Annotated[
+        Count | None, Meta(description="At least this many distinct instances failed (a crash loop).")
+    ] = None
+    above_baseline: Annotated[
+        Annotated[float, Meta(ge=1)] | None,
+        Meta(description="At least this many times the baseline's hourly rate, and surprising for it."),
+    ] = None
+
+
+class Thresholds(_Format, frozen=True, kw_only=True):
+    """CRITICAL is tried first; a rule's matches below both are an INFO finding."""
+
+    degraded: Threshold | None = None
+    critical: Threshold | None = None
+
+
+class RuleObjective(_Format, frozen=True, kw_only=True):
+    """A metric rule's objective; a miss is a DEGRADED finding and a line of the objectives table."""
+
+    per_hour_below: Annotated[float, Meta(gt=0, description="Fewer matches an hour than this.")]
+
+
+class Examples(_Format, frozen=True, kw_only=True):
+    """Log lines the rule must and must not match: a text (a line of a kind the rule reads) or a LogEntry."""
+
+    match: list[Example] = []
+    no_match: list[Example] = []
+
+
+class RuleFields(_Format, frozen=True, kw_only=True):
+    """A rule as a file states it: what it matches, and when its matches are a finding."""
+
+    id: Annotated[
+        str,
+        Meta(
+            pattern="^[a-z0-9]+(-[a-z0-9]+)*$",
+            description="kebab-case, unique in its file; a rule with a built-in rule's id replaces it.",
+        ),
+    ]
+    type: Annotated[
+        RuleType,
+        Meta(
+            description="failure: counted against thresholds; metric: counted, judged by its objective; "
+            "latency: a quantile of request latency; suppress: noise, removed before counting; "
+            "fallback: errors no rule knows, grouped by exception type and message shape."
+        ),
+    ] = "failure"
+    category: Category
+    description: Annotated[str, Meta(min_length=1, description="One sentence: what happened.")]
+    match: Match = Match()
+    thresholds: Annotated[Thresholds, Meta(description="Needed by failure, latency and fallback rules.")] = (
+        Thresholds()
+    )
+    quantile: Annotated[
+        float, Meta(gt=0, lt=1, description="The latency quantile a latency rule judges.")
+    ] = 0.95
+    objective: RuleObjective | None = None
+    causes: Annotated[
+        tuple[Category, ...],
+        Meta(description="Categories this rule's failures cause: those matches are its symptoms."),
+    ] = ()
+    advice: Annotated[Advice | None, Meta(description="Which advice the report gives.")] = None
+    examples: Annotated[Examples, Meta(description="Run by `prodguardian rules test`.")] = Examples()
+
+    def __post_init__(self) -> None:
+        if self.type in ("failure", "latency", "fallback") and self.thresholds == Thresholds():
+            raise ValueError(f"a {self.type} rule needs thresholds")
 
     @property
     def is_failure(self) -> bool:
         return self.type in ("failure", "fallback")
 
+    @property
+    def degraded(self) -> Threshold | None:
+        if self.type == "metric" and self.objective is not None:  # a metric rule's objective is its threshold
+            return Threshold(per_hour=self.objective.per_hour_below)
+        return self.thresholds.degraded
 
-@dataclass(frozen=True)
-class Objective:
-    id: str
-    metric: str
-    target: float
-    inclusive: bool  # at_most (<=) rather than below (<)
-    finding_rule: str | None = None  # a metric rule whose objective miss is a DEGRADED finding
+    @property
+    def critical(self) -> Threshold | None:
+        return self.thresholds.critical
+
+
+class ObjectiveFields(_Format, frozen=True, kw_only=True):
+    """A line of the report's objectives table: a metric and its target (exactly one of below, at_most)."""
+
+    id: Annotated[str, Meta(pattern="^[a-z0-9]+(_[a-z0-9]+)*$", description="snake_case.")]
+    metric: Annotated[
+        str,
+        Meta(
+            pattern="^(websocket_error_rate|http_error_rate|latency_p95_ms|"
+            "per_hour:[a-z0-9-]+|category_per_hour:[a-z0-9_]+)$",
+            description="websocket_error_rate, http_error_rate, latency_p95_ms, per_hour:RULE_ID or "
+            "category_per_hour:CATEGORY.",
+        ),
+    ]
+    below: Annotated[float | None, Meta(description="Met when the value is below this.")] = None
+    at_most: Annotated[float | None, Meta(description="Met when the value is at most this.")] = None
+
+    def __post_init__(self) -> None:
+        if (self.below is None) == (self.at_most is None):
+            raise ValueError("give exactly one of below and at_most")
+
+    @property
+    def inclusive(self) -> bool:
+        """at_most (<=) rather than below (<)."""
+        return self.at_most is not None
+
+    @property
+    def target(self) -> float:
+        return float(self.at_most if self.at_most is not None else self.below or 0.0)
 
     def met(self, value: float) -> bool:
         return value <= self.target if self.inclusive else value < self.target
+
+
+class RuleFile(_Format, frozen=True, kw_only=True):
+    """A ProdGuardian rule file (rules/*.yaml or a --rules directory): rules, objectives, or both."""
+
+    rules: list[RuleFields] = []
+    objectives: list[ObjectiveFields] = []
+
+
+# ------------------------------------------------------------------------------------------ loaded
+
+
+class Rule(RuleFields, frozen=True, kw_only=True):
+    """A loaded rule: what its file states, and where."""
+
+    origin: Location
+
+
+class Objective(ObjectiveFields, frozen=True, kw_only=True):
+    """A loaded objective; one a metric rule implies names it, and its miss is that rule's finding."""
+
+    finding_rule: str | None = None
 
 
 @dataclass(frozen=True)
@@ -234,6 +326,27 @@ class RulePack:
         )
 
 
+def rule_file_schema() -> dict[str, Any]:
+    """The JSON schema of a rule file, derived from the structs above."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "ProdGuardian rule file",
+        **msgspec.json.schema(RuleFile),
+    }
+
+
+def schema_text() -> str:
+    """rules/rules.schema.json as shipped: the schema, indented, with a final newline."""
+    return json.dumps(rule_file_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+def write_schema(folder: str | os.PathLike[str] | None = None) -> Path:
+    """(Re)write rules.schema.json, after a change to the format: `python -m prodguardian.rules`."""
+    path = Path(folder or data_dir("rules")) / SCHEMA_FILE
+    path.write_text(schema_text(), encoding="utf-8", newline="\n")
+    return path
+
+
 def compile_regex(pattern: str) -> re2._Regexp:
     """Compile an RE2 regex quietly (RE2 otherwise logs parse errors to stderr)."""
     options = re2.Options()
@@ -241,53 +354,13 @@ def compile_regex(pattern: str) -> re2._Regexp:
     return re2.compile(pattern, options)
 
 
-class _LocatedDict(dict[str, Any]):
-    """A YAML mapping that remembers where it and each of its keys stand in the file."""
-
-    line = 0
-    column = 0
-    key_marks: dict[str, tuple[int, int]]
-
-
-class _Loader(yaml.SafeLoader):
-    pass
-
-
-def _construct_located(loader: _Loader, node: yaml.MappingNode) -> _LocatedDict:
-    mapping = _LocatedDict()
-    mapping.line, mapping.column = node.start_mark.line + 1, node.start_mark.column + 1
-    mapping.key_marks = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        mapping[key] = loader.construct_object(value_node, deep=True)
-        mapping.key_marks[str(key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-    return mapping
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_located)
-
-
-def _where(path: str, node: Any, keys: Iterable[Any] = ()) -> str:
-    """`file:line:column` of the deepest located mapping (or key) along `keys`."""
-    line, column = getattr(node, "line", 1), getattr(node, "column", 1)
-    for key in keys:
-        if isinstance(node, _LocatedDict) and str(key) in node.key_marks:
-            line, column = node.key_marks[str(key)]
-        if (isinstance(node, dict) and key in node) or (
-            isinstance(node, list) and isinstance(key, int) and key < len(node)
-        ):
-            node = node[key]
-        else:
-            break
-        if isinstance(node, _LocatedDict):
-            line, column = node.line, node.column
-    return f"{path}:{line}:{column}"
+# ------------------------------------------------------------------------------------------ loading
 
 
 def rule_files(directory: str | os.PathLike[str]) -> list[Path]:
     folder = Path(directory)
     if not folder.is_dir():
-        raise RuleError("not a directory of rule files", str(directory))
+        raise RuleError("not a directory of rule files", Location(str(directory)))
     return sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml"))
 
 
@@ -329,8 +402,7 @@ def _objective_of(rule: Rule, threshold: Threshold) -> Objective:
     return Objective(
         id=rule.id.replace("-", "_"),
         metric=f"per_hour:{rule.id}",
-        target=threshold.per_hour or 0.0,
-        inclusive=False,
+        below=threshold.per_hour or 0.0,
         finding_rule=rule.id,
     )
 
@@ -349,138 +421,182 @@ def _load_file(path: Path) -> tuple[list[Rule], list[Objective], list[RuleError]
     try:
         doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
     except (OSError, UnicodeDecodeError) as exc:
-        return [], [], [RuleError(f"cannot read: {exc}", name)]
+        return [], [], [RuleError(f"cannot read: {exc}", Location(name))]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
-        where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
+        where = Location(name, mark.line + 1, mark.column + 1) if mark else Location(name)
         return [], [], [RuleError(f"invalid YAML: {exc.problem}", where)]
     if doc is None:
         return [], [], []
-    errors = [_schema_error(name, doc, e, FILE_SCHEMA, "") for e in _schema_errors(doc, FILE_SCHEMA)]
-    if errors:
-        return [], [], errors
+    try:
+        file = msgspec.convert(doc, RuleFile)
+    except msgspec.ValidationError as exc:
+        return [], [], _every_error(name, doc, exc)
     rules: list[Rule] = []
+    errors: list[RuleError] = []
     seen: set[str] = set()
-    for index, raw in enumerate(doc.get("rules", [])):
-        rule_id = raw.get("id") if isinstance(raw.get("id"), str) else f"#{index + 1}"
+    for index, fields in enumerate(file.rules):
         problems = [
-            _schema_error(name, raw, e, RULE_SCHEMA, rule_id) for e in _schema_errors(raw, RULE_SCHEMA)
+            _problem(name, doc, ["rules", index, *keys], why) for keys, why in _regex_problems(fields)
         ]
-        if not problems:
-            rule, problems = _build_rule(raw, f"{name}:{raw.line}:{raw.column}")
-            if rule_id in seen:
-                problems.append(
-                    RuleError(f"rule {rule_id}: duplicate id in this file", _where(name, raw, ["id"]))
-                )
-            if not problems and rule is not None:
-                rules.append(rule)
-        seen.add(rule_id)
+        if fields.id in seen:
+            problems.append(_problem(name, doc, ["rules", index, "id"], "duplicate id in this file"))
+        seen.add(fields.id)
         errors.extend(problems)
-    objectives = [_build_objective(raw) for raw in doc.get("objectives", [])]
+        if not problems:
+            origin = _locate(name, doc, ["rules", index])
+            rules.append(Rule(**msgspec.structs.asdict(fields), origin=origin))
+    objectives = [Objective(**msgspec.structs.asdict(o)) for o in file.objectives]
     return rules, objectives, errors
 
 
-def _schema_errors(doc: Any, schema: dict[str, Any]) -> Iterator[jsonschema.ValidationError]:
-    validator = jsonschema.Draft202012Validator(schema)
-    return iter(sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))))
-
-
-def _schema_error(
-    path: str, doc: Any, error: jsonschema.ValidationError, schema: dict[str, Any], rule_id: str
-) -> RuleError:
-    keys = list(error.absolute_path)
-    if error.validator == "additionalProperties":
-        declared: Any = error.schema
-        instance: Any = error.instance
-        unknown = sorted(set(instance) - set(declared.get("properties", {})))
-        keys.append(unknown[0])
-        message = f"unknown field {unknown[0]!r}"
-    elif error.validator == "required":
-        message = error.message.replace("is a required property", "is required")
-    else:
-        message = error.message
-    field_name = ".".join(map(str, keys)) or "(file)"
-    prefix = f"rule {rule_id}: " if rule_id else ""
-    return RuleError(f"{prefix}field {field_name}: {message}", _where(path, doc, keys))
-
-
-def _threshold(raw: Mapping[str, Any] | None) -> Threshold | None:
-    return Threshold(**raw) if raw else None
-
-
-def _build_rule(raw: _LocatedDict, origin: str) -> tuple[Rule | None, list[RuleError]]:
-    path = origin.rsplit(":", 2)[0]
-    rule_id = raw["id"]
-    match_raw = raw.get("match", {})
+def _every_error(name: str, doc: Any, first: msgspec.ValidationError) -> list[RuleError]:
+    """One error for each rule or objective that does not convert (msgspec stops at a file's first)."""
     errors = []
-    for key in ("message", "user_agent"):
-        patterns = match_raw.get(key, [])
-        for index, pattern in enumerate([patterns] if isinstance(patterns, str) else patterns):
+    if isinstance(doc, dict):
+        for section in msgspec.structs.fields(RuleFile):
+            (item_type,) = get_args(section.type)
+            items = doc.get(section.encode_name)
+            for index, item in enumerate(items if isinstance(items, list) else []):
+                try:
+                    msgspec.convert(item, item_type)
+                except msgspec.ValidationError as exc:
+                    errors.append(_validation_error(name, doc, exc, [section.encode_name, index]))
+    return errors or [_validation_error(name, doc, first, [])]
+
+
+def _regex_problems(rule: RuleFields) -> Iterator[tuple[list[str | int], str]]:
+    """The keys and reason of every pattern of the rule that RE2 refuses."""
+    for key, patterns in (("message", rule.match.patterns), ("user_agent", rule.match.user_agent)):
+        for index, pattern in enumerate([patterns] if isinstance(patterns, str) else patterns or []):
             try:
                 compile_regex(pattern)
             except re2.error as exc:
                 reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
-                keys = ["match", key] if isinstance(patterns, str) else ["match", key, index]
-                field_name = ".".join(map(str, keys))
-                message = f"rule {rule_id}: field {field_name}: not a valid RE2 regex: {reason}"
-                errors.append(RuleError(message, _where(path, raw, keys)))
-    rule_type: RuleType = raw.get("type", "failure")
-    needs_thresholds = rule_type in ("failure", "latency", "fallback")
-    thresholds = raw.get("thresholds", {})
-    if needs_thresholds and not thresholds:
-        errors.append(
-            RuleError(f"rule {rule_id}: field thresholds: a {rule_type} rule needs thresholds", origin)
+                keys: list[str | int] = ["match", key] if isinstance(patterns, str) else ["match", key, index]
+                yield keys, f"not a valid RE2 regex: {reason}"
+
+
+# ------------------------------------------------------------------------------------------ errors
+
+_STEP = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+_UNKNOWN = re.compile(r"Object contains unknown field `(?P<key>[^`]*)`")
+_MISSING = re.compile(r"Object missing required field `(?P<key>[^`]*)`")
+_SUBJECTS = {"rules": "rule", "objectives": "objective"}
+
+
+def _validation_error(name: str, doc: Any, exc: msgspec.ValidationError, base: list[str | int]) -> RuleError:
+    """A msgspec error as `rule ID: field a.b: reason`, at the line and column of that field."""
+    reason, _, path = str(exc).partition(" - at `$")
+    path = path.removesuffix("`").split("[...]")[0]  # inside a mapping's values, the mapping is close enough
+    keys: list[str | int] = [*base, *(m[1] if m[1] else int(m[2]) for m in _STEP.finditer(path))]
+    if unknown := _UNKNOWN.fullmatch(reason):
+        keys.append(unknown["key"])
+        reason = f"unknown field {unknown['key']!r}"
+    elif missing := _MISSING.fullmatch(reason):
+        keys.append(missing["key"])
+        reason = "is required"
+    elif reason.startswith("Invalid enum value ") and (choices := _choices(keys)):
+        reason = f"{reason.removeprefix('Invalid enum value ')} is not one of: {', '.join(choices)}"
+    else:
+        reason = reason[:1].lower() + reason[1:]  # msgspec's "Expected `int`, got `str`", mid-sentence
+    return _problem(name, doc, keys, reason)
+
+
+def _problem(name: str, doc: Any, keys: list[str | int], reason: str) -> RuleError:
+    """An error about `keys` of the file: `rule ID: field a.b: reason`, at the deepest place they reach."""
+    words = []
+    field_keys = keys
+    if len(keys) >= 2 and keys[0] in _SUBJECTS and isinstance(keys[1], int):
+        item = doc[keys[0]][keys[1]]
+        item_id = item.get("id") if isinstance(item, dict) else None
+        label = item_id if isinstance(item_id, str) else f"#{keys[1] + 1}"
+        words.append(f"{_SUBJECTS[str(keys[0])]} {label}")
+        field_keys = keys[2:]
+    if field_keys:
+        words.append(f"field {_dotted(field_keys)}")
+    return RuleError(": ".join([*words, reason]), _locate(name, doc, keys))
+
+
+def _dotted(keys: list[str | int]) -> str:
+    """`match.message[1]`"""
+    return "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in keys).removeprefix(".")
+
+
+def _choices(keys: list[str | int]) -> list[str]:
+    """The values an enum field at `keys` allows, found by following the keys through the format's types."""
+    types = [mi.type_info(RuleFile)]
+    for key in keys:
+        types = [inner for t in types for inner in _inside(t, key)]
+    return [
+        str(v)
+        for t in types
+        for member in _members(t)
+        if isinstance(member, mi.LiteralType)
+        for v in member.values
+    ]
+
+
+def _members(info: mi.Type) -> list[mi.Type]:
+    while isinstance(info, mi.Metadata):
+        info = info.type
+    return [m for t in info.types for m in _members(t)] if isinstance(info, mi.UnionType) else [info]
+
+
+def _inside(info: mi.Type, key: str | int) -> Iterator[mi.Type]:
+    """The types one step down `key`: a struct's field, a collection's items."""
+    for member in _members(info):
+        if isinstance(member, mi.StructType) and isinstance(key, str):
+            yield from (f.type for f in member.fields if f.encode_name == key)
+        elif isinstance(member, (mi.ListType, mi.VarTupleType, mi.FrozenSetType)) and isinstance(key, int):
+            yield member.item_type
+
+
+# ------------------------------------------------------------------------------------------ locations
+
+
+class _LocatedDict(dict[str, Any]):
+    """A YAML mapping that remembers where it and each of its keys stand in the file."""
+
+    line = 0
+    column = 0
+    key_marks: dict[str, tuple[int, int]]
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _construct_located(loader: _Loader, node: yaml.MappingNode) -> _LocatedDict:
+    mapping = _LocatedDict()
+    mapping.line, mapping.column = node.start_mark.line + 1, node.start_mark.column + 1
+    mapping.key_marks = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        mapping[key] = loader.construct_object(value_node, deep=True)
+        mapping.key_marks[str(key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+    return mapping
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_located)
+
+
+def _locate(path: str, node: Any, keys: Iterable[str | int] = ()) -> Location:
+    """Where the deepest located mapping (or key) along `keys` stands in the file."""
+    line, column = getattr(node, "line", 1), getattr(node, "column", 1)
+    for key in keys:
+        if isinstance(node, _LocatedDict) and str(key) in node.key_marks:
+            line, column = node.key_marks[str(key)]
+        present = (isinstance(node, dict) and key in node) or (
+            isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node)
         )
-    if rule_type == "metric" and "objective" in raw:
-        thresholds = {"degraded": {"per_hour": raw["objective"]["per_hour_below"]}}
-    if errors:
-        return None, errors
-    severity = match_raw.get("severity", "DEFAULT")
-    status = match_raw.get("status", {})
-    examples = raw.get("examples", {})
-    rule = Rule(
-        id=rule_id,
-        type=rule_type,
-        category=raw["category"],
-        description=raw["description"],
-        match=Match(
-            kinds=tuple(match_raw.get("kind", ())),
-            min_severity=SEVERITY_RANKS[severity],
-            status_min=status.get("min"),
-            status_max=status.get("max"),
-            latency_ms=match_raw.get("latency_ms"),
-            message=_alternatives(match_raw.get("message")),
-            fields=dict(match_raw.get("fields", {})),
-            paths=frozenset(match_raw.get("paths", ())),
-            path_prefixes=tuple(match_raw.get("path_prefixes", ())),
-            path_segments=frozenset(match_raw.get("path_segments", ())),
-            user_agent=match_raw.get("user_agent"),
-            infer_severity=match_raw.get("infer_severity", True),
-        ),
-        degraded=_threshold(thresholds.get("degraded")),
-        critical=_threshold(thresholds.get("critical")),
-        quantile=raw.get("quantile", 0.95),
-        causes=tuple(raw.get("causes", ())),
-        advice=raw.get("advice"),
-        examples_match=tuple(examples.get("match", ())),
-        examples_no_match=tuple(examples.get("no_match", ())),
-        origin=origin,
-    )
-    return rule, []
+        if not present:
+            break
+        node = node[key]
+        if isinstance(node, _LocatedDict):
+            line, column = node.line, node.column
+    return Location(path, line, column)
 
 
-def _alternatives(patterns: str | list[str] | None) -> str | None:
-    """One regex from a list of alternatives (each kept whole by a non-capturing group)."""
-    if patterns is None or isinstance(patterns, str):
-        return patterns
-    return patterns[0] if len(patterns) == 1 else "|".join(f"(?:{p})" for p in patterns)
-
-
-def _build_objective(raw: Mapping[str, Any]) -> Objective:
-    inclusive = "at_most" in raw
-    return Objective(
-        id=raw["id"],
-        metric=raw["metric"],
-        target=float(raw["at_most"] if inclusive else raw["below"]),
-        inclusive=inclusive,
-    )
+if __name__ == "__main__":
+    print(f"wrote {write_schema()}")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prodguardian.classify import classify
+from prodguardian.errors import Location
 from prodguardian.events import build_events
 from prodguardian.rules import SEVERITY_RANKS, Rule, RulePack
 
@@ -26,7 +27,7 @@ class ExampleResult:
     expected: bool  # True for a `match` example
     matched: bool
     example: Any
-    origin: str
+    origin: Location
     problem: str | None = None
 
     @property
@@ -37,7 +38,7 @@ class ExampleResult:
 def run_examples(pack: RulePack) -> list[ExampleResult]:
     results = []
     for rule in pack.rules:
-        for expected, examples in ((True, rule.examples_match), (False, rule.examples_no_match)):
+        for expected, examples in ((True, rule.examples.match), (False, rule.examples.no_match)):
             for example in examples:
                 results.append(_run_one(pack, rule, example, expected))
     return results

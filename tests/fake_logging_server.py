@@ -1,14 +1,13 @@
 """A fake Cloud Logging `entries.list` server for tests: stdlib http.server, loopback only, port 0.
 
-It speaks what the real google.cloud.logging client sends (`POST /v2/entries:list`, JSON body
+It speaks the REST call of the API reference (`POST /v2/entries:list`, JSON body
 `{resourceNames, filter, orderBy, pageSize, pageToken}`, answer `{entries, nextPageToken}`), and optionally
-the same service over insecure gRPC. It evaluates the subset of the Logging query language that
-ProdGuardian's filters use (AND / OR / NOT with the Logging precedence: NOT, then OR, then AND; comparisons
-`= != < <= > >= =~ !~ :` on dotted fields; severity by rank; timestamps as instants; `log_id()`), so pushdown
-is testable, and rejects
-anything else with 400 INVALID_ARGUMENT like the real API. It pages with opaque tokens, records every request,
-and can be scripted to fail per call (429, 503, 403, 404, slow answers, malformed JSON, empty pages that carry
-a token).
+the same service over insecure gRPC for the generated `LoggingServiceV2Client`. It evaluates the subset of
+the Logging query language that ProdGuardian's filters use (AND / OR / NOT with the Logging precedence: NOT,
+then OR, then AND; comparisons `= != < <= > >= =~ !~ :` on dotted fields; severity by rank; timestamps as
+instants; `log_id()`), so pushdown is testable, and rejects anything else with 400 INVALID_ARGUMENT like the
+real API. It pages with opaque tokens, records every request, and can be scripted to fail per call (429, 503,
+403, 404, slow answers, malformed JSON, empty pages that carry a token).
 
 Use it from any test file. Register the fixture once, in tests/conftest.py:
 

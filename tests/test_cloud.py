@@ -1,4 +1,7 @@
-"""CloudSource through the REAL google.cloud.logging client, pointed at tests/fake_logging_server.py."""
+"""CloudSource through the REAL Google client libraries, pointed at tests/fake_logging_server.py.
+
+HTTP/JSON goes through google-auth's AuthorizedSession, gRPC through the generated LoggingServiceV2Client.
+"""
 
 from __future__ import annotations
 
