@@ -32,7 +32,7 @@ from prodguardian.cloud import _one_line as one_line
 from prodguardian.errors import ConfigError, ProdGuardianError
 
 DEFAULT_ATTEMPTS = 3  # runs of the work by with_remote_state before it gives up on a busy state
-GIVE_UP_AFTER = 60.0  # seconds one transfer may spend retrying transient faults (429, 5xx, network)
+GIVE_UP_AFTER = 60.0  # seconds one call may spend retrying transient faults (429, 5xx, network)
 LOCAL_NAME = "state.sqlite"  # the downloaded copy's name, in a fresh temporary directory
 
 T = TypeVar("T")
