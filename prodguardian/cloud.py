@@ -473,7 +473,7 @@ def _credentials() -> Any:
             warnings.simplefilter("ignore")  # e.g. "end user credentials without a quota project"
             credentials, _ = auth.default(scopes=READ_SCOPES)
     except auth_errors.DefaultCredentialsError as exc:
-        detail = _one_line(str(exc))
+        detail = one_line(str(exc))
         raise SourceError(f"{NO_CREDENTIALS} ({detail})" if detail else NO_CREDENTIALS) from None
     return credentials
 
@@ -503,7 +503,7 @@ def _classify(exc: BaseException, project: str, where: str) -> _Failure | None:
         )
     if isinstance(exc, api.GoogleAPICallError):
         code = f"HTTP {exc.code}" if exc.code else type(exc).__name__
-        said = _one_line(exc.message or "")
+        said = one_line(exc.message or "")
         said = f" ({code}: {said})" if said else f" ({code})"
         if isinstance(exc, api.TooManyRequests):
             return _Failure(
@@ -541,17 +541,17 @@ def _classify(exc: BaseException, project: str, where: str) -> _Failure | None:
         return _Failure("timeout", f"Cloud Logging at {where} did not answer within {CALL_TIMEOUT:g} s")
     if isinstance(exc, requests_errors.ConnectionError):
         return _Failure(
-            "network", f"Cloud Logging is unreachable at {where} ({_network_reason(exc)}): {_NETWORK_HINT}"
+            "network", f"Cloud Logging is unreachable at {where} ({network_reason(exc)}): {_NETWORK_HINT}"
         )
     if isinstance(exc, requests_errors.RequestException):
-        return _Failure("server", f"reading from Cloud Logging at {where} failed ({_one_line(str(exc))})")
+        return _Failure("server", f"reading from Cloud Logging at {where} failed ({one_line(str(exc))})")
     if isinstance(exc, auth_errors.RefreshError):
         return _Failure(
-            "fatal", f"Google credentials could not be refreshed ({_one_line(str(exc))}): {LOGIN_HINT}"
+            "fatal", f"Google credentials could not be refreshed ({one_line(str(exc))}): {LOGIN_HINT}"
         )
     if isinstance(exc, auth_errors.TransportError):
         return _Failure(
-            "network", f"Google's token service is unreachable ({_network_reason(exc)}): {_NETWORK_HINT}"
+            "network", f"Google's token service is unreachable ({network_reason(exc)}): {_NETWORK_HINT}"
         )
     if isinstance(exc, ValueError) and "anonymous credentials" in str(exc).lower():  # a 401 in emulator mode
         return _Failure(
@@ -577,11 +577,11 @@ def _unreachable_grpc(message: str) -> bool:
     )
 
 
-def _network_reason(exc: BaseException) -> str:
+def network_reason(exc: BaseException) -> str:
     """A short cause for a connection failure: connection refused, DNS lookup failed, …"""
     seen: set[int] = set()
     todo: list[Any] = [exc]
-    text = _one_line(str(exc))
+    text = one_line(str(exc))
     while todo:
         current = todo.pop(0)
         if current is None or id(current) in seen:
@@ -608,7 +608,7 @@ def _network_reason(exc: BaseException) -> str:
     return text[:200]
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
