@@ -21,12 +21,12 @@ import yaml
 
 from prodguardian import __version__
 from prodguardian.check import CheckOptions, failed_report, run_check
-from prodguardian.errors import ConfigError, ProdGuardianError, RuleError
+from prodguardian.errors import ConfigError, ProdGuardianError
 from prodguardian.files import STDOUT, write_text
 from prodguardian.render import FORMATS, LANGUAGES, clean, render
-from prodguardian.rules import RulePack, collect_pack, load_pack
+from prodguardian.rules import collect_pack, load_pack
 from prodguardian.source import FileSource, write_export
-from prodguardian.verdict import ADVICE, Report
+from prodguardian.verdict import Report
 
 CONFIG_FILE = "prodguardian.yaml"
 ENV_PREFIX = "PRODGUARDIAN_"
@@ -473,29 +473,15 @@ def rules_validate(ctx: click.Context, rules_dirs: tuple[str, ...], directories:
     """
     folders = (*rules_dirs, *directories)
     pack, errors = collect_pack(folders)
-    errors += _unknown_advice(pack)
     for folder in folders:
-        own = collect_pack([folder], builtin=False)[0]
-        if Path(folder).is_dir() and not own.rules and not own.objectives:
+        own, own_errors = collect_pack([folder], builtin=False)
+        if Path(folder).is_dir() and not (own.rules or own.objectives or own_errors):
             _say(f"warning: {folder}: no .yaml or .yml file in this folder defines a rule")
     for error in errors:
         _say(f"error: {error}")
     if errors:
         ctx.exit(3)
     click.echo(f"{len(pack.rules)} rules and {len(pack.objectives)} objectives OK in {len(pack.files)} files")
-
-
-def _unknown_advice(pack: RulePack) -> list[RuleError]:
-    """A rule's `advice` names advice ProdGuardian gives (verdict.ADVICE): any other would give none."""
-    return [
-        RuleError(
-            f"rule {rule.id}: field advice: {rule.advice!r} is not an advice ProdGuardian gives; "
-            f"known: {', '.join(sorted(ADVICE))}",
-            rule.origin,
-        )
-        for rule in pack.rules
-        if rule.advice is not None and rule.advice not in ADVICE
-    ]
 
 
 @rules.command("test")

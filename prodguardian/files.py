@@ -30,7 +30,7 @@ _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 class Output:
     """A binary stream whose write errors name the file written."""
 
-    def __init__(self, stream: IO[bytes], where: str) -> None:
+    def __init__(self, stream: IO[bytes] | _TextAsBinary, where: str) -> None:
         self.stream, self.where = stream, where
 
     def write(self, data: bytes) -> None:
@@ -98,7 +98,7 @@ def _write_error(exc: OSError, where: str) -> OSError | ProdGuardianError:
     return ProdGuardianError(f"cannot write: {exc.strerror or exc}", where)
 
 
-def _stdout_buffer() -> IO[bytes]:
+def _stdout_buffer() -> IO[bytes] | _TextAsBinary:
     """The binary stdout, once the text printed before it is out."""
     if sys.stdout is None:
         raise ProdGuardianError("cannot write: stdout is closed", "<stdout>")
@@ -106,7 +106,21 @@ def _stdout_buffer() -> IO[bytes]:
         sys.stdout.flush()
     except OSError as exc:
         raise _write_error(exc, "<stdout>") from None
-    return sys.stdout.buffer
+    buffer = getattr(sys.stdout, "buffer", None)
+    return buffer if buffer is not None else _TextAsBinary(sys.stdout)
+
+
+class _TextAsBinary:
+    """A text stdout without a binary buffer (a notebook, a redirect to StringIO), written as UTF-8 text."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+
+    def write(self, data: bytes) -> int:
+        return self.stream.write(data.decode("utf-8"))
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 @contextmanager

@@ -26,7 +26,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from prodguardian import __version__
-from prodguardian.cloud import CALL_TIMEOUT, CONNECT_TIMEOUT, LOGIN_HINT, NO_CREDENTIALS, network_reason, one_line
+from prodguardian.cloud import (
+    CALL_TIMEOUT,
+    CONNECT_TIMEOUT,
+    LOGIN_HINT,
+    NO_CREDENTIALS,
+    network_reason,
+    one_line,
+)
 from prodguardian.errors import ConfigError, ProdGuardianError
 
 DEFAULT_ATTEMPTS = 3  # runs of the work by with_remote_state before it gives up on a busy state

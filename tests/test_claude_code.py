@@ -301,12 +301,13 @@ def test_check_prod_reaches_the_model_and_production_stays_read_only(
     prompt = _text(first)
     assert "<command-name>/prodguardian:check_prod</command-name>" in prompt
     fenced = re.search(
-        r"^(`{3,})\n(## 🔴 Production Status: CRITICAL — emergence-app.*?)^\1$", prompt, re.S | re.M
+        r"^(`{3,})\n(## 🔴 Production Status: CRITICAL — `emergence-app`.*?)^\1$", prompt, re.S | re.M
     )
     assert fenced, prompt[:3000]
     report = fenced[2]
     assert (
-        "Database connection is not available" in report and "manager.py:64 in _ensure_connection" in report
+        "Database connection is not available" in report
+        and "`src/backend/core/database/manager.py:64` in `_ensure_connection`" in report
     )
     json_report = install.project / "reports" / "prod_report.json"  # the git top-level, not src/
     assert f"check_prod_logs.py: exit code 2 (CRITICAL) · JSON report: {json_report}" in prompt
@@ -346,7 +347,7 @@ def test_prodguardian_check_prod_and_the_skills_own_deny_rules(
     )
     assert done.returncode == 0, done.stdout + done.stderr
     turns = model.agent_turns()
-    assert "## 🔴 Production Status: CRITICAL" in _text(turns[0]) and "Fenêtre" in _text(turns[0])
+    assert "## 🔴 État de la production\u00a0: CRITICAL" in _text(turns[0]) and "Fenêtre" in _text(turns[0])
     rollback, read = _tool_results(turns[-1])  # the last turn holds the whole conversation
     assert rollback["is_error"] is True and "has been denied" in json.dumps(rollback)
     assert "ProdGuardian keeps production" not in json.dumps(rollback), "the hook was off: the rule denied it"

@@ -437,8 +437,7 @@ def test_error_gives_the_agent_an_unknown_block_once(tmp_path: Path) -> None:
     assert "prodguardian: error: no Google credentials" in out
     assert "gcloud auth application-default login" in out and "roles/logging.viewer" in out
     assert done.stderr == b"", "the error is in the block: not printed twice"
-    data = _json(stale) if stale.exists() else {"status": "UNKNOWN"}
-    assert data["status"] == "UNKNOWN", "a report from an earlier run must not pass for this one"
+    assert _json(stale)["status"] == "UNKNOWN", "a report from an earlier run must not pass for this one"
 
     agent = _script("--agent", "--source", str(tmp_path / "no-such-export.json"), project=tmp_path)
     assert agent.returncode == 0, "Claude Code aborts a `!` command that exits non-zero, output and all"
@@ -446,7 +445,7 @@ def test_error_gives_the_agent_an_unknown_block_once(tmp_path: Path) -> None:
     inside, last = _fenced(agent.stdout.decode("utf-8"))
     assert inside.startswith("## ⚪ Production Status: UNKNOWN — the check could not run")
     assert inside.count("prodguardian: error:") == 1 and "no-such-export.json" in inside
-    assert last == "check_prod_logs.py: exit code 3 (UNKNOWN)"
+    assert last == f"check_prod_logs.py: exit code 3 (UNKNOWN) · JSON report: {stale.resolve()}"
 
 
 def test_agent_mode_fences_the_report_and_names_its_json(tmp_path: Path) -> None:

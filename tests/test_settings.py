@@ -84,8 +84,8 @@ def test_the_readmes_config_example_loads(
         _rule_folder(Path(folder))
     code, out, err = run(capsys, "check", "--source", str(outage), "--until", UNTIL)
     assert (code, err) == (2, "")
-    assert out.startswith("🔴 Production Status: CRITICAL — emergence-app")
-    assert "Base de données indisponible" in out, "lang: fr"
+    assert out.startswith("🔴 État de la production\u00a0: CRITICAL — emergence-app"), "lang: fr"
+    assert "Base de données indisponible" in out
     code, out, _ = run(capsys, "rules", "list")
     assert code == 0 and "payment-declined" in out, "rules: the README's folder"
 
@@ -175,8 +175,8 @@ def test_rules_validate_rejects_unknown_advice_and_warns_on_an_empty_folder(
     lines = err.splitlines()
     assert lines[0] == f"prodguardian: warning: {empty}: no .yaml or .yml file in this folder defines a rule"
     assert lines[1].startswith(
-        f"prodguardian: error: {mine / 'payments.yaml'}:2:5: rule payment-declined: field advice: "
-        "'reboot-the-server' is not an advice ProdGuardian gives; known: "
+        f"prodguardian: error: {mine / 'payments.yaml'}:11:5: rule payment-declined: field advice: "
+        "'reboot-the-server' is not one of: "
     )
     assert "database_reconnect" in lines[1] and len(lines) == 2
 
