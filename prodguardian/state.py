@@ -31,7 +31,7 @@ from prodguardian.sketch import LatencySketch
 APPLICATION_ID = int.from_bytes(b"PGRD", "big")
 DEFAULT_BUSY_TIMEOUT = 30.0
 DEFAULT_RETENTION = timedelta(days=35)
-SAMPLES_PER_GROUP = 20
+SAMPLES_PER_GROUP = 60  # one sample per minute a group failed in: an hour of its evidence
 MAX_TEXT = 2000  # characters kept of any one string of a sample or an example: log lines can be huge
 _NS_PER_MINUTE = 60_000_000_000
 # Every time zone is a whole number of quarter hours from UTC, so SQLite sums minutes per quarter hour and
@@ -57,12 +57,16 @@ RULE_MINUTE_COLUMNS = ("revision", "minute", "rule", "category", "grp", "caused_
 ERROR_GROUP_COLUMNS = ("rule", "grp", "first_seen", "last_seen", "example")
 REVISION_COLUMNS = ("revision", "first_traffic", "last_traffic", "created")
 SAMPLE_COLUMNS = ("minute", "rule", "grp", "payload")
+# Distinct failures per category ("" for every category): a failure matched by rules of two categories
+# counts once in "" and once in each category, so rates and error counts need no failure ids.
+FAILURE_MINUTE_COLUMNS = ("revision", "minute", "category", "failures")
+FOLDED_MINUTE_COLUMNS = ("minute", "reason", "entries")  # entries folded away: merged, duplicates...
 COUNT_COLUMNS = MINUTE_COLUMNS[2:9]
 # What each column holds, wherever it appears: a column name means one thing in every table.
 _KINDS = {
-    **dict.fromkeys(("revision", "rule", "category", "grp", "caused_by"), "text"),
+    **dict.fromkeys(("revision", "rule", "category", "grp", "caused_by", "reason"), "text"),
     "example": "line",
-    **dict.fromkeys((*COUNT_COLUMNS, "failures", "events"), "count"),
+    **dict.fromkeys((*COUNT_COLUMNS, "failures", "events", "entries"), "count"),
     **dict.fromkeys(("minute", "first_seen", "last_seen"), "integer"),
     **dict.fromkeys(("first_traffic", "last_traffic", "created"), "integer?"),
     **dict.fromkeys(("latency", "failed_latency"), "sketch?"),
@@ -110,8 +114,19 @@ _SCHEMA_V1: Migration = (
     """CREATE TABLE cursors (
         query_key TEXT PRIMARY KEY, read_until INTEGER NOT NULL, updated INTEGER NOT NULL) WITHOUT ROWID""",
 )
-MIGRATIONS: tuple[Migration, ...] = (_SCHEMA_V1,)
-_TABLES = ("minutes", "rule_minutes", "error_groups", "revisions", "samples", "coverage", "cursors")
+_FAILURES_AND_FOLDED: Migration = (
+    """CREATE TABLE failure_minutes (
+        service TEXT NOT NULL, minute INTEGER NOT NULL, revision TEXT NOT NULL, category TEXT NOT NULL,
+        failures INTEGER NOT NULL,
+        PRIMARY KEY (service, minute, revision, category)) WITHOUT ROWID""",
+    """CREATE TABLE folded_minutes (
+        service TEXT NOT NULL, minute INTEGER NOT NULL, reason TEXT NOT NULL, entries INTEGER NOT NULL,
+        PRIMARY KEY (service, minute, reason)) WITHOUT ROWID""",
+)
+MIGRATIONS: tuple[Migration, ...] = (_SCHEMA_V1, _FAILURES_AND_FOLDED)
+# The tables of per-minute facts, which a replace or a prune cuts by minute.
+_MINUTE_TABLES = ("minutes", "rule_minutes", "failure_minutes", "folded_minutes", "samples")
+_TABLES = (*_MINUTE_TABLES, "error_groups", "revisions", "coverage", "cursors")
 
 
 class StateError(ProdGuardianError):
@@ -145,6 +160,8 @@ class MinuteFacts:
     error_groups: pd.DataFrame = field(default_factory=lambda: _empty(ERROR_GROUP_COLUMNS))
     revisions: pd.DataFrame = field(default_factory=lambda: _empty(REVISION_COLUMNS))
     samples: pd.DataFrame = field(default_factory=lambda: _empty(SAMPLE_COLUMNS))
+    failure_minutes: pd.DataFrame = field(default_factory=lambda: _empty(FAILURE_MINUTE_COLUMNS))
+    folded_minutes: pd.DataFrame = field(default_factory=lambda: _empty(FOLDED_MINUTE_COLUMNS))
 
 
 @dataclass(frozen=True)
@@ -194,6 +211,8 @@ _FACT_TABLES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("error_groups", ERROR_GROUP_COLUMNS, ("rule", "grp")),
     ("revisions", REVISION_COLUMNS, ("revision",)),
     ("samples", SAMPLE_COLUMNS, ()),
+    ("failure_minutes", FAILURE_MINUTE_COLUMNS, ("minute", "revision", "category")),
+    ("folded_minutes", FOLDED_MINUTE_COLUMNS, ("minute", "reason")),
 )
 
 
@@ -239,7 +258,7 @@ class StateStore:
             raise ValueError(f"the range ends ({end}) before it starts ({start})")
         rows = _fact_rows(facts, service, first, stop)
         with self._writing() as db:
-            for table in ("minutes", "rule_minutes", "samples"):
+            for table in _MINUTE_TABLES:
                 db.execute(
                     f"DELETE FROM {table} WHERE service = ? AND minute >= ? AND minute < ?",
                     (service, first, stop),
@@ -260,7 +279,7 @@ class StateStore:
         horizon = horizon_ns // _NS_PER_MINUTE
         removed = {}
         with self._writing() as db:
-            for table in ("minutes", "rule_minutes", "samples"):
+            for table in _MINUTE_TABLES:
                 removed[table] = db.execute(f"DELETE FROM {table} WHERE minute < ?", (horizon,)).rowcount
             removed["coverage"] = db.execute(
                 "DELETE FROM coverage WHERE end_minute <= ?", (horizon,)
@@ -294,6 +313,12 @@ class StateStore:
 
     def rule_minutes(self, service: str, start: datetime, end: datetime) -> pd.DataFrame:
         return self._range("rule_minutes", RULE_MINUTE_COLUMNS, service, start, end)
+
+    def failure_minutes(self, service: str, start: datetime, end: datetime) -> pd.DataFrame:
+        return self._range("failure_minutes", FAILURE_MINUTE_COLUMNS, service, start, end)
+
+    def folded_minutes(self, service: str, start: datetime, end: datetime) -> pd.DataFrame:
+        return self._range("folded_minutes", FOLDED_MINUTE_COLUMNS, service, start, end, "minute, reason")
 
     def samples(self, service: str) -> pd.DataFrame:
         """The kept failure events of each (rule, grp), newest first."""
@@ -436,12 +461,18 @@ class StateStore:
     # -- plumbing ---------------------------------------------------------------------------------------
 
     def _range(
-        self, table: str, columns: Sequence[str], service: str, start: datetime, end: datetime
+        self,
+        table: str,
+        columns: Sequence[str],
+        service: str,
+        start: datetime,
+        end: datetime,
+        order: str = "minute, revision",
     ) -> pd.DataFrame:
         return self._query(
             columns,
             f"SELECT {', '.join(columns)} FROM {table} WHERE service = ? AND minute >= ? AND minute < ?"
-            " ORDER BY minute, revision",
+            f" ORDER BY {order}",
             (service, _minute(start, "start"), _minute(end, "end")),
         )
 

@@ -36,6 +36,7 @@ from prodguardian.state import (
     REVISION_COLUMNS,
     RULE_MINUTE_COLUMNS,
     SAMPLE_COLUMNS,
+    SAMPLES_PER_GROUP,
     Cursor,
     MinuteFacts,
     StateError,
@@ -358,6 +359,8 @@ def test_info_prune_and_reset(tmp_path: Path) -> None:
             "minutes": 2880,
             "rule_minutes": 0,
             "samples": 0,
+            "failure_minutes": 0,
+            "folded_minutes": 0,
             "coverage": 1,
             "error_groups": 1,
             "revisions": 1,
@@ -508,7 +511,7 @@ def _tables_no_id(path: Path, _: Recorded) -> None:
 def _newer(path: Path, _: Recorded) -> None:
     StateStore(path).close()
     raw = sqlite3.connect(path)
-    raw.execute("PRAGMA user_version = 3")
+    raw.execute("PRAGMA user_version = 9")
     raw.commit()
     raw.close()
 
@@ -535,7 +538,7 @@ def _overwrite(path: Path, offset: int, data: bytes) -> None:
         ),
         (_foreign_id, r"another application \(application_id 0x12345678\)"),
         (_tables_no_id, r"another application \(tables but no ProdGuardian id\)"),
-        (_newer, r"written by a newer ProdGuardian \(schema 3, this one knows 1\): upgrade prodguardian"),
+        (_newer, r"written by a newer ProdGuardian \(schema 9, this one knows 2\): upgrade prodguardian"),
         (
             lambda p, r: (_store_with_data(p, r), _overwrite(p, p.stat().st_size // 2, b"\xff" * 4096)),
             r"corrupt \(.+\): move it away to start a new one",
@@ -581,20 +584,34 @@ def test_a_folder_where_the_file_should_be(tmp_path: Path) -> None:
 CPU_COLUMN = ("ALTER TABLE minutes ADD COLUMN cpu_ms INTEGER NOT NULL DEFAULT 0",)
 
 
-def test_a_v1_file_migrates_to_v2_keeping_its_facts(tmp_path: Path, recorded: Recorded) -> None:
+def test_a_file_migrates_to_the_next_schema_keeping_its_facts(tmp_path: Path, recorded: Recorded) -> None:
     path = tmp_path / "state.sqlite"
     _store_with_data(path, recorded)
     with StateStore(path) as store:
-        v1 = _dump(store)
+        before = _dump(store)
     with StateStore(path, migrations=(*MIGRATIONS, CPU_COLUMN)) as store:
-        assert store.schema_version == 2
-        assert _dump(store) == v1
+        assert store.schema_version == 3
+        assert _dump(store) == before
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 2
-    assert raw.execute("SELECT count(*), sum(cpu_ms) FROM minutes").fetchone() == (len(v1["minutes"]), 0)
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert raw.execute("SELECT count(*), sum(cpu_ms) FROM minutes").fetchone() == (len(before["minutes"]), 0)
     raw.close()
-    with pytest.raises(StateError, match=r"schema 2, this one knows 1"):
+    with pytest.raises(StateError, match=r"schema 3, this one knows 2"):
         StateStore(path)
+
+
+def test_a_schema_1_file_gains_the_failure_and_folded_tables(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
+    StateStore(path, migrations=MIGRATIONS[:1]).close()
+    raw = sqlite3.connect(path)
+    raw.execute("INSERT INTO minutes VALUES ('svc', ?, 'rev', 3, 0, 0, 0, 3, 0, 0, NULL, NULL)", (BASE,))
+    raw.commit()
+    raw.close()
+    with StateStore(path) as store:
+        assert store.schema_version == len(MIGRATIONS) == 2
+        assert store.minutes("svc", at(BASE), at(BASE + 1))["requests"].tolist() == [3]
+        assert store.failure_minutes("svc", at(BASE), at(BASE + 1)).empty
+        assert store.folded_minutes("svc", at(BASE), at(BASE + 1)).empty
 
 
 def test_a_failed_migration_leaves_the_file_as_it_was(tmp_path: Path, recorded: Recorded) -> None:
@@ -604,11 +621,11 @@ def test_a_failed_migration_leaves_the_file_as_it_was(tmp_path: Path, recorded: 
         v1 = _dump(store)
     broken = ("ALTER TABLE minutes ADD COLUMN cpu_ms INTEGER", "CREATE TABLE minutes (minute INTEGER)")
     with pytest.raises(
-        StateError, match=r"migration to schema 2 failed \(.*already exists\); the file is unchanged"
+        StateError, match=r"migration to schema 3 failed \(.*already exists\); the file is unchanged"
     ):
         StateStore(path, migrations=(*MIGRATIONS, broken))
     with StateStore(path) as store:
-        assert store.schema_version == 1
+        assert store.schema_version == 2
         assert _dump(store) == v1
     raw = sqlite3.connect(path)
     assert "cpu_ms" not in [row[1] for row in raw.execute("PRAGMA table_info(minutes)")]
@@ -735,8 +752,8 @@ def _check_whole_generations(path: Path) -> int:
     assert coverage == [(at(covered[0]), at(covered[-1] + 1))]
     assert minutes["minute"].tolist() == covered
     assert groups["count"].tolist() == [int(rules["failures"].sum())]
-    # The 20 newest minutes keep a sample, each written with its minute's row.
-    assert samples["minute"].tolist() == covered[::-1][:20]
+    # The newest minutes keep a sample, each written with its minute's row.
+    assert samples["minute"].tolist() == covered[::-1][:SAMPLES_PER_GROUP]
     by_minute = dict(zip(minutes["minute"], minutes["requests"], strict=True))
     assert all(p["value"] == by_minute[m] for m, p in zip(samples["minute"], samples["payload"], strict=True))
     return g
