@@ -102,6 +102,7 @@ class Evidence:
     exc_type: str | None
     captures: list[dict[str, str]]
     trace: str | None
+    instance_ids: list[str] = field(default_factory=list)  # what `instances` counts: stored evidence merges
 
 
 @dataclass
@@ -122,14 +123,10 @@ def aggregate(
     classified: Classified, pack: RulePack, window: Window, dropped: pd.DataFrame | None = None
 ) -> Aggregates:
     """`dropped`: the entries events folded away (`Events.dropped`: ts, service, reason)."""
-    events = classified.events
-    period = _periods(events["ts"], window)
-    age_ns = _naive(window.end).value - events["ts"].to_numpy().astype("datetime64[ns]").astype("int64")
-    bucket = age_ns // 3_600_000_000_000
-    events = events.assign(period=period, bucket=bucket)
+    events, matches = annotate(classified, pack, window)
+    period = events["period"].to_numpy()
     # Only the columns the traffic, latency and totals tables read: a boolean selection copies every column.
     in_scope = events[list(_SCOPE_COLUMNS)][period != ""]
-    matches = _with_roots(classified.matches, events, pack)
     matches = matches[matches["period"] != ""]
     counted = in_scope[in_scope["suppressed_by"].isna()]
     return Aggregates(
@@ -137,13 +134,22 @@ def aggregate(
         counts=_counts(matches),
         traffic=_traffic(counted),
         latency=_latency(counted),
-        evidence=_evidence(matches[matches["period"] == "window"], events),
-        failures=_failure_units(matches),
+        evidence=evidence(matches[matches["period"] == "window"], events),
+        failures=_distinct_failures(matches),
         totals=_totals(in_scope, dropped, window),
         baseline_entries=int((in_scope["period"] == "baseline").sum()),
         revision_first_seen=_first_seen(events),
         revision_first_failure=_first_failure(matches, events),
     )
+
+
+def annotate(classified: Classified, pack: RulePack, window: Window) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The events with their period and hour bucket, and the matches with theirs, their revision, their
+    failure and the root cause behind them (see `_with_roots`)."""
+    events = classified.events
+    age_ns = _naive(window.end).value - events["ts"].to_numpy().astype("datetime64[ns]").astype("int64")
+    events = events.assign(period=_periods(events["ts"], window), bucket=age_ns // 3_600_000_000_000)
+    return events, _with_roots(classified.matches, events, pack)
 
 
 def _first_seen(events: pd.DataFrame) -> dict[str, datetime]:
@@ -236,19 +242,19 @@ def _root_cause(rule: str, members: dict[str, str], causes: dict[str, set[str]])
     return candidates[0] if candidates else None
 
 
-def _units(matches: pd.DataFrame) -> pd.DataFrame:
+def failure_units(matches: pd.DataFrame) -> pd.DataFrame:
     """Matches with the failure they count towards (an event outside any failure counts on its own)."""
     return matches.assign(unit=np.where(matches["failure"] >= 0, matches["failure"], -1 - matches["row"]))
 
 
-def _failure_units(matches: pd.DataFrame) -> pd.DataFrame:
-    keyed = _units(matches[matches["is_failure"]])
+def _distinct_failures(matches: pd.DataFrame) -> pd.DataFrame:
+    keyed = failure_units(matches[matches["is_failure"]])
     return keyed[["period", "unit", "revision", "category", "rule"]].drop_duplicates(ignore_index=True)
 
 
 def _counts(matches: pd.DataFrame) -> pd.DataFrame:
     """Failures (distinct, events without a failure counted one each) and events per key."""
-    keyed = _units(matches)
+    keyed = failure_units(matches)
     keys = ["period", "bucket", "revision", "rule", "category", "group", "caused_by"]
     grouped = keyed.groupby(keys, sort=False)
     counts = grouped.agg(failures=("unit", "nunique"), events=("row", "size")).reset_index()
@@ -313,8 +319,9 @@ def _all_revisions(requests: pd.DataFrame) -> list[tuple[tuple[str, str], pd.Dat
     return [((str(period), "*"), group) for period, group in requests.groupby("period")]
 
 
-def _evidence(window_matches: pd.DataFrame, events: pd.DataFrame) -> dict[tuple[str, str], Evidence]:
-    evidence = {}
+def evidence(window_matches: pd.DataFrame, events: pd.DataFrame) -> dict[tuple[str, str], Evidence]:
+    """What a report shows as proof of each (rule, group) these matches hold."""
+    found = {}
     failures = events["failure"].to_numpy()
     traced = events["exc_type"].notna().to_numpy()
     for (rule, group), part in window_matches.groupby(["rule", "group"], sort=False):
@@ -323,18 +330,20 @@ def _evidence(window_matches: pd.DataFrame, events: pd.DataFrame) -> dict[tuple[
         units = part["failure"].to_numpy()
         traces = events[traced & np.isin(failures, units[units >= 0])]
         told = rows if rows["exc_type"].notna().any() or traces.empty else pd.concat([traces, rows])
-        evidence[(str(rule), str(group))] = Evidence(
+        instances = sorted({str(i) for i in rows["instance"].dropna()})
+        found[(str(rule), str(group))] = Evidence(
             first_seen=rows["ts"].min().to_pydatetime(warn=False),
             last_seen=rows["ts"].max().to_pydatetime(warn=False),
             revisions=sorted({r for r in rows["revision"] if r}),
-            instances=rows["instance"].nunique(),
+            instances=len(instances),
             examples=_examples(told),
             frame=_most_common_frame(told),
             exc_type=_most_common(told["exc_type"]),
             captures=[c for c in part["captures"] if isinstance(c, dict)],
             trace=_most_common(rows["trace"].replace("", None)),
+            instance_ids=instances,
         )
-    return evidence
+    return found
 
 
 def _examples(rows: pd.DataFrame) -> list[str]:

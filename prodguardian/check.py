@@ -15,6 +15,7 @@ from prodguardian.classify import classify
 from prodguardian.detect import detect
 from prodguardian.errors import ConfigError, InputError
 from prodguardian.events import Events, build_events
+from prodguardian.history import History, ceil_minute, record, stored_aggregates
 from prodguardian.rules import RulePack, load_pack
 from prodguardian.verdict import Context, Reason, Report, build_report, unknown_report
 
@@ -38,8 +39,16 @@ class CheckRun:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def run_check(entries: Iterable[Any], options: CheckOptions, pack: RulePack | None = None) -> CheckRun:
+def run_check(
+    entries: Iterable[Any],
+    options: CheckOptions,
+    pack: RulePack | None = None,
+    history: History | None = None,
+) -> CheckRun:
     """Check the entries; a source whose `truncated` is set after reading marks the report partial.
+
+    With a `history`, each named service's facts are written to its store, and the window and baseline are
+    judged from the store: the entries need only hold what the store does not (see `history.History`).
 
     Without `options.service`, every Cloud Run service in the input is checked on its own (its own window
     counts, baseline and findings); the report is then the worst service's, with every service's report in
@@ -56,6 +65,8 @@ def run_check(entries: Iterable[Any], options: CheckOptions, pack: RulePack | No
     if options.until is None:
         table = _without_future(events, datetime.now(UTC) + CLOCK_SKEW, warnings)
     until = options.until or _after_newest(table)
+    if history is not None:
+        until = ceil_minute(until)  # the store keeps whole minutes
     window = Window(
         until - options.freshness,
         until,
@@ -69,7 +80,7 @@ def run_check(entries: Iterable[Any], options: CheckOptions, pack: RulePack | No
     }
     services = _services(events, options.service, where)
     if len(services) == 1:
-        report = _check_service(events, table, services[0], window, totals, warnings, pack, clock)
+        report = _check_service(events, table, services[0], window, totals, warnings, pack, clock, history)
         return CheckRun(report, clock.laps)
     reports = []
     names = table["service"].to_numpy()
@@ -77,7 +88,7 @@ def run_check(entries: Iterable[Any], options: CheckOptions, pack: RulePack | No
         mine = table[names == name].reset_index(drop=True)
         # The service's own folded-away entries; the input's coverage (the window) is every service's.
         part = replace(events, dropped=events.dropped_of(name))
-        reports.append(_check_service(part, mine, name, window, dict(totals), warnings, pack, clock))
+        reports.append(_check_service(part, mine, name, window, dict(totals), warnings, pack, clock, history))
     reports.sort(key=lambda r: (OVERALL_ORDER.index(r.status), r.context.service or ""))
     return CheckRun(replace(reports[0], services=reports), clock.laps)
 
@@ -95,12 +106,17 @@ def _check_service(
     warnings: list[str],
     pack: RulePack,
     clock: _Stopwatch,
+    history: History | None = None,
 ) -> Report:
     """classify → aggregate → detect → verdict for one service's rows of the events table."""
     context = Context(service, events.project, _region(table), window, totals, warnings)
     classified = classify(table, pack)
     clock.lap("classify")
-    aggs = aggregate(classified, pack, window, events.dropped)
+    if history is not None and service is not None:
+        record(history, service, classified, pack, window, events.dropped, _data_start(table))
+        aggs = stored_aggregates(history.store, service, window)
+    else:
+        aggs = aggregate(classified, pack, window, events.dropped)
     totals.update(aggs.totals)
     clock.lap("aggregate")
     if aggs.totals["entries"] == 0:

@@ -44,13 +44,12 @@ class LatencySketch:
     @classmethod
     def from_values(cls, ms: np.ndarray) -> LatencySketch:
         """The sketch of these latencies in milliseconds (NaN, a missing latency, is left out)."""
-        values = np.asarray(ms, dtype=np.float64)
-        values = values[~np.isnan(values)]
-        slots = np.zeros(len(values), dtype=np.int64)
-        timed = values >= MIN_MS
-        buckets = np.floor(np.log(np.minimum(values[timed], MAX_MS)) / _LOG_GAMMA).astype(np.int64)
-        slots[timed] = np.clip(buckets - _FIRST_BUCKET + 1, 1, SLOTS - 1)
-        return cls(np.bincount(slots, minlength=SLOTS).astype(np.int64))
+        return cls.from_slots(slots_of(ms))
+
+    @classmethod
+    def from_slots(cls, slots: np.ndarray) -> LatencySketch:
+        """The sketch of values given by their slots (`slots_of`; -1, a missing value, is left out)."""
+        return cls(np.bincount(slots[slots >= 0], minlength=SLOTS).astype(np.int64))
 
     @classmethod
     def merged(cls, encoded: Iterable[bytes | None]) -> LatencySketch:
@@ -95,6 +94,16 @@ class LatencySketch:
         slots = np.searchsorted(np.cumsum(self.counts), [below, math.ceil(rank)], side="right")
         low, high = _ESTIMATES[slots]
         return float(low + (high - low) * (rank - below))
+
+
+def slots_of(ms: np.ndarray) -> np.ndarray:
+    """The slot of each latency in milliseconds, -1 for NaN: one pass, for many sketches at once."""
+    values = np.asarray(ms, dtype=np.float64)
+    slots = np.where(np.isnan(values), -1, 0).astype(np.int64)
+    timed = values >= MIN_MS
+    buckets = np.floor(np.log(np.minimum(values[timed], MAX_MS)) / _LOG_GAMMA).astype(np.int64)
+    slots[timed] = np.clip(buckets - _FIRST_BUCKET + 1, 1, SLOTS - 1)
+    return slots
 
 
 def _decode(blob: bytes) -> tuple[int, np.ndarray]:

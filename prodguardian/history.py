@@ -1,0 +1,445 @@
+"""A check's memory: what it read, as per-minute facts in the state store, and the aggregate tables back.
+
+`minute_facts` turns a check's annotated events into `MinuteFacts`; `stored_aggregates` builds the tables
+`detect` reads (`aggregate.Aggregates`) from the stored minutes of a window and its baseline, so a check
+that read only what was new judges the same tables as one that read everything.
+
+Each failure counts once, in the minute of its first line the read holds; a read that starts before the
+minutes it replaces (`since` later than the data) leaves out the failures that began before them, which the
+earlier read counted.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from prodguardian.aggregate import (
+    MAX_EXAMPLES,
+    Aggregates,
+    Evidence,
+    Window,
+    annotate,
+    background_callers,
+    evidence,
+    failure_units,
+)
+from prodguardian.classify import Classified
+from prodguardian.folding import DUPLICATE, ECHO, MERGED, OTHER_RESOURCE
+from prodguardian.rules import RulePack
+from prodguardian.sketch import LatencySketch, slots_of
+from prodguardian.state import (
+    ERROR_GROUP_COLUMNS,
+    FAILURE_MINUTE_COLUMNS,
+    FOLDED_MINUTE_COLUMNS,
+    MINUTE_COLUMNS,
+    REVISION_COLUMNS,
+    RULE_MINUTE_COLUMNS,
+    SAMPLE_COLUMNS,
+    Cursor,
+    MinuteFacts,
+    StateStore,
+)
+
+MINUTE = timedelta(minutes=1)
+MAX_CAPTURES = 10  # of one group in one minute: what the advice reads (memory limits...)
+_NS_PER_MINUTE = 60_000_000_000
+_STORED_REASONS = (MERGED, DUPLICATE, OTHER_RESOURCE)  # echoes have their own column in `minutes`
+_RULE_KEYS = ["minute", "revision", "rule", "category", "grp", "caused_by"]
+_TRAFFIC_COLUMNS = ["requests", "websocket", "failed_requests"]
+ALL_CATEGORIES = ""  # the failure_minutes category that counts every failure once
+
+
+@dataclass(frozen=True)
+class History:
+    """The store a check reads from and writes to, and what this read covers.
+
+    `since`: the read holds every entry from this instant on (a live read from its cursor less the
+    lateness margin); None when the input is complete from its oldest entry (a file). `cursor` names the
+    query whose read cursor moves to the window's end.
+    """
+
+    store: StateStore
+    since: datetime | None = None
+    cursor: str | None = None
+
+
+def floor_minute(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)
+
+
+def ceil_minute(moment: datetime) -> datetime:
+    floor = floor_minute(moment)
+    return floor if floor == moment else floor + MINUTE
+
+
+def record(
+    history: History,
+    service: str,
+    classified: Classified,
+    pack: RulePack,
+    window: Window,
+    dropped: pd.DataFrame,
+    data_start: datetime | None,
+) -> None:
+    """Write what this read found for `service` into the store: the minutes it covers whole, up to the
+    window's end, in one transaction."""
+    if history.since is not None:
+        start = ceil_minute(history.since)
+    elif data_start is not None:
+        start = floor_minute(data_start)
+    else:
+        start = window.end
+    start = min(start, window.end)
+    facts = minute_facts(classified, pack, dropped, start, window)
+    cursor = Cursor(history.cursor, window.end) if history.cursor else None
+    history.store.replace(service, start, window.end, facts, cursor)
+
+
+def minute_facts(
+    classified: Classified, pack: RulePack, dropped: pd.DataFrame, start: datetime, window: Window
+) -> MinuteFacts:
+    """The facts of the minutes [start, window.end): traffic, rules, failures, groups, revisions, and the
+    evidence of each minute of the window in which a rule matched."""
+    events, matches = annotate(classified, pack, window)
+    first, stop = _unix_minute(start), _unix_minute(window.end)
+    events = events.assign(minute=_minutes_of(events["ts"]))
+    matches = failure_units(matches.assign(minute=events["minute"].to_numpy()[matches["row"].to_numpy()]))
+    # A failure counts in the minute of its first line: once, whichever minutes its lines fall in.
+    matches["unit_minute"] = matches.groupby("unit")["minute"].transform("min")
+    inside = events[(events["minute"] >= first) & (events["minute"] < stop)]
+    folded = dropped.assign(minute=_minutes_of(dropped["ts"]))
+    folded = folded[(folded["minute"] >= first) & (folded["minute"] < stop)]
+    return MinuteFacts(
+        minutes=_minutes(inside, folded, matches, first, stop),
+        rule_minutes=_rule_minutes(matches, first, stop),
+        error_groups=_error_groups(matches, events, first, stop),
+        revisions=_revisions(inside),
+        samples=_samples(matches, events, max(first, _unix_minute(window.start)), stop),
+        failure_minutes=_failure_minutes(matches, first, stop),
+        folded_minutes=_folded_minutes(folded),
+    )
+
+
+def _minutes_of(ts: pd.Series) -> np.ndarray:
+    return np.asarray(ts.to_numpy().astype("datetime64[ns]").astype("int64") // _NS_PER_MINUTE)
+
+
+def _unix_minute(moment: datetime) -> int:
+    return int(pd.Timestamp(moment).value // _NS_PER_MINUTE)
+
+
+def _counted(matches: pd.DataFrame, column: str, first: int, stop: int) -> pd.DataFrame:
+    return matches[(matches[column] >= first) & (matches[column] < stop)]
+
+
+def _minutes(
+    events: pd.DataFrame, folded: pd.DataFrame, matches: pd.DataFrame, first: int, stop: int
+) -> pd.DataFrame:
+    keys = ["minute", "revision"]
+    counted = events[events["suppressed_by"].isna()]
+    kind, status = counted["kind"], counted["status"].fillna(0)
+    traffic = counted.assign(
+        requests=kind == "request",
+        websocket=kind == "websocket",
+        failed_requests=(kind == "request") & (status >= 500),
+    )
+    failing = matches[matches["is_failure"] & (matches["category"] == "websocket")]
+    websocket = _counted(failing, "unit_minute", first, stop).drop_duplicates(["unit", "revision"])
+    ok, failed = _timed(counted)
+    out = pd.DataFrame(
+        {
+            **{column: traffic.groupby(keys)[column].sum() for column in _TRAFFIC_COLUMNS},
+            "websocket_failed": websocket.groupby(["unit_minute", "revision"]).size().rename_axis(keys),
+            "events": events.groupby(keys).size(),
+            "suppressed": events.groupby(keys)["suppressed_by"].count(),
+            # Folded-away lines carry no revision: they count in the minute's "" row.
+            "echoes": _unrevisioned(folded, ECHO),
+            "merged": _unrevisioned(folded, MERGED),
+            "latency": _sketches(ok, keys),
+            "failed_latency": _sketches(failed, keys),
+        }
+    )
+    counts = [*_TRAFFIC_COLUMNS, "websocket_failed", "events", "suppressed", "echoes", "merged"]
+    out[counts] = out[counts].fillna(0).astype("int64")
+    out["entries"] = out["events"] + out["echoes"] + out["merged"]
+    for column in ("latency", "failed_latency"):
+        out[column] = [v if isinstance(v, bytes) else None for v in out[column]]
+    out = out.rename_axis(keys).reset_index()
+    return out[list(MINUTE_COLUMNS)].astype({"minute": "int64", "revision": str})
+
+
+def _unrevisioned(folded: pd.DataFrame, reason: str) -> pd.Series:
+    per_minute = folded[folded["reason"] == reason].groupby("minute").size()
+    index = pd.MultiIndex.from_arrays(
+        [per_minute.index, [""] * len(per_minute)], names=["minute", "revision"]
+    )
+    return pd.Series(per_minute.to_numpy(), index=index, dtype="int64")
+
+
+def _timed(requests: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The requests whose latency the latency tables read: interactive successes, and failures (as in
+    `aggregate._latency`)."""
+    timed = requests[(requests["kind"] == "request") & requests["latency_s"].notna()]
+    status = timed["status"].fillna(0)
+    failed = (status >= 500) | (status == 429)
+    return timed[~failed & ~background_callers(timed["user_agent"])], timed[failed]
+
+
+def _sketches(requests: pd.DataFrame, keys: list[str]) -> pd.Series:
+    slots = slots_of(requests["latency_s"].to_numpy() * 1000)
+    groups = requests.groupby(keys).indices
+    index = pd.MultiIndex.from_tuples([tuple(k) for k in groups], names=keys) if groups else _no_keys(keys)  # type: ignore[arg-type]
+    sketches = [LatencySketch.from_slots(slots[rows]).to_bytes() for rows in groups.values()]
+    return pd.Series(sketches, index=index, dtype=object)
+
+
+def _no_keys(keys: list[str]) -> pd.MultiIndex:
+    return pd.MultiIndex.from_arrays([[] for _ in keys], names=keys)
+
+
+def _rule_minutes(matches: pd.DataFrame, first: int, stop: int) -> pd.DataFrame:
+    keyed = matches.assign(grp=matches["group"])
+    keys = ["revision", "rule", "category", "grp", "caused_by"]
+    failures = _counted(keyed, "unit_minute", first, stop).groupby(["unit_minute", *keys])["unit"].nunique()
+    events = _counted(keyed, "minute", first, stop).groupby(["minute", *keys]).size()
+    failures.index = failures.index.set_names(_RULE_KEYS)
+    events.index = events.index.set_names(_RULE_KEYS)
+    out = pd.DataFrame({"failures": failures, "events": events}).fillna(0).astype("int64").reset_index()
+    return out[list(RULE_MINUTE_COLUMNS)] if len(out) else MinuteFacts().rule_minutes
+
+
+def _failure_minutes(matches: pd.DataFrame, first: int, stop: int) -> pd.DataFrame:
+    failing = _counted(matches[matches["is_failure"]], "unit_minute", first, stop)
+    per_category = failing.drop_duplicates(["unit", "revision", "category"])
+    every = failing.drop_duplicates(["unit", "revision"]).assign(category=ALL_CATEGORIES)
+    both = pd.concat([per_category, every])
+    out = both.groupby(["unit_minute", "revision", "category"]).size().rename("failures").reset_index()
+    out = out.rename(columns={"unit_minute": "minute"}).astype({"minute": "int64", "failures": "int64"})
+    return out[list(FAILURE_MINUTE_COLUMNS)] if len(out) else MinuteFacts().failure_minutes
+
+
+def _folded_minutes(folded: pd.DataFrame) -> pd.DataFrame:
+    kept = folded[folded["reason"].isin(_STORED_REASONS)]
+    out = kept.groupby(["minute", "reason"]).size().rename("entries").reset_index()
+    return out[list(FOLDED_MINUTE_COLUMNS)] if len(out) else MinuteFacts().folded_minutes
+
+
+def _error_groups(matches: pd.DataFrame, events: pd.DataFrame, first: int, stop: int) -> pd.DataFrame:
+    failing = _counted(matches[matches["is_failure"]], "minute", first, stop)
+    if failing.empty:
+        return MinuteFacts().error_groups
+    ns = events["ts"].to_numpy().astype("datetime64[ns]").astype("int64")[failing["row"].to_numpy()]
+    found = evidence(failing, events)
+    rows = []
+    for (rule, grp), part in failing.assign(ns=ns).groupby(["rule", "group"], sort=False):
+        examples = found[(str(rule), str(grp))].examples
+        rows.append(
+            (rule, grp, int(part["ns"].min()), int(part["ns"].max()), examples[0] if examples else "")
+        )
+    return pd.DataFrame(rows, columns=list(ERROR_GROUP_COLUMNS))
+
+
+def _revisions(events: pd.DataFrame) -> pd.DataFrame:
+    named = events[events["revision"] != ""]
+    ns = pd.Series(named["ts"].to_numpy().astype("datetime64[ns]").astype("int64"), index=named.index)
+    spans = ns.groupby(named["revision"]).agg(["min", "max"])
+    out = pd.DataFrame(
+        {
+            "revision": spans.index.astype(str),
+            "first_traffic": spans["min"].astype("Int64").to_numpy(),
+            "last_traffic": spans["max"].astype("Int64").to_numpy(),
+            "created": pd.array([None] * len(spans), dtype="Int64"),
+        }
+    )
+    return out[list(REVISION_COLUMNS)] if len(out) else MinuteFacts().revisions
+
+
+def _samples(matches: pd.DataFrame, events: pd.DataFrame, first: int, stop: int) -> pd.DataFrame:
+    """One sample per minute and (rule, group) of the window: when and where it matched that minute; the
+    group's first minute here also holds its evidence (examples, frame, trace), which is costly to find."""
+    window = _counted(matches, "minute", first, stop)
+    if window.empty:
+        return MinuteFacts().samples
+    proofs = evidence(window, events)
+    rows = window["row"].to_numpy()
+    matched = window.assign(
+        ns=events["ts"].to_numpy().astype("datetime64[ns]").astype("int64")[rows],
+        instance=events["instance"].to_numpy()[rows],
+    )
+    samples = []
+    for (minute, rule, grp), part in matched.groupby(["minute", "rule", "group"], sort=True):
+        payload: dict[str, Any] = {
+            "first_seen": int(part["ns"].min()),
+            "last_seen": int(part["ns"].max()),
+            "revisions": sorted({str(r) for r in part["revision"] if r}),
+            "instances": sorted({str(i) for i in part["instance"] if i is not None}),
+            "captures": [c for c in part["captures"] if isinstance(c, dict)][:MAX_CAPTURES],
+        }
+        proof = proofs.pop((str(rule), str(grp)), None)
+        if proof is not None:
+            payload.update(
+                examples=proof.examples, frame=proof.frame, exc_type=proof.exc_type, trace=proof.trace
+            )
+        samples.append((int(str(minute)), rule, grp, payload))
+    return pd.DataFrame(samples, columns=list(SAMPLE_COLUMNS))
+
+
+# -- the aggregate tables from the store ------------------------------------------------------------------
+
+
+def stored_window(store: StateStore, service: str, window: Window) -> Window:
+    """The window, its data starting where the store's coverage of its baseline and window starts."""
+    covered = [a for a, b in store.coverage(service) if b > pd.Timestamp(window.baseline_start)]
+    if not covered:
+        return window
+    start = max(covered[0].to_pydatetime(), window.baseline_start)
+    return Window(
+        window.start, window.end, window.baseline_start, start if start > window.baseline_start else None
+    )
+
+
+def stored_aggregates(store: StateStore, service: str, window: Window) -> Aggregates:
+    """The tables `detect` reads, for `window` and its baseline, from the stored minutes alone."""
+    window = stored_window(store, service, window)
+    start, end = window.baseline_start, window.end
+    minutes = _with_period(store.minutes(service, start, end), window)
+    rules = _with_period(store.rule_minutes(service, start, end), window)
+    failures = _with_period(store.failure_minutes(service, start, end), window)
+    folded = _with_period(store.folded_minutes(service, start, end), window)
+    in_window = minutes[minutes["period"] == "window"]
+    return Aggregates(
+        window=window,
+        counts=_stored_counts(rules),
+        traffic=minutes.groupby(["period", "bucket", "revision"], as_index=False, sort=False)[
+            _TRAFFIC_COLUMNS
+        ].sum(),
+        latency=_stored_latency(minutes),
+        evidence=_stored_evidence(store.samples(service), window),
+        failures=_failure_ids(failures),
+        totals=_stored_totals(in_window, folded[folded["period"] == "window"]),
+        baseline_entries=int(minutes.loc[minutes["period"] == "baseline", "entries"].sum()),
+        revision_first_seen=_stored_first_seen(store.revisions(service), window),
+        revision_first_failure=_stored_first_failure(rules),
+    )
+
+
+def _with_period(frame: pd.DataFrame, window: Window) -> pd.DataFrame:
+    minute = frame["minute"].to_numpy()
+    start, end = _unix_minute(window.start), _unix_minute(window.end)
+    return frame.assign(
+        period=np.where(minute >= start, "window", "baseline"), bucket=(end - minute - 1) // 60
+    )
+
+
+def _stored_counts(rules: pd.DataFrame) -> pd.DataFrame:
+    counts = rules.rename(columns={"grp": "group"})
+    keys = ["period", "bucket", "revision", "rule", "category", "group", "caused_by"]
+    return counts.groupby(keys, as_index=False, sort=False)[["failures", "events"]].sum()
+
+
+def _stored_latency(minutes: pd.DataFrame) -> pd.DataFrame:
+    rows = [
+        _quantile_row(str(period), str(revision), "ok", LatencySketch.merged(part["latency"]))
+        for (period, revision), part in minutes.groupby(["period", "revision"])
+    ]
+    for period, part in minutes.groupby("period"):
+        rows.append(_quantile_row(str(period), "*", "ok", LatencySketch.merged(part["latency"])))
+        rows.append(_quantile_row(str(period), "*", "failed", LatencySketch.merged(part["failed_latency"])))
+    columns = ["period", "revision", "outcome", "samples", "p50", "p95", "p99"]
+    return pd.DataFrame([r for r in rows if r["samples"]], columns=columns)
+
+
+def _quantile_row(period: str, revision: str, outcome: str, sketch: LatencySketch) -> dict[str, Any]:
+    quantiles = {f"p{round(q * 100)}": sketch.quantile(q) for q in (0.5, 0.95, 0.99)}
+    return {"period": period, "revision": revision, "outcome": outcome, "samples": sketch.count, **quantiles}
+
+
+def _failure_ids(failures: pd.DataFrame) -> pd.DataFrame:
+    """The distinct failures as `aggregate` gives them (period, unit, revision, category), with made-up
+    unit ids: each period and revision numbers its failures 0..n-1, and a category's k failures take the
+    first k of those numbers, so counting distinct units per period, category or revision gives the
+    stored counts."""
+    rows: list[tuple[str, int, str, str, str]] = []
+    next_id = 0
+    for (period, revision), part in failures.groupby(["period", "revision"]):
+        by_category = {str(c): int(n) for c, n in part.groupby("category")["failures"].sum().items()}
+        every = by_category.pop(ALL_CATEGORIES, 0)
+        for category, n in by_category.items():
+            rows.extend((str(period), next_id + i, str(revision), category, "") for i in range(n))
+        rows.extend((str(period), next_id + i, str(revision), "", "") for i in range(every))
+        next_id += every
+    return pd.DataFrame(rows, columns=["period", "unit", "revision", "category", "rule"])
+
+
+def _stored_totals(minutes: pd.DataFrame, folded: pd.DataFrame) -> dict[str, int]:
+    reasons = folded.groupby("reason")["entries"].sum()
+    return {
+        "entries": int(minutes["entries"].sum()),
+        "suppressed": int(minutes["suppressed"].sum()),
+        "echoes": int(minutes["echoes"].sum()),
+        "merged_lines": int(reasons.get(MERGED, 0)),
+        "duplicates": int(reasons.get(DUPLICATE, 0)),
+        "other_resources": int(reasons.get(OTHER_RESOURCE, 0)),
+    }
+
+
+def _naive_time(ns: int) -> datetime:
+    moment: datetime = pd.Timestamp(ns, unit="ns").to_pydatetime(warn=False)
+    return moment
+
+
+def _stored_first_seen(revisions: pd.DataFrame, window: Window) -> dict[str, datetime]:
+    start, end = pd.Timestamp(window.baseline_start).value, pd.Timestamp(window.end).value
+    seen = revisions.dropna(subset=["first_traffic"])
+    seen = seen[(seen["last_traffic"] >= start) & (seen["first_traffic"] < end)]
+    return {
+        str(r): _naive_time(int(ns)) for r, ns in zip(seen["revision"], seen["first_traffic"], strict=True)
+    }
+
+
+def _stored_first_failure(rules: pd.DataFrame) -> dict[str, datetime]:
+    failing = rules[rules["failures"] > 0]
+    firsts = failing.groupby("revision")["minute"].min()
+    return {str(r): _naive_time(int(m) * _NS_PER_MINUTE) for r, m in firsts.items()}
+
+
+def _stored_evidence(samples: pd.DataFrame, window: Window) -> dict[tuple[str, str], Evidence]:
+    """Each (rule, group)'s evidence in the window, merged from its minutes' samples (oldest first)."""
+    start, end = _unix_minute(window.start), _unix_minute(window.end)
+    kept = samples[(samples["minute"] >= start) & (samples["minute"] < end)].iloc[::-1]
+    return {
+        (str(rule), str(grp)): _merged_evidence(list(part["payload"]))
+        for (rule, grp), part in kept.groupby(["rule", "grp"], sort=False)
+    }
+
+
+def _merged_evidence(payloads: list[dict[str, Any]]) -> Evidence:
+    instances = sorted({i for p in payloads for i in p["instances"]})
+    told = [p for p in payloads if "examples" in p]
+    examples: list[str] = []
+    for text in (e for p in sorted(told, key=lambda p: p["exc_type"] is None) for e in p["examples"]):
+        if text not in examples and len(examples) < MAX_EXAMPLES:
+            examples.append(text)
+    return Evidence(
+        first_seen=_naive_time(min(p["first_seen"] for p in payloads)),
+        last_seen=_naive_time(max(p["last_seen"] for p in payloads)),
+        revisions=sorted({r for p in payloads for r in p["revisions"]}),
+        instances=len(instances),
+        examples=examples,
+        frame=_most_common(p["frame"] for p in told),
+        exc_type=_most_common(p["exc_type"] for p in told),
+        captures=[c for p in payloads for c in p["captures"]],
+        trace=_most_common(p["trace"] for p in told),
+        instance_ids=instances,
+    )
+
+
+def _most_common(values: Any) -> str | None:
+    counts = Counter(v for v in values if v)
+    return str(counts.most_common(1)[0][0]) if counts else None

@@ -1,0 +1,79 @@
+"""A check that keeps its memory in the state store gives the stateless check's answer.
+
+Each simulator scenario is read the way a cron job reads it: a cold check stores everything up to a first
+cursor, then warm checks read only from the cursor less the lateness margin (entries already stored are read
+again and replaced, never added) at cursor positions on and off whole minutes. The last check must give the
+stateless check of all the entries the same status, findings (rule, category, severity, count) and metrics
+(latency quantiles within the sketch's 2%).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from prodguardian.check import CheckOptions, run_check
+from prodguardian.history import History
+from prodguardian.simulate import SCENARIOS, generate
+from prodguardian.sketch import ALPHA
+from prodguardian.state import StateStore
+from prodguardian.verdict import Report
+from tests.reports import builtin_pack
+
+HOURS = 2  # the window and an hour of baseline: every scenario's incident, a fraction of the entries
+BASELINE = timedelta(hours=HOURS - 1)
+MARGIN = timedelta(minutes=2)
+# Minutes before the end at which each read stops: the last read starts mid-minute, the others on
+# whole minutes or just after one.
+CUTS = (timedelta(minutes=41, seconds=17), timedelta(minutes=23), timedelta(minutes=5, seconds=1))
+
+
+@cache
+def _entries(name: str) -> tuple[list[dict[str, Any]], list[pd.Timestamp], datetime]:
+    entries = list(generate(name, hours=HOURS))
+    stamps = [pd.Timestamp(e["timestamp"]) for e in entries]
+    end = max(stamps).ceil("min").to_pydatetime()
+    return entries, stamps, end
+
+
+def _options(until: datetime) -> CheckOptions:
+    return CheckOptions(until=until, baseline=BASELINE)
+
+
+def _summary(report: Report) -> tuple[str, list[tuple[str, str, str, int]]]:
+    findings = sorted((f.rule, f.category, f.severity, f.count) for f in report.findings)
+    return report.status, findings
+
+
+def _same_metrics(stored: Any, read: Any) -> None:
+    for name, value in dataclasses.asdict(read).items():
+        mine = getattr(stored, name)
+        if isinstance(value, dict):
+            assert mine is not None and mine.keys() == value.keys(), name
+            for key, exact in value.items():
+                assert mine[key] == pytest.approx(exact, rel=ALPHA), (name, key)
+        else:
+            assert mine == value, name
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_a_check_from_the_store_gives_the_stateless_answer(name: str, tmp_path: Path) -> None:
+    entries, stamps, end = _entries(name)
+    expected = run_check(entries, _options(end), builtin_pack()).report
+    with StateStore(tmp_path / "state.sqlite") as store:
+        cursor = end - CUTS[0]
+        cold = [e for e, t in zip(entries, stamps, strict=True) if t < cursor]
+        run_check(cold, _options(cursor), builtin_pack(), History(store))
+        for cut in (*CUTS[1:], timedelta(0)):
+            since, cursor = cursor - MARGIN, end - cut
+            new = [e for e, t in zip(entries, stamps, strict=True) if since <= t < cursor]
+            report = run_check(new, _options(cursor), builtin_pack(), History(store, since=since)).report
+    assert _summary(report) == _summary(expected)
+    _same_metrics(report.metrics, expected.metrics)
+    assert report.context.totals["entries"] == expected.context.totals["entries"]
