@@ -15,7 +15,7 @@ from prodguardian.classify import classify
 from prodguardian.detect import detect
 from prodguardian.errors import ConfigError, InputError
 from prodguardian.events import Events, build_events
-from prodguardian.history import History, ceil_minute, record, stored_aggregates
+from prodguardian.history import History, ceil_minute, read_totals, record, stored_aggregates
 from prodguardian.rules import RulePack, load_pack
 from prodguardian.verdict import Context, Reason, Report, build_report, unknown_report
 
@@ -78,6 +78,9 @@ def run_check(
         "skipped": events.totals.skipped,
         "truncated": bool(getattr(entries, "truncated", False)),
     }
+    if history is not None:
+        calls = getattr(getattr(entries, "stats", None), "calls", None)
+        totals.update(read_totals(history, window, events.totals.entries, calls))
     services = _services(events, options.service, where)
     if len(services) == 1:
         report = _check_service(events, table, services[0], window, totals, warnings, pack, clock, history)
@@ -113,8 +116,12 @@ def _check_service(
     classified = classify(table, pack)
     clock.lap("classify")
     if history is not None and service is not None:
-        record(history, service, classified, pack, window, events.dropped, _data_start(table))
+        truncated = bool(totals.get("truncated"))
+        warnings.extend(
+            record(history, service, classified, pack, window, events.dropped, _data_start(table), truncated)
+        )
         aggs = stored_aggregates(history.store, service, window)
+        context = replace(context, window=aggs.window)  # the store's coverage, not this read's
     else:
         aggs = aggregate(classified, pack, window, events.dropped)
     totals.update(aggs.totals)

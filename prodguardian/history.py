@@ -47,6 +47,10 @@ from prodguardian.state import (
 )
 
 MINUTE = timedelta(minutes=1)
+HOUR = timedelta(hours=1)
+LATENESS_MARGIN = timedelta(
+    minutes=2
+)  # entries reach Cloud Logging minutes late: re-read (and replace) these
 MAX_CAPTURES = 10  # of one group in one minute: what the advice reads (memory limits...)
 _NS_PER_MINUTE = 60_000_000_000
 _STORED_REASONS = (MERGED, DUPLICATE, OTHER_RESOURCE)  # echoes have their own column in `minutes`
@@ -78,6 +82,24 @@ def ceil_minute(moment: datetime) -> datetime:
     return floor if floor == moment else floor + MINUTE
 
 
+def cursor_key(project: str, region: str | None, service: str) -> str:
+    """The read cursor's name: one per query (project, region, service)."""
+    return f"logging:{project}:{region or '*'}:{service}"
+
+
+def read_start(
+    store: StateStore, service: str, key: str, baseline_start: datetime, margin: timedelta = LATENESS_MARGIN
+) -> datetime:
+    """Where a live read must start: the cursor less the lateness margin, or the first minute of the
+    baseline that the store lacks if that is earlier (a gap while the machine was off), never before the
+    baseline's start."""
+    start = floor_minute(baseline_start)
+    cursor = store.cursor(key)
+    begin = start if cursor is None else max(start, floor_minute(cursor.to_pydatetime() - margin))
+    gaps = store.missing(service, start, begin) if begin > start else []
+    return gaps[0][0].to_pydatetime() if gaps else begin
+
+
 def record(
     history: History,
     service: str,
@@ -86,11 +108,15 @@ def record(
     window: Window,
     dropped: pd.DataFrame,
     data_start: datetime | None,
-) -> None:
+    truncated: bool = False,
+) -> list[str]:
     """Write what this read found for `service` into the store: the minutes it covers whole, up to the
-    window's end, in one transaction."""
+    window's end, in one transaction. Returns warnings: the parts of the window and baseline the store
+    still lacks."""
     if history.since is not None:
         start = ceil_minute(history.since)
+        if truncated and data_start is not None:  # reads go newest first: the oldest part is missing
+            start = max(start, ceil_minute(data_start))
     elif data_start is not None:
         start = floor_minute(data_start)
     else:
@@ -99,6 +125,24 @@ def record(
     facts = minute_facts(classified, pack, dropped, start, window)
     cursor = Cursor(history.cursor, window.end) if history.cursor else None
     history.store.replace(service, start, window.end, facts, cursor)
+    return _gaps(history.store, service, window)
+
+
+def read_totals(history: History, window: Window, read_entries: int, calls: int | None) -> dict[str, Any]:
+    """What this check read and what came from the store, for the report's totals and header."""
+    since = ceil_minute(history.since) if history.since is not None else window.baseline_start
+    stored = max(timedelta(0), min(since, window.start) - window.baseline_start)
+    return {"read": {"calls": calls, "entries": read_entries, "baseline_from_state_hours": stored / HOUR}}
+
+
+def _gaps(store: StateStore, service: str, window: Window) -> list[str]:
+    covered = store.coverage(service)
+    first = max(floor_minute(window.baseline_start), covered[0][0].to_pydatetime()) if covered else window.end
+    return [
+        f"no logs stored or read for {a:%Y-%m-%d %H:%M}–{b:%H:%M} UTC (not filled: --max-entries, or the"
+        " logs are gone): its counts are missing"
+        for a, b in store.missing(service, first, window.end)
+    ]
 
 
 def minute_facts(

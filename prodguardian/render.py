@@ -296,7 +296,17 @@ def _window_line(report: Report, t: Translator) -> str:
         parts.append(t("suppressed", n=t.num(suppressed), count=suppressed))
     if ctx.totals.get("truncated"):
         parts.append(t("truncated"))
+    if ctx.totals.get("read"):
+        parts.append(_read_from_state(ctx.totals["read"], t))
     return " · ".join(parts)
+
+
+def _read_from_state(read: dict[str, Any], t: Translator) -> str:
+    """ "2 API calls, 1,412 new entries; baseline from state: 24 h" (a file's read has no calls)."""
+    entries = t("new_entries", n=t.num(read["entries"]), count=read["entries"])
+    calls = read["calls"]
+    what = entries if calls is None else f"{t('api_calls', n=t.num(calls), count=calls)}, {entries}"
+    return t("read_from_state", read=what, length=t.hours(read["baseline_from_state_hours"]))
 
 
 def _minute(moment: datetime) -> datetime:
@@ -592,6 +602,7 @@ def report_dict(report: Report, t: Translator) -> dict[str, Any]:
             "duplicates": int(ctx.totals.get("duplicates", 0)),
             "other_resources": int(ctx.totals.get("other_resources", 0)),
             "truncated": bool(ctx.totals.get("truncated", False)),
+            "read": ctx.totals.get("read"),
         },
         "findings": [_finding_dict(f, report, t) for f in report.findings],
         "metrics": None

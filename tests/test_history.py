@@ -10,22 +10,26 @@ stateless check of all the entries the same status, findings (rule, category, se
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pandas as pd
 import pytest
 
 from prodguardian.check import CheckOptions, run_check
 from prodguardian.history import History
+from prodguardian.render import render
 from prodguardian.simulate import SCENARIOS, generate
 from prodguardian.sketch import ALPHA
 from prodguardian.state import StateStore
 from prodguardian.verdict import Report
 from tests.reports import builtin_pack
 
+SCHEMA = Path(__file__).parent.parent / "templates" / "report.schema.json"
 HOURS = 2  # the window and an hour of baseline: every scenario's incident, a fraction of the entries
 BASELINE = timedelta(hours=HOURS - 1)
 MARGIN = timedelta(minutes=2)
@@ -77,3 +81,24 @@ def test_a_check_from_the_store_gives_the_stateless_answer(name: str, tmp_path: 
     assert _summary(report) == _summary(expected)
     _same_metrics(report.metrics, expected.metrics)
     assert report.context.totals["entries"] == expected.context.totals["entries"]
+    assert report.context.totals["read"] == {
+        "calls": None,
+        "entries": len(new),
+        "baseline_from_state_hours": (BASELINE / timedelta(hours=1)),
+    }
+
+
+def test_the_header_says_what_was_read_and_what_came_from_the_state(tmp_path: Path) -> None:
+    entries, stamps, end = _entries("db-outage")
+    with StateStore(tmp_path / "state.sqlite") as store:
+        run_check(entries, _options(end - CUTS[-1]), builtin_pack(), History(store))
+        since = end - CUTS[-1] - MARGIN
+        new = [e for e, t in zip(entries, stamps, strict=True) if t >= since]
+        report = run_check(new, _options(end), builtin_pack(), History(store, since=since)).report
+    text, french = render(report, "text", "en"), render(report, "text", "fr")
+    document = json.loads(render(report, "json", "en"))
+    jsonschema.validate(document, json.loads(SCHEMA.read_text(encoding="utf-8")))
+    header = text.splitlines()[1]
+    assert header.startswith("Window 11:04–12:04 UTC, 2025-10-11 (1 h) · baseline: previous 1 h · ")
+    assert header.endswith(f" · {len(new):,} new entries; baseline from state: 1 h")
+    assert french.splitlines()[1].endswith(" nouvelles entrées\u202f; référence tirée de l'état\xa0: 1\xa0h")
