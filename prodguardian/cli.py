@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import yaml
@@ -23,14 +23,17 @@ from prodguardian import __version__
 from prodguardian.check import CheckOptions, failed_report, run_check
 from prodguardian.errors import ConfigError, ProdGuardianError
 from prodguardian.files import STDOUT, write_text
+from prodguardian.history import History, cursor_key, read_start
 from prodguardian.render import FORMATS, LANGUAGES, clean, render
 from prodguardian.rules import collect_pack, load_pack
 from prodguardian.source import FileSource, write_export
+from prodguardian.state import StateStore, default_state_path
 from prodguardian.verdict import Report
 
 CONFIG_FILE = "prodguardian.yaml"
 ENV_PREFIX = "PRODGUARDIAN_"
 DEBUG_ENV = "PRODGUARDIAN_DEBUG"  # set (not 0): an internal error prints its traceback
+T = TypeVar("T")
 PREFIX = "prodguardian: "  # what every message on stderr starts with
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)$")
 _UNITS = {"s": "seconds", "m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -250,6 +253,17 @@ _cloud_options = _stack(
 )
 
 
+_state_option = _option(
+    "--state",
+    help="The state store: a SQLite file, or gs://BUCKET/OBJECT on Cloud Run Jobs (default for a live check "
+    "of one service: a file in the user's state folder; a file source uses one only when given).",
+)
+_state_options = _stack(
+    _state_option,
+    _option("--no-state", is_flag=True, help="Use no state store: read the whole window and baseline."),
+)
+
+
 @cli.command()
 @_option(
     "--source",
@@ -261,6 +275,7 @@ _cloud_options = _stack(
 @_report_options()
 @_rules_option
 @_cloud_options
+@_state_options
 @click.pass_context
 def check(ctx: click.Context, /, **opts: Any) -> None:
     """Check the service's logs and print a 🟢/🟡/🔴 report.
@@ -286,17 +301,47 @@ def check(ctx: click.Context, /, **opts: Any) -> None:
 def _check(opts: dict[str, Any], options: CheckOptions) -> int:
     """Run the check the options describe and emit its report; the exit code."""
     pack = load_pack(options.rules)
-    if opts["source"] == "cloud":
-        source: Any = _cloud_source(opts, options, pack)
-        if opts["show_filter"]:
-            click.echo(source.filter)
-            return 0
+    if opts["source"] == "cloud" and opts["show_filter"]:
+        click.echo(_cloud_source(opts, options, pack).filter)
+        return 0
+    location = _state_location(opts, options)
+    if location is None:
+        live = opts["source"] == "cloud"
+        source = _cloud_source(opts, options, pack) if live else FileSource(opts["source"])
+        report = run_check(source, options, pack).report
     else:
-        source = FileSource(opts["source"])
-    report = run_check(source, options, pack).report
-    if getattr(source, "stats", None) and _shows_progress(opts):
+        from prodguardian.remote_state import with_remote_state
+
+        report = with_remote_state(location, lambda path: _check_with_state(path, opts, options, pack))
+    if opts["source"] == "cloud" and _shows_progress(opts):
         _end_progress_line()
     return _emit(report, opts)
+
+
+def _state_location(opts: dict[str, Any], options: CheckOptions) -> str | None:
+    """Where the check keeps its state: --state, else the default file for a live check of one service."""
+    if opts.get("no_state"):
+        return None
+    if opts.get("state"):
+        return str(opts["state"])
+    if opts["source"] == "cloud" and options.service:
+        return str(default_state_path())
+    return None
+
+
+def _check_with_state(path: Path, opts: dict[str, Any], options: CheckOptions, pack: Any) -> Report:
+    """The check on the store at `path`: a live check reads only what the store lacks."""
+    with StateStore(path) as store:
+        if opts["source"] != "cloud":
+            return run_check(FileSource(opts["source"]), options, pack, History(store)).report
+        from prodguardian import cloud
+
+        assert options.until is not None and options.service is not None
+        project = cloud.resolve_project(opts.get("project") or None)
+        key = cursor_key(project, opts.get("region") or None, options.service)
+        since = read_start(store, options.service, key, options.until - options.freshness - options.baseline)
+        source = _cloud_source({**opts, "project": project}, options, pack, start=since)
+        return run_check(source, options, pack, History(store, since, key)).report
 
 
 def _check_options(opts: dict[str, Any]) -> CheckOptions:
@@ -312,12 +357,15 @@ def _check_options(opts: dict[str, Any]) -> CheckOptions:
     )
 
 
-def _cloud_source(opts: dict[str, Any], options: CheckOptions, pack: Any) -> Any:
+def _cloud_source(
+    opts: dict[str, Any], options: CheckOptions, pack: Any, start: datetime | None = None
+) -> Any:
+    """The live source of the window and baseline, or of what follows `start` (a check with a state)."""
     from prodguardian import cloud  # imported here: the Google libraries take a while to load
 
     assert options.until is not None
     query = cloud.CloudQuery(
-        start=options.until - options.freshness - options.baseline,
+        start=start or options.until - options.freshness - options.baseline,
         end=options.until,
         project=opts.get("project") or None,
         service=options.service,
@@ -506,6 +554,121 @@ def rules_test(ctx: click.Context, rules_dirs: tuple[str, ...], directories: tup
     click.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     if failed:
         ctx.exit(3)
+
+
+@cli.group()
+def state() -> None:
+    """The state store a check keeps (see `check --state`): what it holds, pruning, backfill, reset."""
+
+
+def _open_state(opts: dict[str, Any], work: Callable[[StateStore], T]) -> T:
+    """`work` on the store --state names (default: the user's), saved back to gs:// when it is remote."""
+    from prodguardian.remote_state import with_remote_state
+
+    def on(path: Path) -> T:
+        with StateStore(path) as store:
+            return work(store)
+
+    return with_remote_state(str(opts.get("state") or default_state_path()), on)
+
+
+@state.command("info")
+@_state_option
+def state_info(**opts: Any) -> None:
+    """Print the store's file, size, services, stored ranges and read cursors.
+
+    \b
+    Example:
+      prodguardian state info --state gs://my-bucket/prodguardian.sqlite
+    """
+    info = _open_state(opts, lambda store: store.info())
+    click.echo(f"file: {opts.get('state') or info.path}")
+    click.echo(f"size: {info.size_bytes:,} bytes, schema {info.schema_version}")
+    for service in info.services:
+        click.echo(
+            f"service {service.service}: {service.minute_rows:,} minute rows, {service.revisions} revisions,"
+            f" {service.error_groups} error groups"
+        )
+        for start, end in service.ranges:
+            click.echo(f"  stored {start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC")
+    for cursor in info.cursors:
+        click.echo(f"last read {cursor.key}: until {cursor.read_until:%Y-%m-%d %H:%M:%S} UTC")
+
+
+@state.command("prune")
+@_state_option
+@_option("--older-than", default="35d", show_default=True, help="Remove what is older than this (35d, 90d…).")
+@click.option(
+    "--vacuum", is_flag=True, help="Also give the freed space back to the disk (rewrites the file)."
+)
+def state_prune(older_than: str, vacuum: bool, **opts: Any) -> None:
+    """Remove minutes, groups, revisions and cursors older than --older-than.
+
+    \b
+    Example:
+      prodguardian state prune --older-than 28d --vacuum
+    """
+    age = parse_duration(older_than, "--older-than")
+    pruned = _open_state(opts, lambda store: store.prune(age, vacuum=vacuum))
+    rows = ", ".join(f"{n:,} {table}" for table, n in pruned.rows.items() if n)
+    click.echo(f"pruned before {pruned.horizon:%Y-%m-%d %H:%M} UTC: {rows or 'nothing'}")
+    if pruned.freed_bytes is not None:
+        click.echo(f"freed {pruned.freed_bytes:,} bytes")
+
+
+@state.command("reset")
+@_state_option
+@click.option("--yes", is_flag=True, help="Yes, forget everything the store holds.")
+def state_reset(yes: bool, **opts: Any) -> None:
+    """Forget everything the store holds (the file stays); the next check reads its whole baseline again.
+
+    \b
+    Example:
+      prodguardian state reset --yes
+    """
+    if not yes:
+        raise ConfigError("state reset forgets every stored minute: add --yes to do it", "--yes")
+    _open_state(opts, lambda store: store.reset())
+    click.echo(f"reset {opts.get('state') or default_state_path()}")
+
+
+@state.command("backfill")
+@_option("--service", required=True, help="Cloud Run service name.")
+@_option("--freshness", default="7d", show_default=True, help="How much history to fill (7d, 28d…).")
+@_rules_option
+@_cloud_options
+@_state_option
+def state_backfill(**opts: Any) -> None:
+    """Read from Cloud Logging the history the store lacks, within the read quota and --max-entries.
+
+    Stops at --max-entries and resumes where it stopped on the next run; newest hours first.
+
+    \b
+    Example:
+      prodguardian state backfill --service emergence-app --freshness 7d
+    """
+    from prodguardian import cloud
+    from prodguardian.backfill import backfill, chunks_to_fill
+
+    until = datetime.now(UTC)
+    start = until - parse_duration(opts["freshness"], "--freshness")
+    pack = load_pack(tuple(opts.get("rules_dirs") or ()))
+    project = cloud.resolve_project(opts.get("project") or None)
+
+    def read(first: datetime, end: datetime, entries: int) -> Any:
+        options = CheckOptions(service=opts["service"], freshness=end - first, until=end)
+        return _cloud_source({**opts, "project": project, "max_entries": entries}, options, pack, start=first)
+
+    def fill(store: StateStore) -> Any:
+        todo = chunks_to_fill(store, opts["service"], start, until)
+        with open(os.devnull, "w", encoding="utf-8") as null:  # no progress bar in cron mail or an agent
+            shown = sys.stderr if _shows_progress(opts) else null
+            with click.progressbar(length=len(todo), label="backfill", file=shown) as bar:
+                entries = int(opts.get("max_entries") or 200_000)
+                return backfill(store, opts["service"], todo, read, pack, entries, lambda: bar.update(1))
+
+    done = _open_state(opts, fill)
+    click.echo(f"backfilled {done.entries:,} entries in {done.calls} API calls; {done.left}")
 
 
 @cli.group()

@@ -15,6 +15,14 @@ from tests.fake_logging_server import fake_logging_server  # noqa: F401 - the sh
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
 
+@pytest.fixture(autouse=True)
+def own_state_folder(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Live checks keep their state in the user's state folder: each test gets its own, never the user's."""
+    folder = tmp_path_factory.mktemp("state-home")
+    for variable in ("XDG_STATE_HOME", "LOCALAPPDATA"):  # Linux and Windows (macOS: under HOME)
+        monkeypatch.setenv(variable, str(folder))
+
+
 @pytest.fixture(scope="session")
 def pack() -> RulePack:
     return load_pack()

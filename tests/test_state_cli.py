@@ -1,0 +1,109 @@
+"""`check` with a state store and the `state` commands, through the CLI and the real google-cloud-logging
+client against the fake Logging API: a warm check reads only what is new, and answers as a cold one does."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from prodguardian.cli import main
+from prodguardian.simulate import generate
+from prodguardian.state import StateStore, default_state_path
+from tests.fake_logging_server import FakeLoggingServer
+
+END = "2025-10-11T12:04:00Z"
+EARLIER = "2025-10-11T11:59:00Z"
+LIVE = ["--service", "emergence-app", "--project", "emergence-469005", "--quiet", "--format", "json"]
+
+
+@pytest.fixture
+def logging_api(fake_logging_server: FakeLoggingServer, monkeypatch: pytest.MonkeyPatch) -> FakeLoggingServer:
+    monkeypatch.setenv("LOGGING_EMULATOR_HOST", fake_logging_server.host)
+    monkeypatch.setattr("prodguardian.cloud.CALLS_PER_SECOND", 1000.0, raising=False)
+    fake_logging_server.add(generate("db-outage"))
+    return fake_logging_server
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, json.loads(out) if out.startswith("{") else out, err
+
+
+def _answer(report: dict[str, Any]) -> tuple[Any, ...]:
+    findings = sorted((f["rule"], f["category"], f["severity"], f["count"]) for f in report["findings"])
+    metrics = {k: v for k, v in report["metrics"].items() if "latency" not in k}
+    return report["status"], findings, metrics
+
+
+def test_a_warm_live_check_reads_from_the_cursor_less_the_margin_and_answers_as_a_cold_one(
+    capsys: pytest.CaptureFixture[str], logging_api: FakeLoggingServer, tmp_path: Path
+) -> None:
+    state = str(tmp_path / "state.sqlite")
+    code, cold, _ = run(capsys, "check", *LIVE, "--until", EARLIER, "--state", state)
+    assert code == 2 and cold["totals"]["read"]["baseline_from_state_hours"] == 0
+    logging_api.reset()
+    code, warm, _ = run(capsys, "check", *LIVE, "--until", END, "--state", state)
+    calls = logging_api.requests
+    assert 'timestamp>="2025-10-11T11:57:00' in calls[0]["filter"]  # the cursor, 11:59, less 2 minutes
+    assert warm["totals"]["read"] == {
+        "calls": len(calls),
+        "entries": warm["totals"]["read"]["entries"],
+        "baseline_from_state_hours": 24,
+    }
+    assert len(calls) <= 2 and warm["totals"]["read"]["entries"] < 1000
+    code_stateless, stateless, _ = run(capsys, "check", *LIVE, "--until", END, "--no-state")
+    assert code == code_stateless == 2
+    assert _answer(warm) == _answer(stateless)
+
+
+def test_a_live_check_of_one_service_keeps_its_state_in_the_user_folder(
+    capsys: pytest.CaptureFixture[str], logging_api: FakeLoggingServer
+) -> None:
+    run(capsys, "check", *LIVE, "--until", END)
+    with StateStore(default_state_path()) as store:
+        assert [c.key for c in store.info().cursors] == ["logging:emergence-469005:*:emergence-app"]
+
+
+def test_a_file_replays_into_the_state_only_with_state(
+    capsys: pytest.CaptureFixture[str], exports: dict[str, Path], tmp_path: Path
+) -> None:
+    code, _, _ = run(capsys, "check", "--source", str(exports["db-outage"]), "--format", "json")
+    assert code == 2 and not default_state_path().exists()
+    state = str(tmp_path / "history.sqlite")
+    code, _, _ = run(capsys, "check", "--source", str(exports["db-outage"]), "--state", state)
+    assert code == 2
+    code, info, _ = run(capsys, "state", "info", "--state", state)
+    assert code == 0
+    assert "service emergence-app:" in info and "stored 2025-10-10 11:04 – 2025-10-11 12:04 UTC" in info
+    code, out, _ = run(capsys, "state", "prune", "--state", state)  # 35 days: all of 2025-10
+    assert code == 0 and " minutes, " in out and " 1 coverage, " in out
+    with StateStore(state) as store:
+        assert store.coverage("emergence-app") == []
+
+
+def test_reset_needs_yes(
+    capsys: pytest.CaptureFixture[str], exports: dict[str, Path], tmp_path: Path
+) -> None:
+    state = str(tmp_path / "history.sqlite")
+    run(capsys, "check", "--source", str(exports["healthy"]), "--state", state)
+    code, _, err = run(capsys, "state", "reset", "--state", state)
+    assert code == 3 and "add --yes" in err
+    code, out, _ = run(capsys, "state", "reset", "--state", state, "--yes")
+    assert (code, out) == (0, f"reset {state}\n")
+    with StateStore(state) as store:
+        assert store.info().services == []
+
+
+def test_a_state_that_is_not_ours_is_one_line_and_exit_3(
+    capsys: pytest.CaptureFixture[str], exports: dict[str, Path], tmp_path: Path
+) -> None:
+    state = tmp_path / "notes.sqlite"
+    state.write_text("not a database", encoding="utf-8")
+    code, out, err = run(capsys, "check", "--source", str(exports["healthy"]), "--state", str(state))
+    assert code == 3 and out == ""
+    assert err == f"prodguardian: error: {state}: not a SQLite database, so not a ProdGuardian state store\n"
+    assert state.read_text(encoding="utf-8") == "not a database"
