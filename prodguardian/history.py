@@ -487,3 +487,32 @@ def _merged_evidence(payloads: list[dict[str, Any]]) -> Evidence:
 def _most_common(values: Any) -> str | None:
     counts = Counter(v for v in values if v)
     return str(counts.most_common(1)[0][0]) if counts else None
+
+
+@dataclass(frozen=True)
+class SeasonalReference:
+    """What is usual for the window's time of day, for statistics: the stored hours before the window that
+    share its hours of day (`same_hour`) and, among them, its weekday too (`same_weekday`), rows as
+    `StateStore.hourly` gives them."""
+
+    same_hour: pd.DataFrame
+    same_weekday: pd.DataFrame
+
+
+def seasonal_reference(
+    store: StateStore, service: str, window: Window, weeks: int = 4, tz: str = "UTC"
+) -> SeasonalReference:
+    """The window's hours of day, and its weekday, over the `weeks` weeks stored before the window."""
+    start, end = floor_minute(window.start), ceil_minute(window.end)
+    hours = store.hourly(service, start - timedelta(weeks=weeks), start, tz)
+    slots = _local_slots(start, end, tz)
+    same_hour = hours[hours["hour_of_day"].isin(slots["hour_of_day"])].reset_index(drop=True)
+    local = pd.MultiIndex.from_frame(same_hour[["hour_of_day", "weekday"]])
+    same_weekday = same_hour[local.isin(pd.MultiIndex.from_frame(slots))].reset_index(drop=True)
+    return SeasonalReference(same_hour, same_weekday)
+
+
+def _local_slots(start: datetime, end: datetime, tz: str) -> pd.DataFrame:
+    """The hour of day and weekday of each hour [start, end) touches, in `tz`."""
+    local = pd.date_range(start, end, freq="h", inclusive="left").tz_convert(tz)
+    return pd.DataFrame({"hour_of_day": local.hour, "weekday": local.dayofweek})

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -20,12 +20,13 @@ import jsonschema
 import pandas as pd
 import pytest
 
+from prodguardian.aggregate import Window
 from prodguardian.check import CheckOptions, run_check
-from prodguardian.history import History
+from prodguardian.history import History, seasonal_reference
 from prodguardian.render import render
 from prodguardian.simulate import SCENARIOS, generate
 from prodguardian.sketch import ALPHA
-from prodguardian.state import StateStore
+from prodguardian.state import MINUTE_COLUMNS, MinuteFacts, StateStore
 from prodguardian.verdict import Report
 from tests.reports import builtin_pack
 
@@ -102,3 +103,26 @@ def test_the_header_says_what_was_read_and_what_came_from_the_state(tmp_path: Pa
     assert header.startswith("Window 11:04–12:04 UTC, 2025-10-11 (1 h) · baseline: previous 1 h · ")
     assert header.endswith(f" · {len(new):,} new entries; baseline from state: 1 h")
     assert french.splitlines()[1].endswith(" nouvelles entrées\u202f; référence tirée de l'état\xa0: 1\xa0h")
+
+
+def test_the_same_hours_and_weekdays_of_the_stored_weeks_are_the_seasonal_reference(tmp_path: Path) -> None:
+    start = datetime(2025, 10, 1, tzinfo=UTC)  # a Wednesday
+    minutes = pd.date_range(start, start + timedelta(days=15), freq="min", inclusive="left")
+    requests = minutes.hour * 100 + minutes.day  # each hour's count names its day and hour
+    frame = pd.DataFrame({c: 0 for c in MINUTE_COLUMNS}, index=range(len(minutes)))
+    frame = frame.assign(
+        revision="r",
+        minute=minutes.as_unit("s").asi8 // 60,
+        requests=requests,
+        latency=None,
+        failed_latency=None,
+    )
+    window = Window(start + timedelta(days=14, hours=10), start + timedelta(days=14, hours=11), start)
+    with StateStore(tmp_path / "state.sqlite") as store:
+        store.replace(
+            "svc", start, start + timedelta(days=15), MinuteFacts(minutes=frame[list(MINUTE_COLUMNS)])
+        )
+        reference = seasonal_reference(store, "svc", window, weeks=2)
+    assert reference.same_hour["requests"].tolist() == [60 * (1000 + day) for day in range(1, 15)]
+    assert reference.same_weekday["requests"].tolist() == [60 * 1001, 60 * 1008]
+    assert set(reference.same_weekday["weekday"]) == {2}
