@@ -51,6 +51,7 @@ HOUR = timedelta(hours=1)
 LATENESS_MARGIN = timedelta(
     minutes=2
 )  # entries reach Cloud Logging minutes late: re-read (and replace) these
+EXAMPLE_LINES = 20  # of an error group, read for its example
 MAX_CAPTURES = 10  # of one group in one minute: what the advice reads (memory limits...)
 _NS_PER_MINUTE = 60_000_000_000
 _STORED_REASONS = (MERGED, DUPLICATE, OTHER_RESOURCE)  # echoes have their own column in `minutes`
@@ -279,7 +280,8 @@ def _error_groups(matches: pd.DataFrame, events: pd.DataFrame, first: int, stop:
     if failing.empty:
         return MinuteFacts().error_groups
     ns = events["ts"].to_numpy().astype("datetime64[ns]").astype("int64")[failing["row"].to_numpy()]
-    found = evidence(failing, events)
+    # A group's example is its first occurrence's: its first few lines tell it, not all of them.
+    found = evidence(failing.groupby(["rule", "group"], sort=False).head(EXAMPLE_LINES), events)
     rows = []
     for (rule, grp), part in failing.assign(ns=ns).groupby(["rule", "group"], sort=False):
         examples = found[(str(rule), str(grp))].examples
