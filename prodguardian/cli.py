@@ -634,7 +634,13 @@ def state_reset(yes: bool, **opts: Any) -> None:
 
 @state.command("backfill")
 @_option("--service", required=True, help="Cloud Run service name.")
-@_option("--freshness", default="7d", show_default=True, help="How much history to fill (7d, 28d…).")
+@_option(
+    "--freshness",
+    setting="state_backfill_freshness",
+    default="7d",
+    show_default=True,
+    help="How much history to fill (7d, 28d…).",
+)
 @_rules_option
 @_cloud_options
 @_state_option
