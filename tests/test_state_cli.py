@@ -12,6 +12,7 @@ import pytest
 from prodguardian.cli import main
 from prodguardian.simulate import generate
 from prodguardian.state import StateStore, default_state_path
+from tests.fake_gcs_server import FakeGcsServer, fake_gcs_server  # noqa: F401 - the fixture
 from tests.fake_logging_server import FakeLoggingServer
 
 END = "2025-10-11T12:04:00Z"
@@ -107,3 +108,17 @@ def test_a_state_that_is_not_ours_is_one_line_and_exit_3(
     assert code == 3 and out == ""
     assert err == f"prodguardian: error: {state}: not a SQLite database, so not a ProdGuardian state store\n"
     assert state.read_text(encoding="utf-8") == "not a database"
+
+
+def test_a_state_in_cloud_storage_is_read_and_saved_by_each_check(
+    capsys: pytest.CaptureFixture[str],
+    exports: dict[str, Path],
+    fake_gcs_server: FakeGcsServer,  # noqa: F811 - the imported fixture
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake_gcs_server.url)
+    url = "gs://state-bucket/prodguardian.sqlite"
+    code, _, _ = run(capsys, "check", "--source", str(exports["db-outage"]), "--state", url)
+    assert code == 2 and fake_gcs_server.generation("state-bucket", "prodguardian.sqlite")
+    code, info, _ = run(capsys, "state", "info", "--state", url)
+    assert code == 0 and info.startswith(f"file: {url}\n") and "service emergence-app:" in info
