@@ -48,6 +48,7 @@ from prodguardian.state import (
 
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
+_DAY, _TIME = "%Y-%m-%d %H:%M", "%H:%M"
 LATENESS_MARGIN = timedelta(
     minutes=2
 )  # entries reach Cloud Logging minutes late: re-read (and replace) these
@@ -126,7 +127,7 @@ def record(
     facts = minute_facts(classified, pack, dropped, start, window)
     cursor = Cursor(history.cursor, window.end) if history.cursor else None
     history.store.replace(service, start, window.end, facts, cursor)
-    return _gaps(history.store, service, window)
+    return _gaps(history.store, service, window, live=history.since is not None)
 
 
 def read_totals(history: History, window: Window, read_entries: int, calls: int | None) -> dict[str, Any]:
@@ -136,12 +137,16 @@ def read_totals(history: History, window: Window, read_entries: int, calls: int 
     return {"read": {"calls": calls, "entries": read_entries, "baseline_from_state_hours": stored / HOUR}}
 
 
-def _gaps(store: StateStore, service: str, window: Window) -> list[str]:
+def _gaps(store: StateStore, service: str, window: Window, live: bool) -> list[str]:
+    """The parts of the window and baseline the store lacks. A file's data may just start later (the header
+    says so); a live read was asked for all of it."""
     covered = store.coverage(service)
-    first = max(floor_minute(window.baseline_start), covered[0][0].to_pydatetime()) if covered else window.end
+    first = floor_minute(window.baseline_start)
+    if not live:
+        first = max(first, covered[0][0].to_pydatetime()) if covered else window.end
     return [
-        f"no logs stored or read for {a:%Y-%m-%d %H:%M}–{b:%H:%M} UTC (not filled: --max-entries, or the"
-        " logs are gone): its counts are missing"
+        f"no logs stored or read for {a.strftime(_DAY)}–{b.strftime(_TIME if a.date() == b.date() else _DAY)}"
+        " UTC (not filled: --max-entries, or the logs are gone): its counts are missing"
         for a, b in store.missing(service, first, window.end)
     ]
 

@@ -122,3 +122,24 @@ def test_a_state_in_cloud_storage_is_read_and_saved_by_each_check(
     assert code == 2 and fake_gcs_server.generation("state-bucket", "prodguardian.sqlite")
     code, info, _ = run(capsys, "state", "info", "--state", url)
     assert code == 0 and info.startswith(f"file: {url}\n") and "service emergence-app:" in info
+
+
+def test_a_gap_is_read_again_within_max_entries_and_what_is_left_is_said(
+    capsys: pytest.CaptureFixture[str], logging_api: FakeLoggingServer, tmp_path: Path
+) -> None:
+    state = str(tmp_path / "state.sqlite")
+    limit = ["--state", state, "--max-entries", "3000"]
+    _, cold, _ = run(capsys, "check", *LIVE, "--until", EARLIER, *limit)
+    assert cold["totals"]["truncated"]
+    gaps = [
+        w for w in cold["warnings"] if w.startswith("no logs stored or read for 2025-10-10 10:59–2025-10-11 ")
+    ]
+    assert len(gaps) == 1 and gaps[0].endswith(
+        "(not filled: --max-entries, or the logs are gone): its counts are missing"
+    )
+    logging_api.reset()
+    _, warm, _ = run(capsys, "check", *LIVE, "--until", END, "--state", state)
+    assert 'timestamp>="2025-10-10T11:04:00' in logging_api.requests[0]["filter"]  # the gap, read again
+    assert not warm["totals"]["truncated"] and not [w for w in warm["warnings"] if w.startswith("no logs")]
+    _, stateless, _ = run(capsys, "check", *LIVE, "--until", END, "--no-state")
+    assert _answer(warm) == _answer(stateless)
