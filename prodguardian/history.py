@@ -21,6 +21,7 @@ import pandas as pd
 
 from prodguardian.aggregate import (
     MAX_EXAMPLES,
+    QUANTILES,
     Aggregates,
     Evidence,
     Window,
@@ -49,9 +50,8 @@ from prodguardian.state import (
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
 _DAY, _TIME = "%Y-%m-%d %H:%M", "%H:%M"
-LATENESS_MARGIN = timedelta(
-    minutes=2
-)  # entries reach Cloud Logging minutes late: re-read (and replace) these
+# Entries reach Cloud Logging minutes late: a live read re-reads (and replaces) the minutes before its cursor.
+LATENESS_MARGIN = timedelta(minutes=2)
 EXAMPLE_LINES = 20  # of an error group, read for its example
 MAX_CAPTURES = 10  # of one group in one minute: what the advice reads (memory limits...)
 _NS_PER_MINUTE = 60_000_000_000
@@ -407,7 +407,7 @@ def _stored_latency(minutes: pd.DataFrame) -> pd.DataFrame:
 
 
 def _quantile_row(period: str, revision: str, outcome: str, sketch: LatencySketch) -> dict[str, Any]:
-    quantiles = {f"p{round(q * 100)}": sketch.quantile(q) for q in (0.5, 0.95, 0.99)}
+    quantiles = {f"p{round(q * 100)}": sketch.quantile(q) for q in QUANTILES}
     return {"period": period, "revision": revision, "outcome": outcome, "samples": sketch.count, **quantiles}
 
 
