@@ -4,9 +4,11 @@ client against the fake Logging API: a warm check reads only what is new, and an
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from prodguardian.cli import main
@@ -143,3 +145,47 @@ def test_a_gap_is_read_again_within_max_entries_and_what_is_left_is_said(
     assert not warm["totals"]["truncated"] and not [w for w in warm["warnings"] if w.startswith("no logs")]
     _, stateless, _ = run(capsys, "check", *LIVE, "--until", END, "--no-state")
     assert _answer(warm) == _answer(stateless)
+
+
+def test_a_backfill_stops_at_its_entries_and_resumes_where_it_stopped(
+    logging_api: FakeLoggingServer, tmp_path: Path
+) -> None:
+    from prodguardian import cloud
+    from prodguardian.backfill import backfill, chunks_to_fill
+    from tests.reports import builtin_pack
+
+    end, start = datetime(2025, 10, 11, 12, 4, tzinfo=UTC), datetime(2025, 10, 10, 11, 4, tzinfo=UTC)
+
+    def read(first: datetime, last: datetime, entries: int) -> Any:
+        query = cloud.CloudQuery(
+            start=first, end=last, project="emergence-469005", service="emergence-app", max_entries=entries
+        )
+        return cloud.CloudSource(query)
+
+    with StateStore(tmp_path / "state.sqlite") as store:
+        todo = chunks_to_fill(store, "emergence-app", start, end)
+        assert [b - a for a, b in todo] == [timedelta(hours=6)] * 4 + [timedelta(hours=1)]
+        assert todo[0][1] == end  # newest first
+        first = backfill(store, "emergence-app", todo, read, builtin_pack(), 20_000)
+        assert first.entries == 20_000 and first.missing
+        again = backfill(
+            store,
+            "emergence-app",
+            chunks_to_fill(store, "emergence-app", start, end),
+            read,
+            builtin_pack(),
+            200_000,
+        )
+        assert not again.missing and again.left == "nothing left to fill"
+        assert store.coverage("emergence-app") == [(pd.Timestamp(start), pd.Timestamp(end))]
+        stored = int(store.minutes("emergence-app", start, end)["requests"].sum())
+    with StateStore(tmp_path / "once.sqlite") as store:
+        backfill(
+            store,
+            "emergence-app",
+            chunks_to_fill(store, "emergence-app", start, end),
+            read,
+            builtin_pack(),
+            200_000,
+        )
+        assert int(store.minutes("emergence-app", start, end)["requests"].sum()) == stored
