@@ -522,4 +522,4 @@ def seasonal_reference(
 def _local_slots(start: datetime, end: datetime, tz: str) -> pd.DataFrame:
     """The hour of day and weekday of each hour [start, end) touches, in `tz`."""
     local = pd.date_range(start, end, freq="h", inclusive="left").tz_convert(tz)
-    return pd.DataFrame({"hour_of_day": local.hour, "weekday": local.dayofweek})
+    return pd.DataFrame({"hour_of_day": local.hour, "weekday": local.day_of_week})
