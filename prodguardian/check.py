@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
@@ -16,7 +16,7 @@ from prodguardian.detect import detect
 from prodguardian.errors import ConfigError, InputError
 from prodguardian.events import Events, build_events
 from prodguardian.rules import RulePack, load_pack
-from prodguardian.verdict import Context, Reason, Report, build_report, unknown_report
+from prodguardian.verdict import Context, Reason, Report, Status, build_report, unknown_report
 
 CLOCK_SKEW = timedelta(minutes=5)  # how far past now an entry's timestamp may be before it is not believed
 
@@ -30,6 +30,47 @@ class CheckOptions:
     rules: tuple[str, ...] = ()
 
 
+@runtime_checkable
+class LogInput(Protocol):
+    """What a check reads: LogEntry dicts (the API's JSON shape), and what its source knows about them.
+
+    `FileSource` and `CloudSource` are log inputs; so is any object with these members. A plain iterable of
+    entries (a list of dicts) is checked as `Entries` sees it: unnamed, complete, no coverage claim.
+    """
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    @property
+    def name(self) -> str | None:
+        """Where the entries come from, for error messages (a file's path)."""
+
+    @property
+    def warnings(self) -> list[str]:
+        """What reading found worth telling but not wrong; complete once the entries have been read."""
+
+    @property
+    def truncated(self) -> bool:
+        """Set after reading when the read stopped early: the report is then partial."""
+
+    @property
+    def covers_window(self) -> bool:
+        """The input holds every entry of the window, so a quiet start is quiet, not missing data."""
+
+
+@dataclass
+class Entries:
+    """Entries from anywhere (a list, a generator) as a `LogInput`."""
+
+    entries: Iterable[Any]
+    name: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    truncated: bool = False
+    covers_window: bool = False
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.entries)
+
+
 @dataclass
 class CheckRun:
     """A report and how it was made: per-stage seconds and the input's own counts."""
@@ -38,7 +79,9 @@ class CheckRun:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def run_check(entries: Iterable[Any], options: CheckOptions, pack: RulePack | None = None) -> CheckRun:
+def run_check(
+    entries: LogInput | Iterable[Any], options: CheckOptions, pack: RulePack | None = None
+) -> CheckRun:
     """Check the entries; a source whose `truncated` is set after reading marks the report partial.
 
     Without `options.service`, every Cloud Run service in the input is checked on its own (its own window
@@ -47,11 +90,12 @@ def run_check(entries: Iterable[Any], options: CheckOptions, pack: RulePack | No
     """
     pack = pack if pack is not None else load_pack(options.rules)
     clock = _Stopwatch()
-    events = build_events(entries, options.service)
+    source = entries if isinstance(entries, LogInput) else Entries(entries)
+    events = build_events(entries, options.service)  # as given: a FileSource reads its parts in parallel
     clock.lap("events")
-    where = getattr(entries, "name", None)
+    where = source.name
     _require_log_entries(events, where)
-    warnings = list(getattr(entries, "warnings", ()))
+    warnings = list(source.warnings)
     table = events.table
     if options.until is None:
         table = _without_future(events, datetime.now(UTC) + CLOCK_SKEW, warnings)
@@ -60,12 +104,12 @@ def run_check(entries: Iterable[Any], options: CheckOptions, pack: RulePack | No
         until - options.freshness,
         until,
         until - options.freshness - options.baseline,
-        None if getattr(entries, "covers_window", False) else _data_start(table),
+        None if source.covers_window else _data_start(table),
     )
     # The input's; aggregate adds the window's (entries, echoes, duplicates...).
     totals: dict[str, Any] = {
         "skipped": events.totals.skipped,
-        "truncated": bool(getattr(entries, "truncated", False)),
+        "truncated": source.truncated,
     }
     services = _services(events, options.service, where)
     if len(services) == 1:
@@ -83,7 +127,7 @@ def run_check(entries: Iterable[Any], options: CheckOptions, pack: RulePack | No
 
 
 # The overall status of several services: a CRITICAL one must page even when another cannot be checked.
-OVERALL_ORDER = ("CRITICAL", "DEGRADED", "UNKNOWN", "OK")
+OVERALL_ORDER: tuple[Status, ...] = ("CRITICAL", "DEGRADED", "UNKNOWN", "OK")
 
 
 def _check_service(

@@ -641,6 +641,7 @@ class CloudSource:
         self._pacer = _Pacer(CALLS_PER_SECOND, BURST, clock, sleep)
         self._random = random.Random()
         self.stats = ReadStats()
+        self.warnings: list[str] = []  # the API's answers carry nothing worth a warning
 
     @property
     def filter(self) -> str:

@@ -54,7 +54,8 @@ class FileSource:
     each once however often the file is read; it is complete once the entries have been read to the end.
     """
 
-    truncated = False
+    truncated = False  # a file is read to its end
+    covers_window = False  # an export may start after the window does (`gcloud ... --limit`)
 
     def __init__(self, path: str) -> None:
         self.path = path
