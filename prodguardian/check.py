@@ -1,9 +1,15 @@
-"""One check, end to end: entries → events → classify → aggregate → detect → verdict (a Report)."""
+"""One check, end to end: entries → events → classify → aggregate → detect → verdict (a Report).
+
+`check_logs` is the check as a library function (`prodguardian.check_logs`); `run_check` is its core, and
+`live_source` the live read a check of Cloud Logging makes.
+"""
 
 from __future__ import annotations
 
+import os
+import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
@@ -12,13 +18,34 @@ import pandas as pd
 
 from prodguardian.aggregate import Window, aggregate
 from prodguardian.classify import classify
+from prodguardian.cloud import CloudLogging, CloudQuery, CloudSource, ReadStats
 from prodguardian.detect import detect
 from prodguardian.errors import ConfigError, InputError
 from prodguardian.events import Events, build_events
 from prodguardian.rules import RulePack, load_pack
+from prodguardian.source import FileSource, ReadOptions
 from prodguardian.verdict import Context, Reason, Report, Status, build_report, unknown_report
 
 CLOCK_SKEW = timedelta(minutes=5)  # how far past now an entry's timestamp may be before it is not believed
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)$")
+_UNITS = {"s": "seconds", "m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(text: str, name: str = "duration") -> timedelta:
+    """`90s`, `15m`, `1h`, `2d`, `1w` as a timedelta."""
+    found = _DURATION.match(str(text).strip())
+    if not found or float(found[1]) <= 0:
+        raise ConfigError(f"{name}: {text!r} is not a duration like 15m, 1h, 24h or 7d")
+    return timedelta(**{_UNITS[found[2]]: float(found[1])})
+
+
+def parse_time(text: str, name: str = "time") -> datetime:
+    try:
+        moment = datetime.fromisoformat(str(text).strip())
+    except ValueError:
+        raise ConfigError(f"{name}: {text!r} is not an ISO 8601 time like 2025-10-11T12:04:00Z") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -69,6 +96,68 @@ class Entries:
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.entries)
+
+
+def check_logs(
+    source: str | os.PathLike[str] | CloudLogging | LogInput | Iterable[Any],
+    *,
+    service: str | None = None,
+    freshness: str | timedelta = "1h",
+    until: str | datetime | None = None,
+    baseline: str | timedelta = "24h",
+    rules: RulePack | Iterable[str | os.PathLike[str]] = (),
+    read: ReadOptions | None = None,
+) -> Report:
+    """Check logs and return the report, as `prodguardian check` does (render it with `render_report`; its
+    `exit_code` is the command's).
+
+    `source` is an export file's path (`-` for stdin; `read` says how a large one is read), LogEntry dicts
+    (a list), a `LogInput`, or `CloudLogging(...)` for a live read from Cloud Logging. The window is the
+    `freshness` before `until` (default: just after the newest entry; now for a live read), and "usual" is
+    measured over the `baseline` before it. `rules` are extra rule folders, or a `RulePack` from `load_pack`.
+    Raises a `ProdGuardianError` for input, rules, options or a read that fail.
+    """
+    options = CheckOptions(
+        service=service,
+        freshness=_duration(freshness, "freshness"),
+        until=parse_time(until, "until") if isinstance(until, str) else until,
+        baseline=_duration(baseline, "baseline"),
+        rules=() if isinstance(rules, RulePack) else tuple(str(folder) for folder in rules),
+    )
+    pack = rules if isinstance(rules, RulePack) else load_pack(options.rules)
+    entries: LogInput | Iterable[Any]
+    if isinstance(source, CloudLogging):
+        options = replace(options, until=options.until or datetime.now(UTC))
+        entries = live_source(options, pack, source)
+    elif isinstance(source, str | os.PathLike):
+        entries = FileSource(os.fspath(source), read or ReadOptions())
+    else:
+        entries = source
+    return run_check(entries, options, pack).report
+
+
+def live_source(
+    options: CheckOptions,
+    pack: RulePack,
+    settings: CloudLogging | None = None,
+    progress: Callable[[ReadStats], None] | None = None,
+) -> CloudSource:
+    """The live read of a check: its window and baseline of the service's Cloud Run logs, with the pack's
+    message regexes pushed into the filter. `options.until` must be set (a live check ends now, say)."""
+    if options.until is None:
+        raise ConfigError("a live check needs the end of its window (until)")
+    query = CloudQuery(
+        start=options.until - options.freshness - options.baseline,
+        end=options.until,
+        service=options.service,
+        message_regexes=pack.pushdown_regexes(),
+        settings=settings or CloudLogging(),
+    )
+    return CloudSource(query, progress=progress)
+
+
+def _duration(value: str | timedelta, name: str) -> timedelta:
+    return parse_duration(value, name) if isinstance(value, str) else value
 
 
 @dataclass
