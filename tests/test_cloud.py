@@ -5,6 +5,7 @@ HTTP/JSON goes through google-auth's AuthorizedSession, gRPC through the generat
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import math
 import os
@@ -12,6 +13,7 @@ import re
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -777,3 +779,23 @@ def test_grpc_errors_are_mapped(grpc_server: FakeLoggingServer, monkeypatch: pyt
     monkeypatch.setenv("LOGGING_EMULATOR_HOST", f"127.0.0.1:{free_port()}")
     with pytest.raises(SourceError, match="unreachable"):
         read(query(transport="grpc"))
+
+
+# ------------------------------------------------------------------------------------- public surface only
+
+
+def test_the_live_source_reaches_no_private_attribute() -> None:
+    """Only the Google libraries' public API: an attribute starting with `_` is this module's own (on self,
+    or a name it defines), never a library's (`client._connection`, `_gapic_api`, `_transport_registry`)."""
+    tree = ast.parse(Path(cloud.__file__).read_text(encoding="utf-8"))
+    own = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.ClassDef)}
+    reached = [
+        f"{ast.unparse(node)} (line {node.lineno})"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr.startswith("_")
+        and not node.attr.startswith("__")
+        and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+        and node.attr not in own
+    ]
+    assert reached == []
