@@ -50,6 +50,8 @@ def parse_time(text: str, name: str = "time") -> datetime:
 
 @dataclass(frozen=True)
 class CheckOptions:
+    """The window a check judges: the service, its length and end, and how long before it "usual" is."""
+
     service: str | None = None
     freshness: timedelta = timedelta(hours=1)
     until: datetime | None = None  # default: just after the newest entry

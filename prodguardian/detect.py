@@ -20,6 +20,8 @@ SPIKE_P_VALUE = 0.01
 
 @dataclass
 class Finding:
+    """What one rule found in the window: its severity, count, rate and evidence."""
+
     rule: str
     category: str
     severity: Severity

@@ -89,6 +89,8 @@ class Area:
 
 @dataclass
 class Report:
+    """A check's answer: the status, findings in reading order, metrics, objectives, advice (pure data)."""
+
     status: Status
     context: Context
     findings: list[Finding]
