@@ -41,10 +41,15 @@ def parse_duration(text: str, name: str = "duration") -> timedelta:
 
 
 def parse_time(text: str, name: str = "time") -> datetime:
+    """An ISO 8601 time as an aware UTC datetime (one without an offset is UTC)."""
     try:
         moment = datetime.fromisoformat(str(text).strip())
     except ValueError:
         raise ConfigError(f"{name}: {text!r} is not an ISO 8601 time like 2025-10-11T12:04:00Z") from None
+    return _utc(moment)
+
+
+def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
@@ -115,14 +120,15 @@ def check_logs(
 
     `source` is an export file's path (`-` for stdin; `read` says how a large one is read), LogEntry dicts
     (a list), a `LogInput`, or `CloudLogging(...)` for a live read from Cloud Logging. The window is the
-    `freshness` before `until` (default: just after the newest entry; now for a live read), and "usual" is
+    `freshness` before `until` (default: just after the newest entry; now for a live read; a naive datetime
+    is UTC), and "usual" is
     measured over the `baseline` before it. `rules` are extra rule folders, or a `RulePack` from `load_pack`.
     Raises a `ProdGuardianError` for input, rules, options or a read that fail.
     """
     options = CheckOptions(
         service=service,
         freshness=_duration(freshness, "freshness"),
-        until=parse_time(until, "until") if isinstance(until, str) else until,
+        until=_moment(until),
         baseline=_duration(baseline, "baseline"),
         rules=() if isinstance(rules, RulePack) else tuple(str(folder) for folder in rules),
     )
@@ -160,6 +166,13 @@ def live_source(
 
 def _duration(value: str | timedelta, name: str) -> timedelta:
     return parse_duration(value, name) if isinstance(value, str) else value
+
+
+def _moment(value: str | datetime | None) -> datetime | None:
+    """`until` as an aware UTC datetime; a naive one is UTC, as in an ISO 8601 time without an offset."""
+    if value is None:
+        return None
+    return parse_time(value, "until") if isinstance(value, str) else _utc(value)
 
 
 @dataclass

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -94,12 +94,15 @@ def test_every_kind_of_source_gives_the_commands_report(
     assert main(["check", "--source", str(export), "--until", UNTIL, "--format", "json"]) == 2
     expected = capsys.readouterr().out
     pack = prodguardian.load_pack()
-    reports = [
-        prodguardian.check_logs(str(export), until=UNTIL),
+    paris = timezone(timedelta(hours=2))
+    reports = [  # a path as str or Path, a FileSource, a list, an iterator; times and durations every way
+        prodguardian.check_logs(str(export), until=UNTIL, read=prodguardian.ReadOptions(workers=1)),
         prodguardian.check_logs(export, until=datetime(2025, 10, 11, 12, 4, tzinfo=UTC), rules=pack),
-        prodguardian.check_logs(outage, until=UNTIL, read=prodguardian.ReadOptions(workers=1)),
-        prodguardian.check_logs(prodguardian.FileSource(str(export)), until=UNTIL, freshness="60m"),
-        prodguardian.check_logs(iter(outage), until=UNTIL, baseline="1d"),
+        prodguardian.check_logs(
+            prodguardian.FileSource(str(export)), until=datetime(2025, 10, 11, 14, 4, tzinfo=paris)
+        ),
+        prodguardian.check_logs(outage, until=datetime(2025, 10, 11, 12, 4), freshness="60m"),  # naive: UTC
+        prodguardian.check_logs(iter(outage), until=UNTIL, freshness=timedelta(hours=1), baseline="1d"),
     ]
     for report in reports:
         assert report.status == "CRITICAL" and report.exit_code == 2
