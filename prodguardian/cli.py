@@ -234,7 +234,7 @@ _cloud_options = _stack(
     _option(
         "--transport",
         envvar="PRODGUARDIAN_LOGGING_TRANSPORT",
-        type=click.Choice(TRANSPORTS),
+        type=click.Choice(TRANSPORTS, case_sensitive=False),
         default=DEFAULT_TRANSPORT,
         show_default=True,
         help="How to call the Logging API: http (REST/JSON, faster here) or grpc.",
