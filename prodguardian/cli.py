@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import suppress
@@ -20,19 +21,21 @@ import click
 import yaml
 
 from prodguardian import __version__
+from prodguardian import hooks as git_hooks
 from prodguardian.check import CheckOptions, failed_report, run_check
 from prodguardian.errors import ConfigError, ProdGuardianError
 from prodguardian.files import STDOUT, write_text
 from prodguardian.render import FORMATS, LANGUAGES, clean, render
 from prodguardian.rules import collect_pack, load_pack
 from prodguardian.source import FileSource, write_export
-from prodguardian.verdict import Report
+from prodguardian.verdict import EXIT_CODES, Report
 
 CONFIG_FILE = "prodguardian.yaml"
 ENV_PREFIX = "PRODGUARDIAN_"
 DEBUG_ENV = "PRODGUARDIAN_DEBUG"  # set (not 0): an internal error prints its traceback
 PREFIX = "prodguardian: "  # what every message on stderr starts with
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)$")
+STATUSES = {code: status for status, code in EXIT_CODES.items()}  # a check's exit code, named
 _UNITS = {"s": "seconds", "m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
@@ -514,10 +517,10 @@ def hooks() -> None:
 
 
 @hooks.command("install")
-@click.argument("hook", type=click.Choice(["pre-push"]))
+@click.argument("hook", type=click.Choice(git_hooks.HOOKS))
 @click.option(
     "--block-on",
-    type=click.Choice(["critical", "degraded"]),
+    type=click.Choice(git_hooks.BLOCK_ON),
     default="critical",
     show_default=True,
     help="Block the push when production is CRITICAL, or DEGRADED too. UNKNOWN never blocks.",
@@ -543,8 +546,6 @@ def hooks_install(hook: str, block_on: str, force: bool, **opts: Any) -> None:
     """
     from click.core import ParameterSource
 
-    from prodguardian import hooks as git_hooks
-
     ctx = click.get_current_context()
     given = {
         k: v for k, v in opts.items() if v and ctx.get_parameter_source(k) is ParameterSource.COMMANDLINE
@@ -566,10 +567,26 @@ def hooks_install(hook: str, block_on: str, force: bool, **opts: Any) -> None:
     if done.backup is not None:
         click.echo(f"moved the existing {hook} hook to {done.backup}")
     click.echo(f"{'updated' if done.updated else 'installed'} the {hook} hook: {done.path}")
-    click.echo(f"  before each push it runs: {' '.join(['prodguardian check', *args])}")
-    blocking = "DEGRADED or CRITICAL" if block_on == "degraded" else "CRITICAL"
-    click.echo(f"  and blocks the push when production is {blocking}; UNKNOWN never blocks")
-    click.echo("  to push anyway, once: git push --no-verify")
+    for line in git_hooks.describe(block_on, args):
+        click.echo(f"  {line}")
+
+
+@cli.command(git_hooks.COMMAND, hidden=True)
+@click.argument("hook", type=click.Choice(git_hooks.HOOKS))
+@click.option("--block-on", type=click.Choice(git_hooks.BLOCK_ON), default="critical")
+@click.argument("check_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def hook_command(ctx: click.Context, /, hook: str, block_on: str, check_args: tuple[str, ...]) -> None:
+    """What an installed git hook runs: the check, then whether the push goes on (exit 0) or not (BLOCK)."""
+    with tempfile.TemporaryDirectory(prefix="prodguardian-hook-") as folder:
+        report_file = Path(folder) / "report.txt"
+        words = [*check_args, "--format", "text", "--output", str(report_file)]
+        # Whatever goes wrong in the check (a bug included) ends in 3, UNKNOWN, which never blocks.
+        code = _guarded(lambda: check.main(words, "check", standalone_mode=False, parent=ctx.parent))
+        report = report_file.read_text(encoding="utf-8") if report_file.is_file() else ""
+    decision = git_hooks.decide(STATUSES.get(code, "UNKNOWN"), block_on, report)
+    _say(decision.message, prefix="")
+    ctx.exit(decision.exit_code)
 
 
 def _utf8_streams() -> None:
@@ -587,8 +604,13 @@ def main(argv: list[str] | None = None) -> int:
     traceback with PRODGUARDIAN_DEBUG=1), so a broken check never exits 1, which means DEGRADED.
     """
     _utf8_streams()
+    return _guarded(lambda: cli.main(args=argv, prog_name="prodguardian", standalone_mode=False))
+
+
+def _guarded(run: Callable[[], Any]) -> int:
+    """Run a command and return its exit code; every error is one line on stderr and 3."""
     try:
-        code = cli.main(args=argv, prog_name="prodguardian", standalone_mode=False)
+        code = run()
     except ProdGuardianError as exc:
         _say(f"error: {exc}")
     except click.UsageError as exc:

@@ -198,8 +198,11 @@ def test_rules_commands(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> N
 
 
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """The user's commands (the hidden one is what an installed git hook runs: tests/test_hooks.py)."""
     found = []
     for name, command in group.commands.items():
+        if command.hidden:
+            continue
         found.append((*prefix, name))
         if isinstance(command, click.Group):
             found.extend(_commands(command, (*prefix, name)))
