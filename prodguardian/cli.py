@@ -389,7 +389,11 @@ def _emit(report: Report, opts: dict[str, Any]) -> int:
     """Print or write the report (and the JSON report), all rendered first; the report's exit code."""
     skipped = report.context.totals.get("skipped", 0)
     if skipped and not opts.get("quiet"):
-        _say(f"warning: skipped {skipped} entries that are not objects or have no usable timestamp")
+        entries = "entry" if skipped == 1 else "entries"
+        _say(
+            f"warning: skipped {skipped:,} {entries} with no usable timestamp (not a JSON object, no "
+            "timestamp, or one that does not parse, is out of range or is in the future)"
+        )
     text = render(report, opts["fmt"], opts["lang"])
     document = render(report, "json", opts["lang"]) if opts.get("json_report") else None
     with suppress(BrokenPipeError):  # the reader stopped reading (`| head -1`): the status still stands

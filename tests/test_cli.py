@@ -93,6 +93,12 @@ def test_skipped_entries_warn_once(
     _rc, out, err = run(capsys, "check", "--source", str(path), "--format", "json")
     assert json.loads(out)["totals"]["skipped"] == 3
     assert err.count("warning: skipped 3 entries") == 1
+    path.write_text(
+        json.dumps([*entries[:500], {**entries[0], "timestamp": "0001-01-01T00:00:00.5Z"}]), "utf-8"
+    )
+    rc, out, err = run(capsys, "check", "--source", str(path), "--format", "json")
+    assert rc == 0 and json.loads(out)["totals"]["skipped"] == 1
+    assert "warning: skipped 1 entry with no usable timestamp" in err, "one line, in the singular"
 
 
 def test_gzip_and_stdin(tmp_path: Path, exports: dict[str, Path]) -> None:
