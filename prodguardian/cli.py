@@ -36,14 +36,23 @@ DEBUG_ENV = "PRODGUARDIAN_DEBUG"  # set (not 0): an internal error prints its tr
 PREFIX = "prodguardian: "  # what every message on stderr starts with
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)$")
 STATUSES = {code: status for status, code in EXIT_CODES.items()}  # a check's exit code, named
+# The times a check can hold are nanosecond timestamps (years 1678 to 2261); a window ends after 1970 and
+# lasts at most Cloud Logging's longest retention, so its baseline never starts before them either.
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2262, 1, 1, tzinfo=UTC)
+LONGEST = timedelta(days=3650)
+_UNIT_DAYS = {"s": 1 / 86400, "m": 1 / 1440, "min": 1 / 1440, "h": 1 / 24, "d": 1, "w": 7}
 _UNITS = {"s": "seconds", "m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-def parse_duration(text: str, name: str = "duration") -> timedelta:
-    """`90s`, `15m`, `1h`, `2d`, `1w` as a timedelta."""
+def parse_duration(text: str, name: str = "duration", *, zero: bool = False) -> timedelta:
+    """`90s`, `15m`, `1h`, `2d`, `1w` as a timedelta (`0` or `0s` too when `zero`)."""
     found = _DURATION.match(str(text).strip())
+    if zero and (str(text).strip() == "0" or (found and float(found[1]) == 0)):
+        return timedelta(0)
     if not found or float(found[1]) <= 0:
         raise ConfigError(f"{name}: {text!r} is not a duration like 15m, 1h, 24h or 7d")
+    if float(found[1]) * _UNIT_DAYS[found[2]] > LONGEST.days:
+        raise ConfigError(f"{name}: {text!r} is longer than Cloud Logging keeps logs ({LONGEST.days:,} days)")
     return timedelta(**{_UNITS[found[2]]: float(found[1])})
 
 
@@ -52,7 +61,12 @@ def parse_time(text: str, name: str = "time") -> datetime:
         moment = datetime.fromisoformat(str(text).strip())
     except ValueError:
         raise ConfigError(f"{name}: {text!r} is not an ISO 8601 time like 2025-10-11T12:04:00Z") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if not EARLIEST <= moment < LATEST:
+        raise ConfigError(
+            f"{name}: {text!r} is out of range: a window ends between {EARLIEST.year} and {LATEST.year - 1}"
+        )
+    return moment
 
 
 class _Setting(click.Option):
@@ -310,7 +324,7 @@ def _check_options(opts: dict[str, Any]) -> CheckOptions:
         service=opts.get("service") or None,
         freshness=parse_duration(opts["freshness"], "--freshness"),
         until=until,
-        baseline=parse_duration(opts["baseline"], "--baseline"),
+        baseline=parse_duration(opts["baseline"], "--baseline", zero=True),  # 0: judge without "usual"
         rules=tuple(opts.get("rules_dirs") or ()),
     )
 

@@ -288,7 +288,7 @@ def _window_line(report: Report, t: Translator) -> str:
     elif report.baseline_available:
         parts.append(t("baseline", length=t.hours(window.baseline_hours)))
     else:
-        parts.append(t("no_baseline"))
+        parts.append(t("no_baseline" if window.baseline_start < window.start else "baseline_none"))
     entries = int(ctx.totals.get("entries", 0))
     parts.append(t("entries", n=t.num(entries), count=entries))
     if ctx.totals.get("suppressed"):

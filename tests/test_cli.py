@@ -101,6 +101,42 @@ def test_skipped_entries_warn_once(
     assert "warning: skipped 1 entry with no usable timestamp" in err, "one line, in the singular"
 
 
+@pytest.mark.parametrize(
+    ("option", "said"),
+    [
+        (
+            ("--until", "9999-01-01"),
+            "--until: '9999-01-01' is out of range: a window ends between 1970 and 2261",
+        ),
+        (("--until", "0001-01-01T00:00:00Z"), "--until: '0001-01-01T00:00:00Z' is out of range"),
+        (("--freshness", "1000000w"), "--freshness: '1000000w' is longer than Cloud Logging keeps logs"),
+        (
+            ("--baseline", "99999d"),
+            "--baseline: '99999d' is longer than Cloud Logging keeps logs (3,650 days)",
+        ),
+        (("--freshness", "0s"), "--freshness: '0s' is not a duration like 15m"),
+    ],
+)
+def test_times_no_check_can_hold_are_one_line_errors(
+    capsys: pytest.CaptureFixture[str], exports: dict[str, Path], option: tuple[str, str], said: str
+) -> None:
+    rc, out, err = run(capsys, "check", "--source", str(exports["healthy"]), *option)
+    assert rc == 3 and out == ""
+    assert err.startswith(f"prodguardian: error: {said}") and len(err.splitlines()) == 1, err
+
+
+def test_baseline_zero_judges_without_usual(
+    capsys: pytest.CaptureFixture[str], exports: dict[str, Path]
+) -> None:
+    rc, out, _ = run(capsys, "check", "--source", str(exports["db-outage"]), "--baseline", "0")
+    assert rc == 2 and " · no baseline (--baseline 0) · " in out.splitlines()[1]
+    assert "(usual" not in out, "no baseline was asked for: nothing is compared with one"
+    rc, out, _ = run(
+        capsys, "check", "--source", str(exports["db-outage"]), "--baseline", "0s", "--lang", "fr"
+    )
+    assert rc == 2 and " · pas de référence (--baseline 0) · " in out.splitlines()[1]
+
+
 def test_gzip_and_stdin(tmp_path: Path, exports: dict[str, Path]) -> None:
     data = exports["db-outage"].read_bytes()
     packed = tmp_path / "export.json.gz"
