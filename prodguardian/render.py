@@ -30,6 +30,7 @@ LANGUAGES = ("en", "fr")
 SCHEMA_VERSION = 1
 PRIORITY_ICONS = {"HIGH": "🔴", "MEDIUM": "🟡", "LOW": "🔵"}
 OK_MARK, INFO_MARK = "✅", "ℹ️"
+SECONDS_UNDER_HOURS = 5 / 60  # a window shorter than 5 minutes shows its times to the second
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _PLURAL_KEYS = frozenset(("zero", "one", "two", "few", "many", "other"))
 
@@ -135,7 +136,9 @@ class Translator:
     def hours(self, delta: float) -> str:
         if delta >= 1:
             return self.num(delta, 0 if delta == int(delta) else 1) + f"{self.unit}h"
-        return f"{round(delta * 60)}{self.unit}min"
+        if round(delta * 60) >= 1:
+            return f"{round(delta * 60)}{self.unit}min"
+        return f"{max(1, round(delta * 3600))}{self.unit}s"
 
 
 class _Blank(dict[str, Any]):
@@ -255,23 +258,28 @@ def _reason(report: Report, t: Translator) -> str | None:
 
 def _window_line(report: Report, t: Translator) -> str:
     ctx, window = report.context, report.context.window
-    start, end = _minute(window.start), _minute(window.end)
+    # A window of a few minutes is read to the second; a longer one to the nearest minute.
+    seconds = window.requested_hours < SECONDS_UNDER_HOURS
+    start, end = (window.start, window.end) if seconds else (_minute(window.start), _minute(window.end))
+    clock = "%H:%M:%S" if seconds else "%H:%M"
     length = t.hours(window.requested_hours)
     if start.date() == end.date():
         span = t(
-            "window", start=f"{start:%H:%M}", end=f"{end:%H:%M}", date=f"{start:%Y-%m-%d}", length=length
+            "window", start=f"{start:{clock}}", end=f"{end:{clock}}", date=f"{start:%Y-%m-%d}", length=length
         )
     else:
         span = t(
             "window_days",
             start_date=f"{start:%Y-%m-%d}",
-            start=f"{start:%H:%M}",
+            start=f"{start:{clock}}",
             end_date=f"{end:%Y-%m-%d}",
-            end=f"{end:%H:%M}",
+            end=f"{end:{clock}}",
             length=length,
         )
     parts = [span]
-    if window.partial:
+    if window.data_start is not None and window.data_start >= window.end:  # it covers none of the window
+        parts.append(t("coverage_none", start=f"{window.data_start:%Y-%m-%d %H:%M}"))
+    elif window.partial:
         minutes, total = round(window.hours * 60), round(window.requested_hours * 60)
         parts.append(
             t(
@@ -314,7 +322,8 @@ def finding_title(finding: Finding, t: Translator) -> str:
 
 
 def _headline(finding: Finding, report: Report, t: Translator) -> str:
-    hours = report.context.window.hours
+    window = report.context.window
+    hours = min(window.hours, window.requested_hours)  # rates count a minute at least; a window may be less
     usual = "" if finding.baseline_per_hour is None else t("usual", rate=t.rate(finding.baseline_per_hour))
     if finding.kind == "latency":
         usual = "" if finding.baseline_ms is None else t("usual_ms", value=t.ms(finding.baseline_ms))
@@ -412,7 +421,8 @@ def _seen_line(finding: Finding, t: Translator) -> str | None:
     evidence = finding.evidence
     if evidence is None:
         return None
-    parts = [f"{evidence.first_seen:%H:%M:%S} → {evidence.last_seen:%H:%M:%S}"]
+    first, last = f"{evidence.first_seen:%H:%M:%S}", f"{evidence.last_seen:%H:%M:%S}"
+    parts = [first if first == last else f"{first} → {last}"]
     if evidence.revisions:
         names = ", ".join(t.quote(name) for name in evidence.revisions)
         parts.append(t("revisions", names=names, count=len(evidence.revisions)))

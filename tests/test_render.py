@@ -182,6 +182,29 @@ def test_a_window_across_midnight_shows_both_dates(pack: RulePack) -> None:
     assert french.startswith("Fenêtre du 2025-10-11 23:30 au 2025-10-12 00:30 UTC")
 
 
+def test_a_failure_seen_in_one_second_shows_its_time_once(pack: RulePack) -> None:
+    entries = [logs.request(0, "/api/threads"), *logs.failing_request_lines(10, trace="b" * 32)]
+    text = render(check(entries, pack), "text")
+    assert "   11:30:10 · revision emergence-app-00297-6pr · 1 instance" in text and "→" not in text
+
+
+def test_a_window_of_seconds_reads_to_the_second(pack: RulePack) -> None:
+    entries = [logs.request(s, "/api/threads") for s in range(120)]
+    report = check(entries, pack, freshness=timedelta(seconds=1), until=logs.T0 + timedelta(seconds=100))
+    assert render(report, "text").splitlines()[1].startswith("Window 11:31:39–11:31:40 UTC, 2025-10-11 (1 s)")
+    assert "Fenêtre 11:31:39–11:31:40 UTC, 2025-10-11 (1\u00a0s)" in render(report, "text", "fr")
+    failing = [*entries, *logs.failing_request_lines(99.5, trace="c" * 32)]
+    report = check(failing, pack, freshness=timedelta(seconds=1), until=logs.T0 + timedelta(seconds=100))
+    assert "1 failure in 1 s" in render(report, "text"), "never more time than the window has"
+
+
+def test_a_window_before_the_data_says_the_data_starts_after_it(pack: RulePack) -> None:
+    report = check([logs.request(0, "/api/threads")], pack, until=logs.T0 - timedelta(days=1))
+    line = render(report, "text").splitlines()[1]
+    assert "⚠️ the data starts after the window, at 2025-10-11 11:30 UTC" in line and "data covers" not in line
+    assert "les données commencent après la fenêtre, le 2025-10-11 11:30 UTC" in render(report, "text", "fr")
+
+
 def test_a_cut_log_line_ends_with_an_ellipsis(pack: RulePack) -> None:
     assert cut_line("x" * 400) == "x" * 299 + "…"
     assert cut_line("first line\n  second line\n") == "first line …"
