@@ -84,6 +84,9 @@ class Translator:
         self.percent: str = number["percent"]
         self.unit: str = number["unit"]
         self.plural_form: Callable[[float], str] = babel.Locale.parse(lang).plural_form
+        self.elisions: dict[str, str] = number.get("elide", {})
+        words = "|".join(re.escape(word) for word in self.elisions) or "(?!)"
+        self.elided = re.compile(rf"\b(?P<word>{words}) \{{(?P<name>\w+)\}}")
 
     def __call__(self, key: str, **params: Any) -> str:
         """The entry `key` with its placeholders filled; log text (`LogText`) quoted, other text cleaned."""
@@ -97,7 +100,19 @@ class Translator:
             k: self.quote(v) if isinstance(v, LogText) else clean(v) if isinstance(v, str) else v
             for k, v in params.items()
         }
-        return entry.format_map(_Blank(values))
+        return self.elide(entry, values).format_map(_Blank(values))
+
+    def elide(self, entry: str, values: dict[str, Any]) -> str:
+        """`de {revision}` written `d'{revision}` when the value starts with a vowel (`format.elide`)."""
+        if not self.elisions:
+            return entry
+
+        def join(found: re.Match[str]) -> str:
+            value = str(values.get(found["name"], "")).lstrip("` ")
+            vowel = value[:1].lower() in self.words["format"]["vowels"]
+            return f"{self.elisions[found['word']]}{{{found['name']}}}" if vowel else found[0]
+
+        return self.elided.sub(join, entry)
 
     def lookup(self, key: str) -> Any:
         text: Any = self.words

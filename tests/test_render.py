@@ -14,7 +14,7 @@ from prodguardian.aggregate import cut_line
 from prodguardian.check import CheckOptions, run_check
 from prodguardian.render import Translator, catalog, clean, inline_code, is_plural, render
 from prodguardian.rules import RulePack
-from prodguardian.verdict import Report
+from prodguardian.verdict import LogText, Report
 from tests import logs
 from tests.markdown import outside_code
 
@@ -164,6 +164,21 @@ def test_plural_forms_follow_each_languages_rules() -> None:
     assert words == {0: "0 échec en 1 h", 1: "1 échec en 1 h", 2: "2 échecs en 1 h"}  # French 0 is singular
     assert fr("instances", n="1 000 000", count=1_000_000) == "1 000 000 instances"  # CLDR "many" → other
     assert en("rules.websocket-error.what", count=1) == "broken WebSocket session"
+
+
+def test_french_elides_de_and_que_before_a_vowel() -> None:
+    fr, md = Translator("fr"), Translator("fr", markdown=True)
+    assert (
+        fr("revision_share", pct="8 %", revision=LogText("emergence-app-2"))
+        == " (8 % de celles d'emergence-app-2)"
+    )
+    assert fr("revision_share", pct="8 %", revision=LogText("web-2")) == " (8 % de celles de web-2)"
+    assert md("revision_share", pct="8 %", revision=LogText("api-2")) == " (8 % de celles d'`api-2`)"
+    advice = fr(
+        "advice.rollback", new=LogText("x-2"), old=LogText("Ösel-1"), failures=1, total=1, since="", ago=""
+    )
+    assert "alors qu'Ösel-1 fonctionnait" in advice
+    assert Translator("en")("revision_share", pct="8%", revision=LogText("api-2")) == " (8% of api-2's)"
 
 
 def test_one_of_everything_is_singular(pack: RulePack) -> None:
