@@ -185,7 +185,7 @@ def render(report: Report, fmt: str = "text", lang: str = "en") -> str:
         document = report_dict(report, t)
         if report.services:
             document["services"] = [report_dict(service, t) for service in report.services]
-        text = json.dumps(document, ensure_ascii=False, indent=2)
+        text = json.dumps(_whole_numbers(document), ensure_ascii=False, indent=2)
         # The same data once parsed, but no bidi override or C1 control can reach a terminal printing it.
         return _CONTROL.sub(lambda found: f"\\u{ord(found.group()):04x}", text) + "\n"
     t = Translator(lang, markdown=fmt == "markdown")
@@ -201,6 +201,17 @@ def render(report: Report, fmt: str = "text", lang: str = "en") -> str:
     rule = "\n---\n\n" if fmt == "markdown" else "\n" + "─" * 60 + "\n\n"
     pages = [template.render(**_view(service, t)) for service in report.services]
     return overview + "\n\n" + rule.join(pages)
+
+
+def _whole_numbers(value: Any) -> Any:
+    """The document with every whole float an integer: `above_baseline: 3` in a rule reads 3, not 3.0."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _whole_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(item) for item in value]
+    return value
 
 
 @cache

@@ -14,6 +14,7 @@ from prodguardian.aggregate import cut_line
 from prodguardian.check import CheckOptions, run_check
 from prodguardian.render import Translator, catalog, clean, inline_code, is_plural, render
 from prodguardian.rules import RulePack
+from prodguardian.simulate import generate
 from prodguardian.verdict import LogText, Report
 from tests import logs
 from tests.markdown import outside_code
@@ -132,6 +133,17 @@ def test_an_area_without_traffic_says_so(pack: RulePack) -> None:
     text = render(check(traffic(), pack), "text")
     assert "ℹ️ No WebSocket sessions in the window" in text and "0 sessions" not in text
     assert "✅ HTTP errors: 0% (0 of 60 requests)" in text
+
+
+def test_json_writes_whole_numbers_as_integers() -> None:
+    """A rule's `ms: 1000` or `above_baseline: 3`, an objective's target 0, a rate of 9/h: never 3.0."""
+    floats: list[str] = []
+    for scenario in ("slow", "db-outage"):
+        text = render(run_check(generate(scenario), CheckOptions()).report, "json")
+        document = json.loads(text, parse_float=lambda number: floats.append(number) or float(number))
+        assert not [number for number in floats if float(number).is_integer()], scenario
+        assert any(isinstance(f["threshold"], dict) for f in document["findings"])
+        assert all(isinstance(o["target"], int | float) for o in document["objectives"])
 
 
 def test_json_summaries_carry_their_values(pack: RulePack) -> None:
