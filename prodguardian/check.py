@@ -30,23 +30,36 @@ CLOCK_SKEW = timedelta(minutes=5)  # how far past now an entry's timestamp may b
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)$")
 _UNITS = {"s": "seconds", "m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_UNIT_DAYS = {"s": 1 / 86400, "m": 1 / 1440, "min": 1 / 1440, "h": 1 / 24, "d": 1, "w": 7}
+# The times a check can hold are nanosecond timestamps (years 1678 to 2261); a window ends after 1970 and
+# lasts at most Cloud Logging's longest retention, so its baseline never starts before them either.
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2262, 1, 1, tzinfo=UTC)
+LONGEST = timedelta(days=3650)
 
 
-def parse_duration(text: str, name: str = "duration") -> timedelta:
-    """`90s`, `15m`, `1h`, `2d`, `1w` as a timedelta."""
+def parse_duration(text: str, name: str = "duration", *, zero: bool = False) -> timedelta:
+    """`90s`, `15m`, `1h`, `2d`, `1w` as a timedelta (`0` or `0s` too when `zero`)."""
     found = _DURATION.match(str(text).strip())
+    if zero and (str(text).strip() == "0" or (found and float(found[1]) == 0)):
+        return timedelta(0)
     if not found or float(found[1]) <= 0:
         raise ConfigError(f"{name}: {text!r} is not a duration like 15m, 1h, 24h or 7d")
+    if float(found[1]) * _UNIT_DAYS[found[2]] > LONGEST.days:
+        raise ConfigError(f"{name}: {text!r} is longer than Cloud Logging keeps logs ({LONGEST.days:,} days)")
     return timedelta(**{_UNITS[found[2]]: float(found[1])})
 
 
 def parse_time(text: str, name: str = "time") -> datetime:
-    """An ISO 8601 time as an aware UTC datetime (one without an offset is UTC)."""
+    """An ISO 8601 time as an aware UTC datetime (one without an offset is UTC), between 1970 and 2261."""
     try:
-        moment = datetime.fromisoformat(str(text).strip())
+        moment = _utc(datetime.fromisoformat(str(text).strip()))
     except ValueError:
         raise ConfigError(f"{name}: {text!r} is not an ISO 8601 time like 2025-10-11T12:04:00Z") from None
-    return _utc(moment)
+    if not EARLIEST <= moment < LATEST:
+        raise ConfigError(
+            f"{name}: {text!r} is out of range: a window ends between {EARLIEST.year} and {LATEST.year - 1}"
+        )
+    return moment
 
 
 def _utc(moment: datetime) -> datetime:

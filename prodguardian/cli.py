@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import suppress
@@ -19,6 +20,7 @@ import click
 import yaml
 
 from prodguardian import __version__
+from prodguardian import hooks as git_hooks
 from prodguardian.check import CheckOptions, failed_report, live_source, parse_duration, parse_time, run_check
 from prodguardian.cloud import (
     CALLS_PER_SECOND,
@@ -34,12 +36,13 @@ from prodguardian.files import STDOUT, write_text
 from prodguardian.render import FORMATS, LANGUAGES, clean, render
 from prodguardian.rules import RulePack, collect_pack, load_pack
 from prodguardian.source import PART_BYTES, FileSource, ReadOptions, write_export
-from prodguardian.verdict import Report
+from prodguardian.verdict import EXIT_CODES, Report
 
 CONFIG_FILE = "prodguardian.yaml"
 ENV_PREFIX = "PRODGUARDIAN_"
 DEBUG_ENV = "PRODGUARDIAN_DEBUG"  # set (not 0): an internal error prints its traceback
 PREFIX = "prodguardian: "  # what every message on stderr starts with
+STATUSES = {code: status for status, code in EXIT_CODES.items()}  # a check's exit code, named
 
 
 class _Setting(click.Option):
@@ -331,7 +334,7 @@ def _check_options(opts: dict[str, Any]) -> CheckOptions:
         service=opts.get("service") or None,
         freshness=parse_duration(opts["freshness"], "--freshness"),
         until=until,
-        baseline=parse_duration(opts["baseline"], "--baseline"),
+        baseline=parse_duration(opts["baseline"], "--baseline", zero=True),  # 0: judge without "usual"
         rules=tuple(opts.get("rules_dirs") or ()),
     )
 
@@ -406,7 +409,11 @@ def _emit(report: Report, opts: dict[str, Any]) -> int:
     """Print or write the report (and the JSON report), all rendered first; the report's exit code."""
     skipped = report.context.totals.get("skipped", 0)
     if skipped and not opts.get("quiet"):
-        _say(f"warning: skipped {skipped} entries that are not objects or have no usable timestamp")
+        entries = "entry" if skipped == 1 else "entries"
+        _say(
+            f"warning: skipped {skipped:,} {entries} with no usable timestamp (not a JSON object, no "
+            "timestamp, or one that does not parse, is out of range or is in the future)"
+        )
     text = render(report, opts["fmt"], opts["lang"])
     document = render(report, "json", opts["lang"]) if opts.get("json_report") else None
     with suppress(BrokenPipeError):  # the reader stopped reading (`| head -1`): the status still stands
@@ -534,10 +541,10 @@ def hooks() -> None:
 
 
 @hooks.command("install")
-@click.argument("hook", type=click.Choice(["pre-push"]))
+@click.argument("hook", type=click.Choice(git_hooks.HOOKS))
 @click.option(
     "--block-on",
-    type=click.Choice(["critical", "degraded"]),
+    type=click.Choice(git_hooks.BLOCK_ON),
     default="critical",
     show_default=True,
     help="Block the push when production is CRITICAL, or DEGRADED too. UNKNOWN never blocks.",
@@ -563,8 +570,6 @@ def hooks_install(hook: str, block_on: str, force: bool, **opts: Any) -> None:
     """
     from click.core import ParameterSource
 
-    from prodguardian import hooks as git_hooks
-
     ctx = click.get_current_context()
     given = {
         k: v for k, v in opts.items() if v and ctx.get_parameter_source(k) is ParameterSource.COMMANDLINE
@@ -586,10 +591,26 @@ def hooks_install(hook: str, block_on: str, force: bool, **opts: Any) -> None:
     if done.backup is not None:
         click.echo(f"moved the existing {hook} hook to {done.backup}")
     click.echo(f"{'updated' if done.updated else 'installed'} the {hook} hook: {done.path}")
-    click.echo(f"  before each push it runs: {' '.join(['prodguardian check', *args])}")
-    blocking = "DEGRADED or CRITICAL" if block_on == "degraded" else "CRITICAL"
-    click.echo(f"  and blocks the push when production is {blocking}; UNKNOWN never blocks")
-    click.echo("  to push anyway, once: git push --no-verify")
+    for line in git_hooks.describe(block_on, args):
+        click.echo(f"  {line}")
+
+
+@cli.command(git_hooks.COMMAND, hidden=True)
+@click.argument("hook", type=click.Choice(git_hooks.HOOKS))
+@click.option("--block-on", type=click.Choice(git_hooks.BLOCK_ON), default="critical")
+@click.argument("check_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def hook_command(ctx: click.Context, /, hook: str, block_on: str, check_args: tuple[str, ...]) -> None:
+    """What an installed git hook runs: the check, then whether the push goes on (exit 0) or not (BLOCK)."""
+    with tempfile.TemporaryDirectory(prefix="prodguardian-hook-") as folder:
+        report_file = Path(folder) / "report.txt"
+        words = [*check_args, "--format", "text", "--output", str(report_file)]
+        # Whatever goes wrong in the check (a bug included) ends in 3, UNKNOWN, which never blocks.
+        code = _guarded(lambda: check.main(words, "check", standalone_mode=False, parent=ctx.parent))
+        report = report_file.read_text(encoding="utf-8") if report_file.is_file() else ""
+    decision = git_hooks.decide(STATUSES.get(code, "UNKNOWN"), block_on, report)
+    _say(decision.message, prefix="")
+    ctx.exit(decision.exit_code)
 
 
 def _utf8_streams() -> None:
@@ -607,8 +628,13 @@ def main(argv: list[str] | None = None) -> int:
     traceback with PRODGUARDIAN_DEBUG=1), so a broken check never exits 1, which means DEGRADED.
     """
     _utf8_streams()
+    return _guarded(lambda: cli.main(args=argv, prog_name="prodguardian", standalone_mode=False))
+
+
+def _guarded(run: Callable[[], Any]) -> int:
+    """Run a command and return its exit code; every error is one line on stderr and 3."""
     try:
-        code = cli.main(args=argv, prog_name="prodguardian", standalone_mode=False)
+        code = run()
     except ProdGuardianError as exc:
         _say(f"error: {exc}")
     except click.UsageError as exc:
