@@ -36,12 +36,13 @@ _MASKS = (
     r"(?:[0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}",  # MAC address
     r"\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?",  # IPv4, with its port
     r"[\w-]+(?:\.[\w-]+)+:\d{1,5}\b",  # host and port
-    r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun),? +(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +\d{1,2}\b",  # date
+    # a date: `Fri Jun 17`
+    r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun),? +(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +\d{1,2}\b",
     r"0[xX][0-9a-fA-F]+",  # hex number
     r"(?:[\w.~@%+-]*/)+[\w.~@%+-]+/?",  # path, absolute or relative
     r"\b[0-9a-fA-F]*[0-9][0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*\b",  # hex id with a digit and a letter
     r"(?P<name>[A-Za-z]+[0-9]+)",  # a name ending in digits (`eth0`, `ssh2`): kept as it is
-    r"[0-9]+(?:[.,:][0-9]+)*",  # number, decimal, time of day
+    r"-?[0-9]+(?:[.,:-][0-9]+)*",  # number, decimal, date, time of day
 )
 _MASK = re2.compile("|".join(f"(?:{mask})" for mask in _MASKS))
 
@@ -62,7 +63,9 @@ def template_id(template: str) -> str:
 def tokens(message: str) -> list[str]:
     """A message's tokens with its variables masked: its first `MAX_TOKENS`, the rest one wildcard."""
     text = _CONTROL.sub(" ", message[:MAX_MESSAGE_CHARS])
-    words = _RUNS.sub(WILDCARD, _MASK.sub(_masked, text)).split()
+    words: list[str] = _RUNS.sub(WILDCARD, _MASK.sub(_masked, text)).split()
+    # A list of variables (`blk_<*> blk_<*> blk_<*>`) is one variable, however long the list.
+    words = [w for i, w in enumerate(words) if not (i and w == words[i - 1] and WILDCARD in w)]
     if len(words) > MAX_TOKENS:
         words = [*words[: MAX_TOKENS - 1], WILDCARD]
     return words
