@@ -14,6 +14,7 @@ from typing import Any
 
 from prodguardian.aggregate import Window
 from prodguardian.detect import SEVERITIES, Detection, Finding, Metrics, ObjectiveResult, RevisionStats
+from prodguardian.unknown_errors import ErrorTemplate
 
 STATUS_ICONS = {"OK": "🟢", "DEGRADED": "🟡", "CRITICAL": "🔴", "UNKNOWN": "⚪"}
 EXIT_CODES = {"OK": 0, "DEGRADED": 1, "CRITICAL": 2, "UNKNOWN": 3}
@@ -93,6 +94,7 @@ class Report:
     baseline_available: bool = False
     reason: Reason | None = None  # why the status is UNKNOWN
     services: list[Report] = field(default_factory=list)  # every service's report, worst first, when several
+    patterns: list[ErrorTemplate] = field(default_factory=list)  # the window's top unknown-error templates
 
     @property
     def exit_code(self) -> int:
@@ -116,6 +118,7 @@ def build_report(detection: Detection, context: Context) -> Report:
         recommendations=recommend(status, problems, detection.revisions, context),
         areas=_areas(findings, detection.objectives),
         baseline_available=detection.baseline_available,
+        patterns=detection.patterns,
     )
 
 
