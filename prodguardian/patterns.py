@@ -13,11 +13,16 @@ most `MAX_TEMPLATES`, so no line, however long or hostile, costs more than a bou
 
 from __future__ import annotations
 
+import csv
 import hashlib
-from collections.abc import Iterable
+import io
+import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import re2
+
+from prodguardian.errors import InputError
 
 WILDCARD = "<*>"
 MAX_MESSAGE_CHARS = 4096
@@ -158,3 +163,64 @@ class TemplateMiner:
 
 def _variable(word: str) -> bool:
     return WILDCARD in word or any(c.isdigit() for c in word)
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """Messages grouped: each message's line and template, and the templates, most messages first."""
+
+    lines: list[tuple[int, Template]]
+    templates: list[Template]
+
+
+def group_messages(messages: Iterable[tuple[int, str, str | None]]) -> Grouping:
+    """Group (line, message, fixed template) triples: a message with a fixed template (a traceback's
+    group) takes it as it is, any other the template it mines to once every message is mined."""
+    miner = TemplateMiner()
+    fixed: dict[str, Template] = {}
+    placed: list[tuple[int, Template | int]] = []
+    for line, message, given in messages:
+        if given is None:
+            placed.append((line, miner.add(message)))
+            continue
+        known = fixed.setdefault(given, Template([given]))
+        known.count += 1
+        placed.append((line, known))
+    by_text: dict[str, Template] = {}
+    for mined in [*miner.templates, *fixed.values()]:  # two templates that ended up alike are one
+        by_text.setdefault(mined.text, Template(mined.tokens, 0)).count += mined.count
+    lines = [(line, by_text[(miner.templates[t] if isinstance(t, int) else t).text]) for line, t in placed]
+    ranked = sorted((t for t in by_text.values() if t.count), key=lambda t: (-t.count, t.text))
+    return Grouping(lines, ranked)
+
+
+def plain_messages(path: str) -> Iterator[tuple[int, str, None]]:
+    """The non-blank lines of a text file (- for stdin), numbered from 1, undecodable bytes replaced."""
+    try:
+        stream = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", path) from None
+    with stream:
+        try:
+            for number, raw in enumerate(stream, 1):
+                text = raw.decode("utf-8", "replace").rstrip("\r\n")
+                if text.strip():
+                    yield number, text, None
+        except OSError as exc:
+            raise InputError(f"cannot read: {exc.strerror or exc}", path) from None
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula: quoted so a log line cannot.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_rows(grouping: Grouping) -> str:
+    """The CSV `line,template_id,template` of a grouping, a template that a spreadsheet would run as a
+    formula prefixed with `'`."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(("line", "template_id", "template"))
+    for line, template in grouping.lines:
+        text = template.text
+        writer.writerow((line, template.id, "'" + text if text.startswith(_FORMULA_STARTS) else text))
+    return out.getvalue()

@@ -11,7 +11,7 @@ templates nothing can be new.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -126,17 +126,28 @@ def _units(events: pd.DataFrame, rows: np.ndarray) -> list[_Unit]:
     for unit in units.values():
         traced = [r for r in unit.rows if _traced(events, r)]
         if traced:
-            first = traced[0]
-            unit.key = trace_group(
-                str(events.at[first, "exc_type"]),
-                _string(events.at[first, "frame_file"]),
-                _string(events.at[first, "frame_function"]),
-            )
+            unit.key = _trace_key(events, traced[0])
             unit.kind = "traceback"
             continue
         described = [r for r in unit.rows if isinstance(events.at[r, "exc_type"], str)]
         unit.key = miner.templates[mined[(described or unit.rows)[0]]].text
     return list(units.values())
+
+
+def logged_messages(events: pd.DataFrame) -> Iterator[tuple[int, str, str | None]]:
+    """Every event's (number from 1, text, traceback group or None), for `patterns.group_messages`."""
+    for row in range(len(events)):
+        text = _text(events, row)
+        if text:
+            yield row + 1, text, _trace_key(events, row) if _traced(events, row) else None
+
+
+def _trace_key(events: pd.DataFrame, row: int) -> str:
+    return trace_group(
+        str(events.at[row, "exc_type"]),
+        _string(events.at[row, "frame_file"]),
+        _string(events.at[row, "frame_function"]),
+    )
 
 
 def _string(value: Any) -> str | None:
