@@ -56,6 +56,7 @@ def _masked(found: re2._Match) -> str:
     return str(found.group(0)) if found.group("name") else WILDCARD
 
 
+_MAY_MASK = re2.compile(r"[0-9/]")  # every mask needs a digit or a slash (but a UUID or MAC of letters)
 _RUNS = re2.compile(r"(?:<\*>)+")  # adjacent variables are one variable
 _CONTROL = re2.compile(r"[\x00-\x1f\x7f]")
 
@@ -67,8 +68,12 @@ def template_id(template: str) -> str:
 
 def tokens(message: str) -> list[str]:
     """A message's tokens with its variables masked: its first `MAX_TOKENS`, the rest one wildcard."""
-    text = _CONTROL.sub(" ", message[:MAX_MESSAGE_CHARS])
-    words: list[str] = _RUNS.sub(WILDCARD, _MASK.sub(_masked, text)).split()
+    text = message[:MAX_MESSAGE_CHARS]
+    if not text.isprintable():
+        text = _CONTROL.sub(" ", text)
+    if _MAY_MASK.search(text):  # RE2's Python substitution is slow: only where a mask can match
+        text = _RUNS.sub(WILDCARD, _MASK.sub(_masked, text))
+    words: list[str] = text.split()
     # A list of variables (`blk_<*> blk_<*> blk_<*>`) is one variable, however long the list.
     words = [w for i, w in enumerate(words) if not (i and w == words[i - 1] and WILDCARD in w)]
     if len(words) > MAX_TOKENS:
