@@ -89,7 +89,7 @@ class Detection:
     objectives: list[ObjectiveResult]
     revisions: list[RevisionStats] = field(default_factory=list)
     baseline_available: bool = False
-    patterns: list[ErrorTemplate] = field(default_factory=list)  # the window's top unknown-error templates
+    patterns: list[ErrorTemplate] = field(default_factory=list)  # the window's unknown-error templates
 
 
 def detect(aggs: Aggregates, pack: RulePack, unknown: UnknownErrors | None = None) -> Detection:
@@ -117,7 +117,9 @@ def detect(aggs: Aggregates, pack: RulePack, unknown: UnknownErrors | None = Non
     findings.extend(
         _metric_findings(pack, aggs, window_counts, baseline_counts, objectives, baseline_available)
     )
-    return Detection(findings, metrics, objectives, _revision_stats(aggs), baseline_available, unknown.top)
+    return Detection(
+        findings, metrics, objectives, _revision_stats(aggs), baseline_available, unknown.templates
+    )
 
 
 def _finding(rule: Rule, aggs: Aggregates, *, severity: str, kind: str, count: int, **fields: Any) -> Finding:

@@ -23,7 +23,7 @@ from wcwidth import wcswidth
 from prodguardian.detect import Finding, ObjectiveResult
 from prodguardian.errors import ConfigError
 from prodguardian.resources import data_dir
-from prodguardian.unknown_errors import ErrorTemplate
+from prodguardian.unknown_errors import TOP_TEMPLATES, ErrorTemplate
 from prodguardian.verdict import STATUS_ICONS, LogText, Recommendation, Report
 
 FORMATS = ("text", "markdown", "json")
@@ -220,7 +220,7 @@ def _view(report: Report, t: Translator) -> dict[str, Any]:
         "notes": notes,
         "area_lines": _area_lines(report, t),
         "all_ok": report.status == "OK" and not report.problems and not notes,
-        "patterns": [_pattern_line(template, t) for template in report.patterns],
+        "patterns": [_pattern_line(template, report, t) for template in report.patterns[:TOP_TEMPLATES]],
         "objectives": objectives,
         "objective_lines": _objective_lines(objectives, t),
         "recommendations": recommendations,
@@ -506,9 +506,14 @@ def _area_lines(report: Report, t: Translator) -> list[dict[str, str]]:
     return lines
 
 
-def _pattern_line(template: ErrorTemplate, t: Translator) -> str:
-    """`12 failures: KeyError at src/app.py in get · new`: one of the window's top unknown-error templates."""
-    note = t("pattern_new") if template.new else t("pattern_baseline", n=t.num(template.baseline_count))
+def _pattern_line(template: ErrorTemplate, report: Report, t: Translator) -> str:
+    """`12 failures: KeyError at src/app.py in get · new`: one of the window's top unknown-error templates
+    (how many the baseline held when there is one)."""
+    note = ""
+    if template.new:
+        note = t("pattern_new")
+    elif report.baseline_available:
+        note = t("pattern_baseline", n=t.num(template.baseline_count))
     return t(
         "pattern",
         n=t.num(template.count),
@@ -518,7 +523,7 @@ def _pattern_line(template: ErrorTemplate, t: Translator) -> str:
     )
 
 
-def _pattern_dict(template: ErrorTemplate, t: Translator) -> dict[str, Any]:
+def _pattern_dict(template: ErrorTemplate, report: Report, t: Translator) -> dict[str, Any]:
     evidence = template.evidence
     return {
         "id": template.id,
@@ -531,7 +536,7 @@ def _pattern_dict(template: ErrorTemplate, t: Translator) -> dict[str, Any]:
         "last_seen": _iso(evidence.last_seen),
         "revisions": evidence.revisions,
         "example": evidence.examples[0] if evidence.examples else None,
-        "summary": _pattern_line(template, t),
+        "summary": _pattern_line(template, report, t),
     }
 
 
@@ -642,7 +647,7 @@ def report_dict(report: Report, t: Translator) -> dict[str, Any]:
             "db_reconnections": metrics.db_reconnections,
         },
         "objectives": [_objective_dict(o, t) for o in report.objectives],
-        "patterns": [_pattern_dict(template, t) for template in report.patterns],
+        "patterns": [_pattern_dict(template, report, t) for template in report.patterns[:TOP_TEMPLATES]],
         "recommendations": [
             {"priority": r.priority, "action": _recommendation(r, t)["action"], "command": r.command}
             for r in report.recommendations

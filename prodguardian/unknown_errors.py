@@ -51,10 +51,6 @@ class UnknownErrors:
     def new(self) -> list[ErrorTemplate]:
         return [template for template in self.templates if template.new]
 
-    @property
-    def top(self) -> list[ErrorTemplate]:
-        return self.templates[:TOP_TEMPLATES]
-
 
 @dataclass
 class _Unit:

@@ -94,7 +94,8 @@ class Report:
     baseline_available: bool = False
     reason: Reason | None = None  # why the status is UNKNOWN
     services: list[Report] = field(default_factory=list)  # every service's report, worst first, when several
-    patterns: list[ErrorTemplate] = field(default_factory=list)  # the window's top unknown-error templates
+    # The window's unknown-error templates, most failures first (a report shows the top ones).
+    patterns: list[ErrorTemplate] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:

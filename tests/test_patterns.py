@@ -279,3 +279,21 @@ def test_a_report_without_unknown_errors_lists_no_templates() -> None:
     report = scenario_report("healthy")
     assert report.patterns == [] and "Unknown errors by template" not in render(report, "text")
     assert json.loads(render(replace(report, services=[]), "json"))["patterns"] == []
+
+
+def test_a_report_lists_the_top_five_templates_and_keeps_them_all(pack: RulePack) -> None:
+    entries = [logs.request(i * 30, "/api/threads") for i in range(60)]
+    kinds = ("Invoice", "Refund", "Coupon", "Order", "Basket", "Voucher", "Receipt")
+    for n, kind in enumerate(kinds):  # Invoice 7 failures, Refund 6, ... Receipt 1
+        entries += [
+            logs.text_line(100 + n * 100 + i * 10, f"{kind} {i} has no customer", "ERROR")
+            for i in range(7 - n)
+        ]
+    report = unknown_report(entries, pack)
+    assert [(p.template, p.count) for p in report.patterns] == [
+        (f"{kind} <*> has no customer", 7 - n) for n, kind in enumerate(kinds)
+    ]
+    document = json.loads(render(report, "json"))
+    assert [p["template"] for p in document["patterns"]] == [p.template for p in report.patterns[:5]]
+    section = render(report, "text").split("Unknown errors by template\n")[1].split("\n\n")[0]
+    assert section.splitlines() == [f"  {p.count} failures: {p.template}" for p in report.patterns[:5]]
