@@ -57,7 +57,6 @@ def _masked(found: re2._Match) -> str:
 
 
 _MAY_MASK = re2.compile(r"[0-9/]")  # every mask needs a digit or a slash (but a UUID or MAC of letters)
-_RUNS = re2.compile(r"(?:<\*>)+")  # adjacent variables are one variable
 _CONTROL = re2.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -72,7 +71,9 @@ def tokens(message: str) -> list[str]:
     if not text.isprintable():
         text = _CONTROL.sub(" ", text)
     if _MAY_MASK.search(text):  # RE2's Python substitution is slow: only where a mask can match
-        text = _RUNS.sub(WILDCARD, _MASK.sub(_masked, text))
+        text = _MASK.sub(_masked, text)
+        while WILDCARD + WILDCARD in text:  # adjacent variables are one variable
+            text = text.replace(WILDCARD + WILDCARD, WILDCARD)
     words: list[str] = text.split()
     # A list of variables (`blk_<*> blk_<*> blk_<*>`) is one variable, however long the list.
     words = [w for i, w in enumerate(words) if not (i and w == words[i - 1] and WILDCARD in w)]

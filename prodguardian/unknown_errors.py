@@ -111,31 +111,39 @@ def unknown_errors(
 
 
 def _units(events: pd.DataFrame, rows: np.ndarray) -> list[_Unit]:
-    """The failures of the rows (a row outside any failure is one of its own), each with its template."""
+    """The failures of the rows (a row outside any failure is one of its own), each with its template.
+
+    Each distinct text is mined once: a message the miner has seen joins the template it joined before.
+    """
     failures = events["failure"].to_numpy()
+    exc_types = events["exc_type"].to_numpy()
     units: dict[int, _Unit] = {}
     for row in rows.tolist():
         failure = int(failures[row])
         units.setdefault(failure if failure >= 0 else -1 - row, _Unit()).rows.append(row)
     miner = TemplateMiner()
-    mined = {row: miner.add(_text(events, row)) for row in rows.tolist()}
+    by_text: dict[str, int] = {}
+    mined: dict[int, int] = {}
+    for row, text in zip(rows.tolist(), _texts(events, rows), strict=True):
+        mined[row] = by_text[text] if text in by_text else by_text.setdefault(text, miner.add(text))
+    traced = set(np.flatnonzero(_traced_rows(events)).tolist())
     for unit in units.values():
-        traced = [r for r in unit.rows if _traced(events, r)]
-        if traced:
-            unit.key = _trace_key(events, traced[0])
+        first_traced = next((r for r in unit.rows if r in traced), None)
+        if first_traced is not None:
+            unit.key = _trace_key(events, first_traced)
             unit.kind = "traceback"
             continue
-        described = [r for r in unit.rows if isinstance(events.at[r, "exc_type"], str)]
-        unit.key = miner.templates[mined[(described or unit.rows)[0]]].text
+        described = next((r for r in unit.rows if isinstance(exc_types[r], str)), unit.rows[0])
+        unit.key = miner.templates[mined[described]].text
     return list(units.values())
 
 
 def logged_messages(events: pd.DataFrame) -> Iterator[tuple[int, str, str | None]]:
     """Every event's (number from 1, text, traceback group or None), for `patterns.group_messages`."""
-    for row in range(len(events)):
-        text = _text(events, row)
+    traced = _traced_rows(events)
+    for row, text in enumerate(_texts(events, np.arange(len(events)))):
         if text:
-            yield row + 1, text, _trace_key(events, row) if _traced(events, row) else None
+            yield row + 1, text, _trace_key(events, row) if traced[row] else None
 
 
 def _trace_key(events: pd.DataFrame, row: int) -> str:
@@ -150,17 +158,23 @@ def _string(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _traced(events: pd.DataFrame, row: int) -> bool:
-    """Whether the row is a traceback with an application frame."""
-    return isinstance(events.at[row, "exc_type"], str) and bool(events.at[row, "traceback_frame"])
+def _traced_rows(events: pd.DataFrame) -> np.ndarray:
+    """Which rows are tracebacks with an application frame."""
+    frames = events["traceback_frame"].fillna(False).to_numpy(dtype=bool)
+    return np.asarray(events["exc_type"].notna().to_numpy() & frames, dtype=bool)
 
 
-def _text(events: pd.DataFrame, row: int) -> str:
-    """What a row says: a trace's exception line, else its message's first line."""
-    exc_type, exc_message = events.at[row, "exc_type"], events.at[row, "exc_message"]
+def _texts(events: pd.DataFrame, rows: np.ndarray) -> list[str]:
+    """What each row says: a trace's exception line, else its message's first line."""
+    columns = (events[name].to_numpy()[rows].tolist() for name in ("exc_type", "exc_message", "message"))
+    return [
+        _said(exc_type, exc_message, message) for exc_type, exc_message, message in zip(*columns, strict=True)
+    ]
+
+
+def _said(exc_type: Any, exc_message: Any, message: Any) -> str:
     if isinstance(exc_type, str):
         return f"{exc_type}: {exc_message}" if isinstance(exc_message, str) and exc_message else exc_type
-    message = events.at[row, "message"]
     return message.strip().partition("\n")[0] if isinstance(message, str) else ""
 
 
@@ -176,7 +190,7 @@ def _evidence(events: pd.DataFrame, rows: list[int]) -> Evidence:
         last_seen=_moment(part["ts"].max()),
         revisions=sorted({r for r in part["revision"] if r}),
         instances=part["instance"].nunique(),
-        examples=[cut_line(_text(events, rows[0]))],
+        examples=[cut_line(_texts(events, np.array(rows[:1]))[0])],
         frame=frame,
         exc_type=next((e for e in part["exc_type"] if isinstance(e, str)), None),
         captures=[],
