@@ -10,10 +10,12 @@ default configuration, the same for every system, and compares the groups with t
 - template-level F1 (FGA, Jiang et al. ISSTA 2024): a predicted group is correct when it holds exactly the
   messages of one true template; precision is over the predicted groups, recall over the true templates.
 
-Prints a table, the averages and the messages per second.
+Prints a table, the averages and the messages per second; then the seconds a check's unknown-errors stage
+takes on an error storm (`--storm N` distinct ERROR lines no rule knows in the window, a baseline of
+traffic before it).
 
     python3 benchmarks/bench_patterns.py                       # ../shared/data/loghub-2k
-    python3 benchmarks/bench_patterns.py --data /path/to/loghub-2k --systems HDFS Linux
+    python3 benchmarks/bench_patterns.py --data /path/to/loghub-2k --systems HDFS Linux --storm 0
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from prodguardian.patterns import TemplateMiner  # noqa: E402 - after the path set-up
+from prodguardian.check import CheckOptions, run_check  # noqa: E402 - after the path set-up
+from prodguardian.patterns import TemplateMiner  # noqa: E402
 
 LOGHUB = Path("shared", "data", "loghub-2k")
 # ../shared beside the clone, or beside a folder above it (a git worktree's).
@@ -81,10 +86,48 @@ def score_system(folder: Path) -> Score:
     return Score(system, len(rows), len(set(truth)), len(set(labels)), accuracy, f1, seconds)
 
 
+STORM_END = datetime(2025, 10, 11, 12, 0, tzinfo=UTC)
+
+
+def _entry(at: datetime, log: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "logName": f"projects/p/logs/run.googleapis.com%2F{log}",
+        "resource": {
+            "type": "cloud_run_revision",
+            "labels": {"service_name": "app", "revision_name": "app-1"},
+        },
+        "labels": {"instanceId": "i-1"},
+        "timestamp": at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        **fields,
+    }
+
+
+def storm_seconds(count: int) -> float:
+    """Seconds of the unknown-errors stage of a check whose window holds `count` distinct unknown errors."""
+    start = STORM_END - timedelta(hours=1)
+    entries = [
+        _entry(
+            STORM_END - timedelta(seconds=30 * i), "requests", httpRequest={"requestUrl": "/x", "status": 200}
+        )
+        for i in range(240)
+    ]
+    entries += [
+        _entry(
+            start + timedelta(seconds=3600 * i / count),
+            "stderr",
+            severity="ERROR",
+            textPayload=f"Job {i} failed for tenant t{i % 50} after {i % 7} retries",
+        )
+        for i in range(count)
+    ]
+    return run_check(entries, CheckOptions(until=STORM_END)).seconds["unknown_errors"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the loghub-2k folder")
     parser.add_argument("--systems", nargs="*", help="only these systems (default: every folder)")
+    parser.add_argument("--storm", type=int, default=20_000, help="unknown errors in the storm (0: none)")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         print(f"bench_patterns: no loghub-2k data at {args.data}", file=sys.stderr)
@@ -111,6 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     messages = sum(s.messages for s in scores)
     seconds = sum(s.seconds for s in scores)
     print(f"mining speed: {messages / seconds:,.0f} messages/s ({messages:,} messages in {seconds:.2f} s)")
+    if args.storm:
+        print(
+            f"unknown-errors stage, {args.storm:,} distinct unknown errors: {storm_seconds(args.storm):.2f} s"
+        )
     return 0
 
 
