@@ -123,7 +123,7 @@ def aggregate(
 ) -> Aggregates:
     """`dropped`: the entries events folded away (`Events.dropped`: ts, service, reason)."""
     events = classified.events
-    period = _periods(events["ts"], window)
+    period = periods(events["ts"], window)
     age_ns = _naive(window.end).value - events["ts"].to_numpy().astype("datetime64[ns]").astype("int64")
     bucket = age_ns // 3_600_000_000_000
     events = events.assign(period=period, bucket=bucket)
@@ -167,7 +167,8 @@ def _naive(moment: datetime) -> pd.Timestamp:
     return stamp.tz_convert(None) if stamp.tzinfo else stamp
 
 
-def _periods(ts: pd.Series, window: Window) -> np.ndarray:
+def periods(ts: pd.Series, window: Window) -> np.ndarray:
+    """Each time's period: "window", "baseline", or "" (before the baseline)."""
     start, end, base = (_naive(t).to_datetime64() for t in (window.start, window.end, window.baseline_start))
     values = ts.to_numpy()
     in_window = (values >= start) & (values < end)
@@ -392,7 +393,7 @@ def _totals(in_scope: pd.DataFrame, dropped: pd.DataFrame | None, window: Window
     events = in_scope[in_scope["period"] == "window"]
     folded = dict.fromkeys(DROP_REASONS, 0)
     if dropped is not None and len(dropped):
-        reasons = dropped["reason"][_periods(dropped["ts"], window) == "window"]
+        reasons = dropped["reason"][periods(dropped["ts"], window) == "window"]
         folded.update({str(k): int(v) for k, v in reasons.value_counts().items()})
     return {
         "entries": len(events) + folded[ECHO] + folded[MERGED],

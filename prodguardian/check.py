@@ -24,6 +24,7 @@ from prodguardian.errors import ConfigError, InputError
 from prodguardian.events import Events, build_events
 from prodguardian.rules import RulePack, load_pack
 from prodguardian.source import FileSource, ReadOptions
+from prodguardian.unknown_errors import unknown_errors
 from prodguardian.verdict import Context, Reason, Report, Status, build_report, unknown_report
 
 CLOCK_SKEW = timedelta(minutes=5)  # how far past now an entry's timestamp may be before it is not believed
@@ -75,6 +76,7 @@ class CheckOptions:
     until: datetime | None = None  # default: just after the newest entry
     baseline: timedelta = timedelta(hours=24)
     rules: tuple[str, ...] = ()
+    known_templates: frozenset[str] = frozenset()  # template ids seen before (a state store's): never new
 
 
 @runtime_checkable
@@ -230,7 +232,7 @@ def run_check(
     }
     services = _services(events, options.service, where)
     if len(services) == 1:
-        report = _check_service(events, table, services[0], window, totals, warnings, pack, clock)
+        report = _check_service(events, table, services[0], window, totals, warnings, pack, clock, options)
         return CheckRun(report, clock.laps)
     reports = []
     names = table["service"].to_numpy()
@@ -238,7 +240,7 @@ def run_check(
         mine = table[names == name].reset_index(drop=True)
         # The service's own folded-away entries; the input's coverage (the window) is every service's.
         part = replace(events, dropped=events.dropped_of(name))
-        reports.append(_check_service(part, mine, name, window, dict(totals), warnings, pack, clock))
+        reports.append(_check_service(part, mine, name, window, dict(totals), warnings, pack, clock, options))
     reports.sort(key=lambda r: (OVERALL_ORDER.index(r.status), r.context.service or ""))
     return CheckRun(replace(reports[0], services=reports), clock.laps)
 
@@ -256,8 +258,10 @@ def _check_service(
     warnings: list[str],
     pack: RulePack,
     clock: _Stopwatch,
+    options: CheckOptions,
 ) -> Report:
-    """classify → aggregate → detect → verdict for one service's rows of the events table."""
+    """classify → aggregate and unknown errors → detect → verdict for one service's rows of the events
+    table."""
     context = Context(service, events.project, _region(table), window, totals, warnings)
     classified = classify(table, pack)
     clock.lap("classify")
@@ -266,7 +270,9 @@ def _check_service(
     clock.lap("aggregate")
     if aggs.totals["entries"] == 0:
         return unknown_report(_silence(events, window), context)
-    detection = detect(aggs, pack)
+    unknown = unknown_errors(classified, pack, window, aggs.baseline_entries > 0, options.known_templates)
+    clock.lap("unknown_errors")
+    detection = detect(aggs, pack, unknown)
     clock.lap("detect")
     report = build_report(detection, context)
     clock.lap("verdict")

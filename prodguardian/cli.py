@@ -33,6 +33,7 @@ from prodguardian.cloud import (
 )
 from prodguardian.errors import ConfigError, ProdGuardianError
 from prodguardian.files import STDOUT, write_text
+from prodguardian.patterns import csv_rows
 from prodguardian.render import FORMATS, LANGUAGES, clean, render
 from prodguardian.rules import RulePack, collect_pack, load_pack
 from prodguardian.source import PART_BYTES, FileSource, ReadOptions, write_export
@@ -459,6 +460,45 @@ def demo(scenario: str, list_only: bool, export: str | None, seed: int, **opts: 
         return
     options = CheckOptions(rules=tuple(opts.get("rules_dirs") or ()))
     _emit(run_check(entries, options).report, {**opts, "quiet": False})
+
+
+@cli.command()
+@click.argument("file", required=False)
+@click.option(
+    "--source", "export", help="A Cloud Logging export (as check reads): group its entries' messages."
+)
+@click.option(
+    "--top", type=click.IntRange(min=0), default=10, show_default=True, help="Templates in the summary."
+)
+def patterns(file: str | None, export: str | None, top: int) -> None:
+    """Group log messages into templates: CSV `line,template_id,template` on stdout, the top templates on
+    stderr.
+
+    FILE holds one message a line (- for stdin); with --source, each entry of the export is a message (a
+    traceback split over entries joined back, grouped by its exception type and innermost application
+    frame) and `line` is its number in time order. `<*>` stands where the messages differ.
+
+    \b
+    Examples:
+      prodguardian patterns app.log > templates.csv
+      prodguardian patterns --source export.json 2>&1 >/dev/null | head
+    """
+    from prodguardian.events import build_events
+    from prodguardian.patterns import group_messages, plain_messages
+    from prodguardian.unknown_errors import logged_messages
+
+    if (file is None) == (export is None):
+        raise click.UsageError("give either FILE or --source EXPORT")
+    if export is not None:
+        grouping = group_messages(logged_messages(build_events(FileSource(export)).table))
+    else:
+        grouping = group_messages(plain_messages(file or "-"))
+    with suppress(BrokenPipeError):
+        write_text(STDOUT, csv_rows(grouping))
+    total = sum(t.count for t in grouping.templates)
+    _say(f"{total:,} messages, {len(grouping.templates):,} templates" + (f"; top {top}:" if top else ""))
+    for template in grouping.templates[:top]:
+        _say(f"{template.count:>9,}  {template.id}  {clean(template.text)}", prefix="")
 
 
 @cli.group()

@@ -1,4 +1,5 @@
-"""Findings from the aggregate tables: thresholds, the baseline, objectives. Reads nothing else."""
+"""Findings from the aggregate tables and the unknown errors' templates: thresholds, the baseline,
+objectives, new errors. Reads nothing else."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pandas as pd
 
 from prodguardian.aggregate import Aggregates, Evidence
 from prodguardian.rules import Objective, Rule, RulePack, Threshold
+from prodguardian.unknown_errors import ErrorTemplate, UnknownErrors
 
 Severity = Literal["CRITICAL", "DEGRADED", "INFO"]  # a finding's: INFO is under the thresholds
 SEVERITIES: tuple[Severity, ...] = ("CRITICAL", "DEGRADED", "INFO")
@@ -25,7 +27,7 @@ class Finding:
     rule: str
     category: str
     severity: Severity
-    kind: str  # failure | metric | latency
+    kind: str  # failure | metric | latency | new_error
     description: str
     count: int
     per_hour: float
@@ -43,6 +45,7 @@ class Finding:
     advice: str | None = None
     worst_revision: tuple[str, float, int] | None = None  # (revision, share of its traffic, failures)
     serving_revision: str | None = None  # a failed deploy: the revision that still serves the traffic
+    template_id: str | None = None  # a new error's template (`patterns.template_id`)
 
 
 @dataclass
@@ -89,9 +92,13 @@ class Detection:
     objectives: list[ObjectiveResult]
     revisions: list[RevisionStats] = field(default_factory=list)
     baseline_available: bool = False
+    patterns: list[ErrorTemplate] = field(default_factory=list)  # the window's unknown-error templates
 
 
-def detect(aggs: Aggregates, pack: RulePack) -> Detection:
+def detect(aggs: Aggregates, pack: RulePack, unknown: UnknownErrors | None = None) -> Detection:
+    """`unknown`: the templates of the errors no rule knows; a new one is a finding of its own, in place of
+    the fallback findings whose failures it holds."""
+    unknown = unknown or UnknownErrors()
     window_counts = aggs.counts[aggs.counts["period"] == "window"]
     baseline_counts = aggs.counts[aggs.counts["period"] == "baseline"]
     baseline_available = aggs.baseline_entries > 0
@@ -99,9 +106,11 @@ def detect(aggs: Aggregates, pack: RulePack) -> Detection:
     findings: list[Finding] = []
     for rule in pack.rules:
         if rule.is_failure:
-            findings.extend(
-                _failure_findings(rule, aggs, window_counts, baseline_counts, metrics, baseline_available)
-            )
+            found = _failure_findings(rule, aggs, window_counts, baseline_counts, metrics, baseline_available)
+            if rule.type == "fallback":
+                found = [f for f in found if f.group not in unknown.superseded]
+                findings.extend(_new_error(rule, aggs, t, baseline_available) for t in unknown.new)
+            findings.extend(found)
         elif rule.type == "latency":
             findings.extend(_latency_finding(rule, aggs, baseline_available))
     objectives = [
@@ -111,7 +120,9 @@ def detect(aggs: Aggregates, pack: RulePack) -> Detection:
     findings.extend(
         _metric_findings(pack, aggs, window_counts, baseline_counts, objectives, baseline_available)
     )
-    return Detection(findings, metrics, objectives, _revision_stats(aggs), baseline_available)
+    return Detection(
+        findings, metrics, objectives, _revision_stats(aggs), baseline_available, unknown.templates
+    )
 
 
 def _alerting_thresholds(rule: Rule) -> tuple[tuple[Severity, Threshold | None], ...]:
@@ -193,6 +204,21 @@ def _failure_findings(
             )
         )
     return findings
+
+
+def _new_error(rule: Rule, aggs: Aggregates, template: ErrorTemplate, baseline_available: bool) -> Finding:
+    """An error never seen before: DEGRADED from its first failure, titled by its template."""
+    return _finding(
+        rule,
+        aggs,
+        severity="DEGRADED",
+        kind="new_error",
+        count=template.count,
+        baseline_per_hour=0.0 if baseline_available else None,
+        group=template.template,
+        evidence=template.evidence,
+        template_id=template.id,
+    )
 
 
 def _min_count(rule: Rule) -> int:

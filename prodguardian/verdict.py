@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from prodguardian.aggregate import Window
 from prodguardian.detect import SEVERITIES, Detection, Finding, Metrics, ObjectiveResult, RevisionStats
+from prodguardian.unknown_errors import ErrorTemplate
 
 Status = Literal["OK", "DEGRADED", "CRITICAL", "UNKNOWN"]
 Priority = Literal["HIGH", "MEDIUM", "LOW"]
@@ -101,6 +102,8 @@ class Report:
     baseline_available: bool = False
     reason: Reason | None = None  # why the status is UNKNOWN
     services: list[Report] = field(default_factory=list)  # every service's report, worst first, when several
+    # The window's unknown-error templates, most failures first (a report shows the top ones).
+    patterns: list[ErrorTemplate] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -124,6 +127,7 @@ def build_report(detection: Detection, context: Context) -> Report:
         recommendations=recommend(status, problems, detection.revisions, context),
         areas=_areas(findings, detection.objectives),
         baseline_available=detection.baseline_available,
+        patterns=detection.patterns,
     )
 
 
