@@ -226,6 +226,7 @@ def test_a_revisions_ready_false_event_is_the_failed_start_it_follows(pack: Rule
     }
     startup = next(f for f in check([probe, event], pack).findings if f.category == "startup")
     assert startup.count == 1
+    assert startup.evidence and startup.evidence.instances == 1  # the audit event names no instance
 
 
 def test_a_burst_that_recovered_is_degraded_and_one_still_going_critical(pack: RulePack) -> None:
