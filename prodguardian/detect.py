@@ -182,6 +182,7 @@ def _failure_findings(
             baseline_rate,
             aggs.window.hours,
             evidence.instances if evidence else 0,
+            evidence.recovered_minutes if evidence else 0.0,
         )
         caused = part[part["caused_by"] != ""]
         findings.append(
@@ -258,11 +259,12 @@ def _judge(
     baseline_rate: float | None,
     hours: float,
     instances: int,
+    recovered_minutes: float,
 ) -> tuple[Severity, dict[str, Any] | None]:
     """The severity of a count: CRITICAL or DEGRADED when that threshold is crossed, else INFO."""
     for severity, threshold in _alerting_thresholds(rule):
         if threshold is not None and _crossed(
-            threshold, count, rate, per_hour, baseline_rate, hours, instances
+            threshold, count, rate, per_hour, baseline_rate, hours, instances, recovered_minutes
         ):
             return severity, _describe(threshold)
     return "INFO", None
@@ -276,10 +278,13 @@ def _crossed(
     baseline_rate: float | None,
     hours: float,
     instances: int,
+    recovered_minutes: float,
 ) -> bool:
     if count < threshold.min_count:
         return False
     if threshold.instances is not None and instances < threshold.instances:
+        return False
+    if threshold.ongoing_minutes is not None and recovered_minutes > threshold.ongoing_minutes:
         return False
     if threshold.count is not None and count < threshold.count:
         return False
