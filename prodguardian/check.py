@@ -50,12 +50,12 @@ def run_check(entries: Iterable[Any], options: CheckOptions, pack: RulePack | No
     events = build_events(entries, options.service)
     clock.lap("events")
     where = getattr(entries, "name", None)
-    _require_log_entries(events, where)
+    require_log_entries(events, where)
     warnings = list(getattr(entries, "warnings", ()))
     table = events.table
     if options.until is None:
-        table = _without_future(events, datetime.now(UTC) + CLOCK_SKEW, warnings)
-    until = options.until or _after_newest(table)
+        table = without_future(events, datetime.now(UTC) + CLOCK_SKEW, warnings)
+    until = options.until or after_newest(table)
     window = Window(
         until - options.freshness,
         until,
@@ -67,7 +67,7 @@ def run_check(entries: Iterable[Any], options: CheckOptions, pack: RulePack | No
         "skipped": events.totals.skipped,
         "truncated": bool(getattr(entries, "truncated", False)),
     }
-    services = _services(events, options.service, where)
+    services = services_to_check(events, options.service, where)
     if len(services) == 1:
         report = _check_service(events, table, services[0], window, totals, warnings, pack, clock)
         return CheckRun(report, clock.laps)
@@ -97,7 +97,7 @@ def _check_service(
     clock: _Stopwatch,
 ) -> Report:
     """classify → aggregate → detect → verdict for one service's rows of the events table."""
-    context = Context(service, events.project, _region(table), window, totals, warnings)
+    context = Context(service, events.project, region_of(table), window, totals, warnings)
     classified = classify(table, pack)
     clock.lap("classify")
     aggs = aggregate(classified, pack, window, events.dropped)
@@ -133,7 +133,7 @@ def failed_report(reason: str, options: CheckOptions) -> Report:
     )
 
 
-def _require_log_entries(events: Events, where: str | None) -> None:
+def require_log_entries(events: Events, where: str | None) -> None:
     """Values of which none is a log entry (numbers, an API's error object) are not logs that went quiet."""
     count = events.totals.entries
     if count and events.totals.skipped == count:
@@ -143,7 +143,7 @@ def _require_log_entries(events: Events, where: str | None) -> None:
         )
 
 
-def _services(events: Events, wanted: str | None, where: str | None) -> list[str | None]:
+def services_to_check(events: Events, wanted: str | None, where: str | None) -> list[str | None]:
     """The services to check: the one asked for, else every named service in the input (None if none is)."""
     if wanted:
         if events.services and wanted not in events.services:
@@ -163,7 +163,7 @@ def _held(services: dict[str, int], shown: int = 10) -> str:
     return f"the input holds {', '.join(names)}{more}"
 
 
-def _without_future(events: Events, latest: datetime, warnings: list[str]) -> pd.DataFrame:
+def without_future(events: Events, latest: datetime, warnings: list[str]) -> pd.DataFrame:
     """The table without entries stamped after `latest` (a broken clock): they never move the window."""
     table = events.table
     late = table["ts"] > pd.Timestamp(latest).tz_convert(None)
@@ -187,14 +187,14 @@ def _data_start(table: pd.DataFrame) -> datetime | None:
     return oldest
 
 
-def _after_newest(table: pd.DataFrame) -> datetime:
+def after_newest(table: pd.DataFrame) -> datetime:
     if table.empty:
         return datetime.now(UTC)
     newest: datetime = table["ts"].max().to_pydatetime(warn=False).replace(tzinfo=UTC)
     return newest + timedelta(microseconds=1)
 
 
-def _region(table: pd.DataFrame) -> str | None:
+def region_of(table: pd.DataFrame) -> str | None:
     locations = table["location"][table["location"] != ""]
     return str(locations.mode().iloc[0]) if len(locations) else None
 

@@ -167,11 +167,9 @@ def render(report: Report, fmt: str = "text", lang: str = "en") -> str:
         document = report_dict(report, t)
         if report.services:
             document["services"] = [report_dict(service, t) for service in report.services]
-        text = json.dumps(document, ensure_ascii=False, indent=2)
-        # The same data once parsed, but no bidi override or C1 control can reach a terminal printing it.
-        return _CONTROL.sub(lambda found: f"\\u{ord(found.group()):04x}", text) + "\n"
+        return json_text(document)
     t = Translator(lang, markdown=fmt == "markdown")
-    template = _environment().get_template(f"report.{'md' if fmt == 'markdown' else 'txt'}.j2")
+    template = template_environment().get_template(f"report.{'md' if fmt == 'markdown' else 'txt'}.j2")
     if not report.services:
         return template.render(**_view(report, t))
     overview = t(
@@ -185,8 +183,15 @@ def render(report: Report, fmt: str = "text", lang: str = "en") -> str:
     return overview + "\n\n" + rule.join(pages)
 
 
+def json_text(document: Any) -> str:
+    """A JSON document, indented: the same data once parsed, but no bidi override or C1 control can reach a
+    terminal printing it."""
+    text = json.dumps(document, ensure_ascii=False, indent=2)
+    return _CONTROL.sub(lambda found: f"\\u{ord(found.group()):04x}", text) + "\n"
+
+
 @cache
-def _environment() -> jinja2.Environment:
+def template_environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(data_dir("templates"))),
         autoescape=False,
@@ -203,7 +208,7 @@ def _view(report: Report, t: Translator) -> dict[str, Any]:
     """What the templates show, already worded and quoted: the templates only loop and choose."""
     blocks, shown = _blocks(report, t)
     notes = _notes(report, t, shown)
-    objectives = [_objective_row(o, t) for o in report.objectives]
+    objectives = [objective_row(o, t) for o in report.objectives]
     recommendations = [_recommendation(r, t) for r in report.recommendations]
     width = max(wcswidth(word) for word in t.words["priorities"].values()) + 1  # the same in every report
     for item in recommendations:
@@ -510,7 +515,7 @@ def _idle(text: str) -> dict[str, str]:
     return {"mark": INFO_MARK, "text": text}
 
 
-def _objective_value(result: ObjectiveResult, t: Translator, value: float | None) -> str:
+def objective_value(result: ObjectiveResult, t: Translator, value: float | None) -> str:
     metric = result.objective.metric
     if metric.endswith("_rate"):
         return t.pct(value)
@@ -519,15 +524,15 @@ def _objective_value(result: ObjectiveResult, t: Translator, value: float | None
     return t.rate(value)
 
 
-def _objective_row(result: ObjectiveResult, t: Translator) -> dict[str, str]:
+def objective_row(result: ObjectiveResult, t: Translator) -> dict[str, str]:
     objective = result.objective
-    target = _objective_value(result, t, objective.target)
+    target = objective_value(result, t, objective.target)
     comparison = ("≤ " if objective.target else "") if objective.inclusive else "< "
     mark = {True: "✅", False: "❌", None: "—"}[result.met]
     label = t(f"objectives.{objective.id}", default=objective.id.replace("_", " "))
     return {
         "label": label,
-        "value": _objective_value(result, t, result.value),
+        "value": objective_value(result, t, result.value),
         "target": comparison + target,
         "mark": mark,
     }
@@ -536,10 +541,17 @@ def _objective_row(result: ObjectiveResult, t: Translator) -> dict[str, str]:
 def _objective_lines(rows: list[dict[str, str]], t: Translator) -> list[str]:
     """The objectives table for a terminal: each column as wide as its widest cell, in display columns."""
     header = [t("objectives_title"), t("objective_now"), t("objective_target"), ""]
-    table = [header] + [["  " + row["label"], row["value"], row["target"], row["mark"]] for row in rows]
-    widths = [max(wcswidth(line[column]) for line in table) + 2 for column in range(3)]
+    return aligned(
+        [header] + [["  " + row["label"], row["value"], row["target"], row["mark"]] for row in rows]
+    )
+
+
+def aligned(table: list[list[str]]) -> list[str]:
+    """A table's lines for a terminal: each column but the last as wide as its widest cell, plus two."""
+    columns = len(table[0]) - 1
+    widths = [max(wcswidth(line[column]) for line in table) + 2 for column in range(columns)]
     return [
-        ("".join(pad(cell, width) for cell, width in zip(line[:3], widths, strict=True)) + line[3]).rstrip()
+        ("".join(pad(cell, width) for cell, width in zip(line[:-1], widths, strict=True)) + line[-1]).rstrip()
         for line in table
     ]
 
@@ -553,7 +565,7 @@ def _recommendation(item: Recommendation, t: Translator) -> dict[str, Any]:
     }
 
 
-def _iso(moment: datetime | None) -> str | None:
+def iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
@@ -569,17 +581,17 @@ def report_dict(report: Report, t: Translator) -> dict[str, Any]:
         "project": ctx.project,
         "region": ctx.region,
         "window": {
-            "start": _iso(ctx.window.start),
-            "end": _iso(ctx.window.end),
-            "covered_start": _iso(ctx.window.covered_start),
+            "start": iso(ctx.window.start),
+            "end": iso(ctx.window.end),
+            "covered_start": iso(ctx.window.covered_start),
             "partial": ctx.window.partial,
         },
         "warnings": ctx.warnings,
         "baseline": {
-            "start": _iso(ctx.window.baseline_start),
-            "end": _iso(ctx.window.start),
+            "start": iso(ctx.window.baseline_start),
+            "end": iso(ctx.window.start),
             "available": report.baseline_available,
-            "covered_start": _iso(ctx.window.baseline_covered_start),
+            "covered_start": iso(ctx.window.baseline_covered_start),
             "partial": ctx.window.baseline_partial,
         },
         "totals": {
@@ -617,7 +629,7 @@ def report_dict(report: Report, t: Translator) -> dict[str, Any]:
 
 
 def _objective_dict(result: ObjectiveResult, t: Translator) -> dict[str, Any]:
-    row = _objective_row(result, t)
+    row = objective_row(result, t)
     objective = result.objective
     return {
         "id": objective.id,
@@ -646,8 +658,8 @@ def _finding_dict(finding: Finding, report: Report, t: Translator) -> dict[str, 
         "baseline_per_hour": finding.baseline_per_hour,
         "value_ms": finding.value_ms,
         "baseline_ms": finding.baseline_ms,
-        "first_seen": _iso(evidence.first_seen) if evidence else None,
-        "last_seen": _iso(evidence.last_seen) if evidence else None,
+        "first_seen": iso(evidence.first_seen) if evidence else None,
+        "last_seen": iso(evidence.last_seen) if evidence else None,
         "revisions": evidence.revisions if evidence else [],
         "instances": evidence.instances if evidence else 0,
         "examples": evidence.examples if evidence else [],

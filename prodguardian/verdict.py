@@ -260,12 +260,7 @@ def _rollback(
     if not clean:
         return None
     target = clean[-1]
-    command = _safe_command(
-        f"gcloud run services update-traffic {context.service} --to-revisions={target.revision}=100"
-        + _gcloud_suffix(context),
-        context.service,
-        target.revision,
-    )
+    command = rollback_command(context, target.revision)
     params = {
         "new": LogText(newest.revision),
         "old": LogText(target.revision),
@@ -275,6 +270,16 @@ def _rollback(
         "ago": _ago(context.window.end - newest.first_seen.replace(tzinfo=context.window.end.tzinfo)),
     }
     return Recommendation("HIGH", "rollback", params, command)
+
+
+def rollback_command(context: Context, revision: str) -> str | None:
+    """The command sending all traffic back to `revision` (None when a name is not a plain identifier)."""
+    return _safe_command(
+        f"gcloud run services update-traffic {context.service} --to-revisions={revision}=100"
+        + _gcloud_suffix(context),
+        context.service,
+        revision,
+    )
 
 
 def _failing_since_start(revision: RevisionStats) -> bool:
