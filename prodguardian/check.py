@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,6 +15,7 @@ from prodguardian.classify import classify
 from prodguardian.detect import detect
 from prodguardian.errors import ConfigError, InputError
 from prodguardian.events import Events, build_events
+from prodguardian.probes import ProbeResult, probe_findings
 from prodguardian.rules import RulePack, load_pack
 from prodguardian.verdict import Context, Reason, Report, build_report, unknown_report
 
@@ -38,12 +39,18 @@ class CheckRun:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def run_check(entries: Iterable[Any], options: CheckOptions, pack: RulePack | None = None) -> CheckRun:
+def run_check(
+    entries: Iterable[Any],
+    options: CheckOptions,
+    pack: RulePack | None = None,
+    probes: Sequence[ProbeResult] = (),
+) -> CheckRun:
     """Check the entries; a source whose `truncated` is set after reading marks the report partial.
 
     Without `options.service`, every Cloud Run service in the input is checked on its own (its own window
     counts, baseline and findings); the report is then the worst service's, with every service's report in
-    `services`, worst first.
+    `services`, worst first. `probes` (health probes already made) join the report of the one service
+    checked: each is a row, and a failing one a CRITICAL startup finding.
     """
     pack = pack if pack is not None else load_pack(options.rules)
     clock = _Stopwatch()
@@ -69,8 +76,10 @@ def run_check(entries: Iterable[Any], options: CheckOptions, pack: RulePack | No
     }
     services = services_to_check(events, options.service, where)
     if len(services) == 1:
-        report = _check_service(events, table, services[0], window, totals, warnings, pack, clock)
+        report = _check_service(events, table, services[0], window, totals, warnings, pack, clock, probes)
         return CheckRun(report, clock.laps)
+    if probes:
+        raise ConfigError("health probes belong to one service: name it with --service", where or "--probe")
     reports = []
     names = table["service"].to_numpy()
     for name in services:
@@ -95,6 +104,7 @@ def _check_service(
     warnings: list[str],
     pack: RulePack,
     clock: _Stopwatch,
+    probes: Sequence[ProbeResult] = (),
 ) -> Report:
     """classify → aggregate → detect → verdict for one service's rows of the events table."""
     context = Context(service, events.project, region_of(table), window, totals, warnings)
@@ -104,10 +114,14 @@ def _check_service(
     totals.update(aggs.totals)
     clock.lap("aggregate")
     if aggs.totals["entries"] == 0:
-        return unknown_report(_silence(events, window), context)
+        silent = unknown_report(_silence(events, window), context)
+        silent.probes = list(probes)
+        return silent
     detection = detect(aggs, pack)
+    detection.findings.extend(probe_findings(probes))
     clock.lap("detect")
     report = build_report(detection, context)
+    report.probes = list(probes)
     clock.lap("verdict")
     return report
 

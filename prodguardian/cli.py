@@ -23,10 +23,13 @@ from prodguardian import __version__
 from prodguardian.check import CheckOptions, failed_report, run_check
 from prodguardian.errors import ConfigError, ProdGuardianError
 from prodguardian.files import STDOUT, write_text
+from prodguardian.probes import check_url, probe_all, service_probes
 from prodguardian.render import FORMATS, LANGUAGES, clean, render
+from prodguardian.render_verify import render_verification
 from prodguardian.rules import collect_pack, load_pack
 from prodguardian.source import FileSource, write_export
 from prodguardian.verdict import Report
+from prodguardian.verify import Verification, VerifyOptions, run_verify, wait_for_traffic
 
 CONFIG_FILE = "prodguardian.yaml"
 ENV_PREFIX = "PRODGUARDIAN_"
@@ -268,6 +271,7 @@ _probe_option = _option(
 @cli.command()
 @_source_option
 @_window_options
+@_probe_option
 @_report_options()
 @_rules_option
 @_cloud_options
@@ -300,7 +304,7 @@ def _check(opts: dict[str, Any], options: CheckOptions) -> int:
     if opts["source"] == "cloud" and opts["show_filter"]:
         click.echo(source.filter)
         return 0
-    report = run_check(source, options, pack).report
+    report = run_check(source, options, pack, probe_all(opts["probes"])).report
     if getattr(source, "stats", None) and _shows_progress(opts):
         _end_progress_line()
     return _emit(report, opts)
@@ -438,28 +442,24 @@ def verify(ctx: click.Context, /, **opts: Any) -> None:
       prodguardian verify --service emergence-app --wait 15m --url https://emergence-app-47fmxpbtfq-ew.a.run.app
       prodguardian verify --source export.json --revision emergence-app-00298-xyz --format markdown
     """
-    from prodguardian import probes
-    from prodguardian import verify as deploys
-    from prodguardian.render_verify import render_verification
-
     wait = parse_duration(opts["wait"], "--wait") if opts["wait"] else None
     if wait and (opts["source"] != "cloud" or opts["until"]):
         raise ConfigError("--wait re-reads Cloud Logging up to now: use --source cloud, without --until")
-    urls = [*(probes.service_probes(opts["url"]) if opts["url"] else ()), *opts["probes"]]
+    urls = [*(service_probes(opts["url"]) if opts["url"] else ()), *opts["probes"]]
     for url in urls:
-        probes.check_url(url)
+        check_url(url)
     pack = load_pack(tuple(opts.get("rules_dirs") or ()))
     if opts["source"] == "cloud" and opts["show_filter"]:
         click.echo(_open_source(opts, _check_options(opts), pack).filter)
         ctx.exit(0)
 
-    def attempt() -> deploys.Verification:
+    def attempt() -> Verification:
         options = _check_options(opts)
         source = _open_source(opts, options, pack)
-        found = probes.probe_all(urls)
-        return deploys.run_verify(source, deploys.VerifyOptions(options, opts["revision"]), pack, found)
+        found = probe_all(urls)
+        return run_verify(source, VerifyOptions(options, opts["revision"]), pack, found)
 
-    result = deploys.wait_for_traffic(attempt, wait) if wait else attempt()
+    result = wait_for_traffic(attempt, wait) if wait else attempt()
     if _shows_progress(opts) and opts["source"] == "cloud":
         _end_progress_line()
     _write_reports(lambda fmt: render_verification(result, fmt, opts["lang"]), opts)

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from prodguardian.detect import Finding
 from prodguardian.errors import ConfigError
 
 HEALTH_PATHS = ("/api/health", "/health/liveness", "/health/readiness")
@@ -33,6 +34,28 @@ class ProbeResult:
     health: str | None = None  # the JSON body's `status` field, when it has one
     elapsed_ms: float = 0.0
     detail: str | None = None  # the network error, for `unreachable`
+
+
+PROBE_RULE = "probe-failed"
+
+
+def probe_findings(results: Iterable[ProbeResult]) -> list[Finding]:
+    """A CRITICAL startup finding for each failing probe: the service does not answer as healthy."""
+    return [
+        Finding(
+            rule=PROBE_RULE,
+            category="startup",
+            severity="CRITICAL",
+            kind="probe",
+            description="A health endpoint did not answer 200 with a healthy status.",
+            count=1,
+            per_hour=0.0,
+            baseline_per_hour=None,
+            group=result.url,
+        )
+        for result in results
+        if not result.ok
+    ]
 
 
 def service_probes(base_url: str) -> list[str]:

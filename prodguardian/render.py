@@ -22,6 +22,7 @@ from wcwidth import wcswidth
 
 from prodguardian.detect import Finding, ObjectiveResult
 from prodguardian.errors import ConfigError
+from prodguardian.probes import ProbeResult
 from prodguardian.resources import data_dir
 from prodguardian.verdict import STATUS_ICONS, LogText, Recommendation, Report
 
@@ -227,7 +228,26 @@ def _view(report: Report, t: Translator) -> dict[str, Any]:
         "objectives": objectives,
         "objective_lines": _objective_lines(objectives, t),
         "recommendations": recommendations,
+        "probes": [probe_line(p, t) for p in report.probes],
     }
+
+
+def probe_line(result: ProbeResult, t: Translator) -> dict[str, str]:
+    """A probe's row: its mark and `URL — outcome`."""
+    text = t("probe_line", url=LogText(result.url), outcome=probe_outcome(result, t))
+    return {"mark": OK_MARK if result.ok else "❌", "text": text}
+
+
+def probe_outcome(result: ProbeResult, t: Translator) -> str:
+    """What the endpoint answered (`200 (healthy) in 35 ms`, `HTTP 503, not 200`...)."""
+    health = LogText(result.health or "")
+    return t(
+        f"probe.{result.problem or 'ok'}",
+        health=t("probe_health", health=health) if result.ok and result.health else health,
+        status=result.status,
+        elapsed=t.ms(result.elapsed_ms),
+        detail=LogText(result.detail or ""),
+    )
 
 
 def _service_name(report: Report, t: Translator) -> str:
@@ -330,6 +350,9 @@ def _headline(finding: Finding, report: Report, t: Translator) -> str:
             count=finding.count,
             usual=usual,
         )
+    if finding.kind == "probe":
+        result = next((p for p in report.probes if p.url == finding.group), None)
+        return probe_outcome(result, t) if result else ""
     if finding.kind == "metric":
         target = next(
             (o.objective.target for o in report.objectives if o.objective.finding_rule == finding.rule), None
@@ -621,10 +644,23 @@ def report_dict(report: Report, t: Translator) -> dict[str, Any]:
             "db_reconnections": metrics.db_reconnections,
         },
         "objectives": [_objective_dict(o, t) for o in report.objectives],
+        "probes": [probe_dict(p, t) for p in report.probes],
         "recommendations": [
             {"priority": r.priority, "action": _recommendation(r, t)["action"], "command": r.command}
             for r in report.recommendations
         ],
+    }
+
+
+def probe_dict(result: ProbeResult, t: Translator) -> dict[str, Any]:
+    return {
+        "url": result.url,
+        "ok": result.ok,
+        "problem": result.problem,
+        "status": result.status,
+        "health": result.health,
+        "elapsed_ms": round(result.elapsed_ms, 1),
+        "summary": probe_line(result, t)["text"],
     }
 
 

@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import Any
 
 from prodguardian.errors import ConfigError
-from prodguardian.probes import ProbeResult
 from prodguardian.render import (
     FORMATS,
     SCHEMA_VERSION,
@@ -21,6 +20,8 @@ from prodguardian.render import (
     json_text,
     objective_row,
     objective_value,
+    probe_dict,
+    probe_line,
     template_environment,
 )
 from prodguardian.verdict import LogText, shell_safe
@@ -63,7 +64,7 @@ def _view(result: Verification, t: Translator) -> dict[str, Any]:
             t("verify.new_group", title=finding_title(f, t), n=t.num(f.count), count=f.count)
             for f in result.new_groups
         ],
-        "probes": [_probe_line(p, t) for p in result.probes],
+        "probes": [probe_line(p, t) for p in result.probes],
         "advice": _advice(result, t),
         "command": clean(_command(result)) if _command(result) else None,
     }
@@ -151,24 +152,6 @@ def _category_cells(change: CategoryChange, t: Translator) -> list[str]:
     return [label, before, after, "❌" if change.regressed else "✅"]
 
 
-def _probe_line(result: ProbeResult, t: Translator) -> dict[str, str]:
-    url = LogText(result.url)
-    elapsed = t.ms(result.elapsed_ms)
-    if result.ok:
-        health = t("verify.probe_health", health=LogText(result.health)) if result.health else ""
-        text = t("verify.probe_ok", url=url, health=health, elapsed=elapsed)
-    else:
-        text = t(
-            f"verify.probe.{result.problem}",
-            url=url,
-            status=result.status,
-            health=LogText(result.health or ""),
-            elapsed=elapsed,
-            detail=LogText(result.detail or ""),
-        )
-    return {"mark": "✅" if result.ok else "❌", "text": text}
-
-
 def _advice(result: Verification, t: Translator) -> str | None:
     old = result.old
     if result.verdict == "PASS":
@@ -226,7 +209,7 @@ def verification_dict(result: Verification, t: Translator) -> dict[str, Any]:
             }
             for f in result.new_groups
         ],
-        "probes": [_probe_dict(p, t) for p in result.probes],
+        "probes": [probe_dict(p, t) for p in result.probes],
         "rollback": {"command": result.rollback, "helps": result.rollback_helps} if result.rollback else None,
         "summary": _advice(result, t),
     }
@@ -258,16 +241,4 @@ def _objective_dict(change: ObjectiveChange, t: Translator) -> dict[str, Any]:
         "inclusive": after.objective.inclusive,
         "met": after.met,
         "label": row["label"],
-    }
-
-
-def _probe_dict(result: ProbeResult, t: Translator) -> dict[str, Any]:
-    return {
-        "url": result.url,
-        "ok": result.ok,
-        "problem": result.problem,
-        "status": result.status,
-        "health": result.health,
-        "elapsed_ms": round(result.elapsed_ms, 1),
-        "summary": _probe_line(result, t)["text"],
     }

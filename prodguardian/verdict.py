@@ -14,6 +14,7 @@ from typing import Any
 
 from prodguardian.aggregate import Window
 from prodguardian.detect import SEVERITIES, Detection, Finding, Metrics, ObjectiveResult, RevisionStats
+from prodguardian.probes import ProbeResult
 
 STATUS_ICONS = {"OK": "🟢", "DEGRADED": "🟡", "CRITICAL": "🔴", "UNKNOWN": "⚪"}
 EXIT_CODES = {"OK": 0, "DEGRADED": 1, "CRITICAL": 2, "UNKNOWN": 3}
@@ -93,6 +94,9 @@ class Report:
     baseline_available: bool = False
     reason: Reason | None = None  # why the status is UNKNOWN
     services: list[Report] = field(default_factory=list)  # every service's report, worst first, when several
+    probes: list[ProbeResult] = field(
+        default_factory=list
+    )  # `check --probe`: each a row, a failure a finding
 
     @property
     def exit_code(self) -> int:

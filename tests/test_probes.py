@@ -11,14 +11,17 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from prodguardian.cli import main
 from prodguardian.errors import ConfigError
 from prodguardian.probes import HEALTH_PATHS, check_url, health_status, probe, probe_all, service_probes
+from prodguardian.resources import data_dir
 from prodguardian.source import write_export
 from tests import logs
 
+SCHEMA = json.loads((data_dir("templates") / "report.schema.json").read_text(encoding="utf-8"))
 SLOW_S = 2.0
 TIMEOUT_S = 0.3
 
@@ -127,3 +130,28 @@ def test_verify_probes_the_service_url_and_a_failing_probe_fails_the_deploy(
     assert f"  ❌ {base_url}/health/readiness — 200 but status degraded" in out
     assert f"  ✅ {base_url}/up — 200 (UP) in " in out
     assert f"--to-revisions={old}=100" in out
+
+
+def test_check_probe_adds_a_row_per_probe_and_a_critical_startup_finding_per_failure(
+    base_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    export = tmp_path / "healthy.json"
+    write_export([logs.request(10 * i, "/api/threads") for i in range(100)], str(export))
+    probes = ["--probe", base_url + "/api/health", "--probe", base_url + "/broken"]
+    code = main(["check", "--source", str(export), *probes, "--json-report", str(tmp_path / "r.json")])
+    out = capsys.readouterr().out
+    assert code == 2
+    assert f"❌ Health probe failed: {base_url}/broken — HTTP 500, not 200" in out
+    assert f"Health probes\n  ✅ {base_url}/api/health — 200 (healthy) in " in out
+    assert "Memory, startups, crashes: nothing unusual" not in out
+    document = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    jsonschema.validate(document, SCHEMA)
+    finding = next(f for f in document["findings"] if f["kind"] == "probe")
+    assert (finding["category"], finding["severity"], finding["group"]) == (
+        "startup",
+        "CRITICAL",
+        base_url + "/broken",
+    )
+    assert [p["ok"] for p in document["probes"]] == [True, False]
+    assert main(["check", "--source", str(export), "--probe", base_url + "/api/health"]) == 0
+    assert "✅ Memory, startups, crashes: nothing unusual" in capsys.readouterr().out
