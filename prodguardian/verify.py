@@ -135,16 +135,20 @@ def run_verify(
     until = options.check.until or after_newest(table)
     services = services_to_check(events, options.check.service, where)
     if len(services) > 1:
-        raise ConfigError(f"verify checks one service; the input holds {', '.join(map(str, services))}")
+        held = ", ".join(map(str, services))
+        raise ConfigError(f"verify checks one service: name it; the input holds {held}", where or "--service")
     service = services[0]
     if service:
         table = table[table["service"].to_numpy() == service]
     context = Context(
         service, events.project, region_of(table), _context_window(until, options), {}, warnings
     )
-    result = _compare(table, until, options, pack, context)
-    result.probes = list(probes)
-    return _judged(result)
+    sides = _compare(table, until, options, pack)
+    if sides is None:
+        return Verification(
+            "NOT ENOUGH DATA", context, None, None, False, probes=list(probes), reason="no_revision"
+        )
+    return _judged(context, *sides, list(probes))
 
 
 def _context_window(until: datetime, options: VerifyOptions) -> Window:
@@ -153,12 +157,14 @@ def _context_window(until: datetime, options: VerifyOptions) -> Window:
 
 
 def _compare(
-    table: pd.DataFrame, until: datetime, options: VerifyOptions, pack: RulePack, context: Context
-) -> Verification:
+    table: pd.DataFrame, until: datetime, options: VerifyOptions, pack: RulePack
+) -> tuple[Side, Side | None, bool] | None:
+    """The revision's side, the previous revision's (None when there is none) and whether they cover the
+    same hours; None when no revision served in the window."""
     served = _served(table, until)
     name = options.revision or _newest_serving(served, until - options.check.freshness)
     if name is None:
-        return Verification("NOT ENOUGH DATA", context, None, None, False, reason="no_revision")
+        return None
     if name not in served:
         known = ", ".join(served) or "none"
         raise ConfigError(f"--revision: no traffic of {name!r} in the input; revisions serving: {known}")
@@ -168,12 +174,12 @@ def _compare(
     new = _side(table, name, start, end, pack)
     previous = _previous(served, first)
     if previous is None:
-        return Verification("", context, new, None, False)
+        return new, None, False
     old = _side(table, previous, start, end, pack)
     same_hours = old.traffic >= MIN_TRAFFIC
     if not same_hours:  # the previous revision served before the deploy: the same length of time before it
         old = _side(table, previous, first - (end - start), first, pack)
-    return Verification("", context, new, old, same_hours)
+    return new, old, same_hours
 
 
 def _served(table: pd.DataFrame, until: datetime) -> dict[str, tuple[datetime, datetime]]:
@@ -206,24 +212,26 @@ def _side(table: pd.DataFrame, revision: str, start: datetime, end: datetime, pa
     return Side(revision, start, end, detect(aggs, pack), failures)
 
 
-def _judged(result: Verification) -> Verification:
+def _judged(
+    context: Context, new: Side, old: Side | None, same_hours: bool, probes: list[ProbeResult]
+) -> Verification:
     """The comparison's tables and its verdict."""
-    new, old = result.new, result.old
-    if new is None:
-        return result
     before = {r.objective.id: r for r in old.detection.objectives} if old else {}
+    result = Verification("PASS", context, new, old, same_hours, probes=probes)
     result.objectives = [ObjectiveChange(before.get(r.objective.id), r) for r in new.detection.objectives]
     result.categories = _categories(new, old)
-    old_groups = old.groups if old else {}
-    result.new_groups = [new.groups[g] for g in new_error_groups(old_groups, new.groups)] if old else []
+    if old is not None:
+        result.new_groups = [new.groups[g] for g in new_error_groups(old.groups, new.groups)]
     if new.traffic < MIN_TRAFFIC:
         result.verdict, result.reason = "NOT ENOUGH DATA", "little_traffic"
         return result
     missed = [c.after.objective.id for c in result.objectives if c.after.met is False]
-    failing = missed or any(c.regressed for c in result.categories) or any(not p.ok for p in result.probes)
-    result.verdict = "FAIL" if failing else "PASS"
-    if failing and old is not None and result.context.service:
-        result.rollback = rollback_command(result.context, old.revision)
+    failing = missed or any(c.regressed for c in result.categories) or any(not p.ok for p in probes)
+    if not failing:
+        return result
+    result.verdict = "FAIL"
+    if old is not None and context.service:
+        result.rollback = rollback_command(context, old.revision)
         result.rollback_helps = old.traffic > 0 and all(
             c.before is not None and c.before.met is not False
             for c in result.objectives

@@ -12,6 +12,7 @@ import pytest
 
 from prodguardian.check import CheckOptions
 from prodguardian.cli import main
+from prodguardian.errors import ConfigError
 from prodguardian.render_verify import render_verification
 from prodguardian.rules import RulePack
 from prodguardian.simulate import REVISION_BAD, REVISION_CURRENT, REVISION_OLD, generate
@@ -256,3 +257,19 @@ def test_cli_waits_on_the_live_source_and_stops_once_there_is_traffic(
     document = json.loads(report.read_text(encoding="utf-8"))
     assert document["verdict"] == "PASS" and document["revision"]["name"] == REVISION_CURRENT
     assert document["previous"] is None
+
+
+def test_no_revision_serving_and_several_services(pack: RulePack) -> None:
+    lines = [logs.text_line(10 * i, "worker heartbeat", "INFO") for i in range(20)]
+    result = run_verify(lines, VerifyOptions(), pack)
+    assert result.verdict == "NOT ENOUGH DATA" and result.new is None
+    assert "⚪ no revision served requests in the window" in render_verification(result)
+    other = _traffic(0, 10, OLD)
+    for entry in other:
+        entry["resource"]["labels"]["service_name"] = "billing"
+    with pytest.raises(
+        ConfigError, match="verify checks one service: name it; the input holds billing, emergence-app"
+    ):
+        run_verify(other + _traffic(0, 10, NEW), VerifyOptions(), pack)
+    named = run_verify(other + _traffic(0, 150, NEW), VerifyOptions(CheckOptions(service="billing")), pack)
+    assert named.context.service == "billing" and named.new is not None and named.new.revision == OLD
