@@ -8,12 +8,16 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
+from referencing import Registry, Resource
 
 from prodguardian.check import CheckOptions
 from prodguardian.cli import main
 from prodguardian.errors import ConfigError
 from prodguardian.render_verify import render_verification
+from prodguardian.probes import ProbeResult
+from prodguardian.resources import data_dir
 from prodguardian.rules import RulePack
 from prodguardian.simulate import REVISION_BAD, REVISION_CURRENT, REVISION_OLD, generate
 from prodguardian.source import write_export
@@ -273,3 +277,19 @@ def test_no_revision_serving_and_several_services(pack: RulePack) -> None:
         run_verify(other + _traffic(0, 10, NEW), VerifyOptions(), pack)
     named = run_verify(other + _traffic(0, 150, NEW), VerifyOptions(CheckOptions(service="billing")), pack)
     assert named.context.service == "billing" and named.new is not None and named.new.revision == OLD
+
+
+def _schema(name: str) -> Any:
+    return json.loads((data_dir("templates") / name).read_text(encoding="utf-8"))
+
+
+def test_the_json_form_follows_its_schema_in_every_verdict(pack: RulePack) -> None:
+    report = _schema("report.schema.json")
+    registry = Registry().with_resource(report["$id"], Resource.from_contents(report))
+    validator = jsonschema.Draft202012Validator(_schema("verify.schema.json"), registry=registry)
+    timeout = ProbeResult("http://127.0.0.1:9/api/health", False, "timeout", elapsed_ms=5000.0)
+    little = run_verify(_traffic(0, 200, OLD) + _traffic(2000, 20, NEW), VerifyOptions(), pack, [timeout])
+    silent = run_verify([logs.text_line(0, "worker heartbeat", "INFO")], VerifyOptions(), pack)
+    for result in (scenario("healthy"), scenario("bad-deploy"), little, silent):
+        for lang in ("en", "fr"):
+            validator.validate(json.loads(render_verification(result, "json", lang)))
