@@ -15,8 +15,8 @@ from referencing import Registry, Resource
 from prodguardian.check import CheckOptions
 from prodguardian.cli import main
 from prodguardian.errors import ConfigError
-from prodguardian.render_verify import render_verification
 from prodguardian.probes import ProbeResult
+from prodguardian.render_verify import render_verification
 from prodguardian.resources import data_dir
 from prodguardian.rules import RulePack
 from prodguardian.simulate import REVISION_BAD, REVISION_CURRENT, REVISION_OLD, generate
