@@ -426,7 +426,11 @@ def _write_reports(rendering: Callable[[str], str], opts: dict[str, Any]) -> Non
     help="Re-read Cloud Logging every minute until the revision has served enough traffic, for at most "
     "this long (15m).",
 )
-@_option("--url", help="The service's URL: probe its /api/health, /health/liveness and /health/readiness.")
+@_option(
+    "--url",
+    setting="service_url",
+    help="The service's URL: probe its /api/health, /health/liveness and /health/readiness.",
+)
 @_probe_option
 @_report_options("verify")
 @_rules_option
