@@ -155,3 +155,14 @@ def test_check_probe_adds_a_row_per_probe_and_a_critical_startup_finding_per_fai
     assert [p["ok"] for p in document["probes"]] == [True, False]
     assert main(["check", "--source", str(export), "--probe", base_url + "/api/health"]) == 0
     assert "✅ Memory, startups, crashes: nothing unusual" in capsys.readouterr().out
+
+
+def test_probes_from_the_config_file(
+    base_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    export = tmp_path / "healthy.json"
+    write_export([logs.request(10 * i, "/api/threads") for i in range(100)], str(export))
+    (tmp_path / "prodguardian.yaml").write_text(f"probes:\n  - {base_url}/broken\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", "--source", str(export)]) == 2
+    assert f"❌ {base_url}/broken — HTTP 500, not 200" in capsys.readouterr().out

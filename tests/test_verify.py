@@ -293,3 +293,17 @@ def test_the_json_form_follows_its_schema_in_every_verdict(pack: RulePack) -> No
     for result in (scenario("healthy"), scenario("bad-deploy"), little, silent):
         for lang in ("en", "fr"):
             validator.validate(json.loads(render_verification(result, "json", lang)))
+
+
+def test_objectives_from_a_rules_directory_replace_the_built_in_ones(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "objectives.yaml").write_text(
+        "objectives:\n  - {id: latency_p95, metric: latency_p95_ms, below: 100}\n", encoding="utf-8"
+    )
+    entries = _traffic(0, 150, OLD) + _traffic(2000, 150, NEW)  # every request takes 112 ms
+    result = run_verify(entries, VerifyOptions(CheckOptions(rules=(str(rules),))))
+    assert result.verdict == "FAIL"
+    latency = next(c for c in result.objectives if c.after.objective.id == "latency_p95")
+    assert latency.after.objective.target == 100 and latency.after.met is False
+    assert "  p95 latency           112 ms  112 ms  < 100 ms  ❌" in render_verification(result)
