@@ -222,12 +222,13 @@ def _judged(
     result.categories = _categories(new, old)
     if old is not None:
         result.new_groups = [new.groups[g] for g in new_error_groups(old.groups, new.groups)]
-    if new.traffic < MIN_TRAFFIC:
+    # Harm shows at any traffic (a regression's test weighs the counts, a probe fails or not); a missed
+    # rate objective, or health, needs MIN_TRAFFIC to mean anything.
+    harmed = any(c.regressed for c in result.categories) or any(not p.ok for p in probes)
+    if new.traffic < MIN_TRAFFIC and not harmed:
         result.verdict, result.reason = "NOT ENOUGH DATA", "little_traffic"
         return result
-    missed = [c.after.objective.id for c in result.objectives if c.after.met is False]
-    failing = missed or any(c.regressed for c in result.categories) or any(not p.ok for p in probes)
-    if not failing:
+    if not harmed and all(c.after.met is not False for c in result.objectives):
         return result
     result.verdict = "FAIL"
     if old is not None and context.service:

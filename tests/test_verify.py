@@ -307,3 +307,11 @@ def test_objectives_from_a_rules_directory_replace_the_built_in_ones(tmp_path: P
     latency = next(c for c in result.objectives if c.after.objective.id == "latency_p95")
     assert latency.after.objective.target == 100 and latency.after.met is False
     assert "  p95 latency           112 ms  112 ms  < 100 ms  ❌" in render_verification(result)
+
+
+def test_a_clear_regression_fails_even_before_the_minimum_traffic(pack: RulePack) -> None:
+    entries = _traffic(1700, 200, OLD, step=1.5) + _traffic(2000, 30, NEW) + _traffic(2001, 20, NEW, 500, 10)
+    result = run_verify(entries, VerifyOptions(), pack)
+    assert result.new is not None and result.new.traffic == 50 < MIN_TRAFFIC
+    assert result.verdict == "FAIL" and [c.category for c in result.categories if c.regressed] == ["http_5xx"]
+    assert result.rollback is not None and f"--to-revisions={OLD}=100" in result.rollback
