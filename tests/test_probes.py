@@ -14,10 +14,21 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from prodguardian.check import CheckOptions, run_check
 from prodguardian.cli import main
 from prodguardian.errors import ConfigError
-from prodguardian.probes import HEALTH_PATHS, check_url, health_status, probe, probe_all, service_probes
+from prodguardian.probes import (
+    HEALTH_PATHS,
+    ProbeResult,
+    check_url,
+    health_status,
+    probe,
+    probe_all,
+    service_probes,
+)
+from prodguardian.render import render
 from prodguardian.resources import data_dir
+from prodguardian.rules import RulePack
 from prodguardian.source import write_export
 from tests import logs
 
@@ -166,3 +177,16 @@ def test_probes_from_the_config_file(
     monkeypatch.chdir(tmp_path)
     assert main(["check", "--source", str(export)]) == 2
     assert f"❌ {base_url}/broken — HTTP 500, not 200" in capsys.readouterr().out
+
+
+def test_probes_join_a_check_of_one_service_only(pack: RulePack) -> None:
+    billing = [logs.request(10 * i, "/api/pay") for i in range(10)]
+    for entry in billing:
+        entry["resource"]["labels"]["service_name"] = "billing"
+    entries = billing + [logs.request(10 * i, "/api/threads") for i in range(10)]
+    down = ProbeResult("http://127.0.0.1:9/api/health", False, "unreachable", detail="connection refused")
+    with pytest.raises(ConfigError, match="health probes belong to one service: name it with --service"):
+        run_check(entries, CheckOptions(), pack, [down])
+    report = run_check(entries, CheckOptions(service="billing"), pack, [down]).report
+    assert report.status == "CRITICAL" and [f.rule for f in report.problems] == ["probe-failed"]
+    assert "❌ http://127.0.0.1:9/api/health — unreachable: connection refused" in render(report)
