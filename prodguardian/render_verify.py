@@ -46,7 +46,7 @@ def _view(result: Verification, t: Translator) -> dict[str, Any]:
     categories = [_category_cells(change, t) for change in result.categories]
     header = [t("objectives_title"), t("verify.before"), t("verify.after"), t("verify.target"), ""]
     failures_header = [t("verify.categories_title"), t("verify.before"), t("verify.after"), ""]
-    old = result.old
+    old, command = result.old, _command(result)
     return {
         "t": t,
         "title": _title(result, t),
@@ -54,7 +54,6 @@ def _view(result: Verification, t: Translator) -> dict[str, Any]:
         "revision_line": _side_line(result.new, t) if result.new else None,
         "against_line": _against_line(result, t) if result.new else None,
         "reason": _reason(result, t),
-        "passed": result.verdict == "PASS",
         "objectives": objectives,
         "objective_lines": aligned([header, *(["  " + row[0], *row[1:]] for row in objectives)]),
         "categories": categories,
@@ -66,7 +65,7 @@ def _view(result: Verification, t: Translator) -> dict[str, Any]:
         ],
         "probes": [probe_line(p, t) for p in result.probes],
         "advice": _advice(result, t),
-        "command": clean(_command(result)) if _command(result) else None,
+        "command": clean(command) if command else None,
     }
 
 
