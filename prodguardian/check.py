@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
@@ -22,6 +22,7 @@ from prodguardian.cloud import CloudLogging, CloudQuery, CloudSource, ReadStats
 from prodguardian.detect import detect
 from prodguardian.errors import ConfigError, InputError
 from prodguardian.events import Events, build_events
+from prodguardian.probes import ProbeResult, probe_findings
 from prodguardian.rules import RulePack, load_pack
 from prodguardian.source import FileSource, ReadOptions
 from prodguardian.unknown_errors import unknown_errors
@@ -199,13 +200,17 @@ class CheckRun:
 
 
 def run_check(
-    entries: LogInput | Iterable[Any], options: CheckOptions, pack: RulePack | None = None
+    entries: LogInput | Iterable[Any],
+    options: CheckOptions,
+    pack: RulePack | None = None,
+    probes: Sequence[ProbeResult] = (),
 ) -> CheckRun:
     """Check the entries; a source whose `truncated` is set after reading marks the report partial.
 
     Without `options.service`, every Cloud Run service in the input is checked on its own (its own window
     counts, baseline and findings); the report is then the worst service's, with every service's report in
-    `services`, worst first.
+    `services`, worst first. `probes` (health probes already made) join the report of the one service
+    checked: each is a row, and a failing one a CRITICAL startup finding.
     """
     pack = pack if pack is not None else load_pack(options.rules)
     clock = _Stopwatch()
@@ -213,12 +218,12 @@ def run_check(
     events = build_events(entries, options.service)  # as given: a FileSource reads its parts in parallel
     clock.lap("events")
     where = source.name
-    _require_log_entries(events, where)
+    require_log_entries(events, where)
     warnings = list(source.warnings)
     table = events.table
     if options.until is None:
-        table = _without_future(events, datetime.now(UTC) + CLOCK_SKEW, warnings)
-    until = options.until or _after_newest(table)
+        table = without_future(events, datetime.now(UTC) + CLOCK_SKEW, warnings)
+    until = options.until or after_newest(table)
     window = Window(
         until - options.freshness,
         until,
@@ -230,10 +235,14 @@ def run_check(
         "skipped": events.totals.skipped,
         "truncated": source.truncated,
     }
-    services = _services(events, options.service, where)
+    services = services_to_check(events, options.service, where)
     if len(services) == 1:
-        report = _check_service(events, table, services[0], window, totals, warnings, pack, clock, options)
+        report = _check_service(
+            events, table, services[0], window, totals, warnings, pack, clock, options, probes
+        )
         return CheckRun(report, clock.laps)
+    if probes:
+        raise ConfigError("health probes belong to one service: name it with --service", where or "--probe")
     reports = []
     names = table["service"].to_numpy()
     for name in services:
@@ -259,22 +268,27 @@ def _check_service(
     pack: RulePack,
     clock: _Stopwatch,
     options: CheckOptions,
+    probes: Sequence[ProbeResult] = (),
 ) -> Report:
     """classify → aggregate and unknown errors → detect → verdict for one service's rows of the events
     table."""
-    context = Context(service, events.project, _region(table), window, totals, warnings)
+    context = Context(service, events.project, region_of(table), window, totals, warnings)
     classified = classify(table, pack)
     clock.lap("classify")
     aggs = aggregate(classified, pack, window, events.dropped)
     totals.update(aggs.totals)
     clock.lap("aggregate")
     if aggs.totals["entries"] == 0:
-        return unknown_report(_silence(events, window), context)
+        silent = unknown_report(_silence(events, window), context)
+        silent.probes = list(probes)
+        return silent
     unknown = unknown_errors(classified, pack, window, aggs.baseline_entries > 0, options.known_templates)
     clock.lap("unknown_errors")
     detection = detect(aggs, pack, unknown)
+    detection.findings.extend(probe_findings(probes))
     clock.lap("detect")
     report = build_report(detection, context)
+    report.probes = list(probes)
     clock.lap("verdict")
     return report
 
@@ -300,7 +314,7 @@ def failed_report(reason: str, options: CheckOptions) -> Report:
     )
 
 
-def _require_log_entries(events: Events, where: str | None) -> None:
+def require_log_entries(events: Events, where: str | None) -> None:
     """Values of which none is a log entry (numbers, an API's error object) are not logs that went quiet."""
     count = events.totals.entries
     if count and events.totals.skipped == count:
@@ -310,7 +324,7 @@ def _require_log_entries(events: Events, where: str | None) -> None:
         )
 
 
-def _services(events: Events, wanted: str | None, where: str | None) -> list[str | None]:
+def services_to_check(events: Events, wanted: str | None, where: str | None) -> list[str | None]:
     """The services to check: the one asked for, else every named service in the input (None if none is)."""
     if wanted:
         if events.services and wanted not in events.services:
@@ -330,7 +344,7 @@ def _held(services: dict[str, int], shown: int = 10) -> str:
     return f"the input holds {', '.join(names)}{more}"
 
 
-def _without_future(events: Events, latest: datetime, warnings: list[str]) -> pd.DataFrame:
+def without_future(events: Events, latest: datetime, warnings: list[str]) -> pd.DataFrame:
     """The table without entries stamped after `latest` (a broken clock): they never move the window."""
     table = events.table
     late = table["ts"] > pd.Timestamp(latest).tz_convert(None)
@@ -354,14 +368,14 @@ def _data_start(table: pd.DataFrame) -> datetime | None:
     return oldest
 
 
-def _after_newest(table: pd.DataFrame) -> datetime:
+def after_newest(table: pd.DataFrame) -> datetime:
     if table.empty:
         return datetime.now(UTC)
     newest: datetime = table["ts"].max().to_pydatetime(warn=False).replace(tzinfo=UTC)
     return newest + timedelta(microseconds=1)
 
 
-def _region(table: pd.DataFrame) -> str | None:
+def region_of(table: pd.DataFrame) -> str | None:
     locations = table["location"][table["location"] != ""]
     return str(locations.mode().iloc[0]) if len(locations) else None
 

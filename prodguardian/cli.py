@@ -34,10 +34,13 @@ from prodguardian.cloud import (
 from prodguardian.errors import ConfigError, ProdGuardianError
 from prodguardian.files import STDOUT, write_text
 from prodguardian.patterns import csv_rows
+from prodguardian.probes import check_url, probe_all, service_probes
 from prodguardian.render import FORMATS, LANGUAGES, clean, render
+from prodguardian.render_verify import render_verification
 from prodguardian.rules import RulePack, collect_pack, load_pack
 from prodguardian.source import PART_BYTES, FileSource, ReadOptions, write_export
 from prodguardian.verdict import EXIT_CODES, Report
+from prodguardian.verify import Verification, VerifyOptions, run_verify, wait_for_traffic
 
 CONFIG_FILE = "prodguardian.yaml"
 ENV_PREFIX = "PRODGUARDIAN_"
@@ -264,31 +267,45 @@ _cloud_options = _stack(
 )
 
 
-@cli.command()
-@_option(
+_source_option = _option(
     "--source",
     default="cloud",
     show_default=True,
     help="cloud (Cloud Logging), an export file (JSON array, JSON Lines, entries:list, .gz), or - for stdin.",
 )
+_read_options = _stack(
+    _option(
+        "--workers",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Worker processes reading a large export (default: one per CPU; 1 reads it in this process).",
+    ),
+    _option(
+        "--part-size",
+        type=click.IntRange(min=1),
+        default=PART_BYTES >> 20,
+        show_default=True,
+        metavar="MIB",
+        help="MiB of a large export a worker reads at a time.",
+    ),
+)
+_probe_option = _option(
+    "--probe",
+    "probes",
+    setting="probes",
+    multiple=True,
+    help="GET this health URL (repeatable): it must answer 200 and, for a JSON body, a healthy `status`.",
+)
+
+
+@cli.command()
+@_source_option
 @_window_options
+@_probe_option
 @_report_options()
 @_rules_option
 @_cloud_options
-@_option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Worker processes reading a large export (default: one per CPU; 1 reads it in this process).",
-)
-@_option(
-    "--part-size",
-    type=click.IntRange(min=1),
-    default=PART_BYTES >> 20,
-    show_default=True,
-    metavar="MIB",
-    help="MiB of a large export a worker reads at a time.",
-)
+@_read_options
 @click.pass_context
 def check(ctx: click.Context, /, **opts: Any) -> None:
     """Check the service's logs and print a 🟢/🟡/🔴 report.
@@ -314,17 +331,23 @@ def check(ctx: click.Context, /, **opts: Any) -> None:
 def _check(opts: dict[str, Any], options: CheckOptions) -> int:
     """Run the check the options describe and emit its report; the exit code."""
     pack = load_pack(options.rules)
-    if opts["source"] != "cloud":
-        read = ReadOptions(workers=opts["workers"], part_bytes=opts["part_size"] << 20)
-        return _emit(run_check(FileSource(opts["source"], read), options, pack).report, opts)
-    source = _live_source(opts, options, pack)
-    if opts["show_filter"]:
+    source = _open_source(opts, options, pack)
+    if opts["source"] == "cloud" and opts["show_filter"]:
         click.echo(source.filter)
         return 0
-    report = run_check(source, options, pack).report
-    if _shows_progress(opts):
+    report = run_check(source, options, pack, probe_all(opts["probes"])).report
+    if getattr(source, "stats", None) and _shows_progress(opts):
         _end_progress_line()
     return _emit(report, opts)
+
+
+def _open_source(opts: dict[str, Any], options: CheckOptions, pack: Any) -> Any:
+    """The entries `--source` names: Cloud Logging, a file, or stdin."""
+    if opts["source"] == "cloud":
+        return _live_source(opts, options, pack)
+    return FileSource(
+        opts["source"], ReadOptions(workers=opts["workers"], part_bytes=opts["part_size"] << 20)
+    )
 
 
 def _check_options(opts: dict[str, Any]) -> CheckOptions:
@@ -415,13 +438,72 @@ def _emit(report: Report, opts: dict[str, Any]) -> int:
             f"warning: skipped {skipped:,} {entries} with no usable timestamp (not a JSON object, no "
             "timestamp, or one that does not parse, is out of range or is in the future)"
         )
-    text = render(report, opts["fmt"], opts["lang"])
-    document = render(report, "json", opts["lang"]) if opts.get("json_report") else None
+    _write_reports(lambda fmt: render(report, fmt, opts["lang"]), opts)
+    return report.exit_code
+
+
+def _write_reports(rendering: Callable[[str], str], opts: dict[str, Any]) -> None:
+    """The report in `--format` to stdout or `--output`, and as JSON to `--json-report`; rendered first."""
+    text = rendering(opts["fmt"])
+    document = rendering("json") if opts.get("json_report") else None
     with suppress(BrokenPipeError):  # the reader stopped reading (`| head -1`): the status still stands
         write_text(opts.get("output") or STDOUT, text)
     if document is not None:
         write_text(opts["json_report"], document)
-    return report.exit_code
+
+
+@cli.command()
+@_source_option
+@_window_options
+@click.option("--revision", help="The revision to verify (default: the newest revision serving).")
+@_option(
+    "--wait",
+    help="Re-read Cloud Logging every minute until the revision has served enough traffic, for at most "
+    "this long (15m).",
+)
+@_option(
+    "--url",
+    setting="service_url",
+    help="The service's URL: probe its /api/health, /health/liveness and /health/readiness.",
+)
+@_probe_option
+@_report_options("verify")
+@_rules_option
+@_cloud_options
+@_read_options
+@click.pass_context
+def verify(ctx: click.Context, /, **opts: Any) -> None:
+    """Verify a deploy: the revision against the one before it, judged by the objectives.
+
+    Exit 0 PASS, 2 FAIL (with the command rolling back to the previous revision), 3 NOT ENOUGH DATA.
+
+    \b
+    Examples:
+      prodguardian verify --service emergence-app --wait 15m --url https://emergence-app-47fmxpbtfq-ew.a.run.app
+      prodguardian verify --source export.json --revision emergence-app-00298-xyz --format markdown
+    """
+    wait = parse_duration(opts["wait"], "--wait") if opts["wait"] else None
+    if wait and (opts["source"] != "cloud" or opts["until"]):
+        raise ConfigError("--wait re-reads Cloud Logging up to now: use --source cloud, without --until")
+    urls = [*(service_probes(opts["url"]) if opts["url"] else ()), *opts["probes"]]
+    for url in urls:
+        check_url(url)
+    pack = load_pack(tuple(opts.get("rules_dirs") or ()))
+    if opts["source"] == "cloud" and opts["show_filter"]:
+        click.echo(_open_source(opts, _check_options(opts), pack).filter)
+        ctx.exit(0)
+
+    def attempt() -> Verification:
+        options = _check_options(opts)
+        source = _open_source(opts, options, pack)
+        found = probe_all(urls)
+        return run_verify(source, VerifyOptions(options, opts["revision"]), pack, found)
+
+    result = wait_for_traffic(attempt, wait) if wait else attempt()
+    if _shows_progress(opts) and opts["source"] == "cloud":
+        _end_progress_line()
+    _write_reports(lambda fmt: render_verification(result, fmt, opts["lang"]), opts)
+    ctx.exit(result.exit_code)
 
 
 @cli.command()

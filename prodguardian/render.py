@@ -22,6 +22,7 @@ from wcwidth import wcswidth
 
 from prodguardian.detect import Finding, ObjectiveResult
 from prodguardian.errors import ConfigError
+from prodguardian.probes import ProbeResult
 from prodguardian.resources import data_dir
 from prodguardian.unknown_errors import TOP_TEMPLATES, ErrorTemplate
 from prodguardian.verdict import STATUS_ICONS, LogText, Recommendation, Report
@@ -186,11 +187,9 @@ def render(report: Report, fmt: str = "text", lang: str = "en") -> str:
         document = report_dict(report, t)
         if report.services:
             document["services"] = [report_dict(service, t) for service in report.services]
-        text = json.dumps(_whole_numbers(document), ensure_ascii=False, indent=2)
-        # The same data once parsed, but no bidi override or C1 control can reach a terminal printing it.
-        return _CONTROL.sub(lambda found: f"\\u{ord(found.group()):04x}", text) + "\n"
+        return json_text(document)
     t = Translator(lang, markdown=fmt == "markdown")
-    template = _environment().get_template(f"report.{'md' if fmt == 'markdown' else 'txt'}.j2")
+    template = template_environment().get_template(f"report.{'md' if fmt == 'markdown' else 'txt'}.j2")
     if not report.services:
         return template.render(**_view(report, t))
     overview = t(
@@ -202,6 +201,13 @@ def render(report: Report, fmt: str = "text", lang: str = "en") -> str:
     rule = "\n---\n\n" if fmt == "markdown" else "\n" + "─" * 60 + "\n\n"
     pages = [template.render(**_view(service, t)) for service in report.services]
     return overview + "\n\n" + rule.join(pages)
+
+
+def json_text(document: Any) -> str:
+    """A JSON document, indented: the same data once parsed, but no bidi override or C1 control can reach a
+    terminal printing it."""
+    text = json.dumps(_whole_numbers(document), ensure_ascii=False, indent=2)
+    return _CONTROL.sub(lambda found: f"\\u{ord(found.group()):04x}", text) + "\n"
 
 
 def _whole_numbers(value: Any) -> Any:
@@ -216,7 +222,7 @@ def _whole_numbers(value: Any) -> Any:
 
 
 @cache
-def _environment() -> jinja2.Environment:
+def template_environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(data_dir("templates"))),
         autoescape=False,
@@ -233,7 +239,7 @@ def _view(report: Report, t: Translator) -> dict[str, Any]:
     """What the templates show, already worded and quoted: the templates only loop and choose."""
     blocks, shown = _blocks(report, t)
     notes = _notes(report, t, shown)
-    objectives = [_objective_row(o, t) for o in report.objectives]
+    objectives = [objective_row(o, t) for o in report.objectives]
     recommendations = [_recommendation(r, t) for r in report.recommendations]
     width = max(wcswidth(word) for word in t.words["priorities"].values()) + 1  # the same in every report
     for item in recommendations:
@@ -253,7 +259,26 @@ def _view(report: Report, t: Translator) -> dict[str, Any]:
         "objectives": objectives,
         "objective_lines": _objective_lines(objectives, t),
         "recommendations": recommendations,
+        "probes": [probe_line(p, t) for p in report.probes],
     }
+
+
+def probe_line(result: ProbeResult, t: Translator) -> dict[str, str]:
+    """A probe's row: its mark and `URL — outcome`."""
+    text = t("probe_line", url=LogText(result.url), outcome=probe_outcome(result, t))
+    return {"mark": OK_MARK if result.ok else "❌", "text": text}
+
+
+def probe_outcome(result: ProbeResult, t: Translator) -> str:
+    """What the endpoint answered (`200 (healthy) in 35 ms`, `HTTP 503, not 200`...)."""
+    health = LogText(result.health or "")
+    return t(
+        f"probe.{result.problem or 'ok'}",
+        health=t("probe_health", health=health) if result.ok and result.health else health,
+        status=result.status,
+        elapsed=t.ms(result.elapsed_ms),
+        detail=LogText(result.detail or ""),
+    )
 
 
 def _service_name(report: Report, t: Translator) -> str:
@@ -364,6 +389,9 @@ def _headline(finding: Finding, report: Report, t: Translator) -> str:
             count=finding.count,
             usual=usual,
         )
+    if finding.kind == "probe":
+        result = next((p for p in report.probes if p.url == finding.group), None)
+        return probe_outcome(result, t) if result else ""
     if finding.kind == "metric":
         target = next(
             (o.objective.target for o in report.objectives if o.objective.finding_rule == finding.rule), None
@@ -568,8 +596,8 @@ def _pattern_dict(template: ErrorTemplate, report: Report, t: Translator) -> dic
         "count": template.count,
         "baseline_count": template.baseline_count,
         "new": template.new,
-        "first_seen": _iso(evidence.first_seen),
-        "last_seen": _iso(evidence.last_seen),
+        "first_seen": iso(evidence.first_seen),
+        "last_seen": iso(evidence.last_seen),
         "revisions": evidence.revisions,
         "example": evidence.examples[0] if evidence.examples else None,
         "summary": _pattern_line(template, report, t),
@@ -584,7 +612,7 @@ def _idle(text: str) -> dict[str, str]:
     return {"mark": INFO_MARK, "text": text}
 
 
-def _objective_value(result: ObjectiveResult, t: Translator, value: float | None) -> str:
+def objective_value(result: ObjectiveResult, t: Translator, value: float | None) -> str:
     metric = result.objective.metric
     if metric.endswith("_rate"):
         return t.pct(value)
@@ -593,15 +621,15 @@ def _objective_value(result: ObjectiveResult, t: Translator, value: float | None
     return t.rate(value)
 
 
-def _objective_row(result: ObjectiveResult, t: Translator) -> dict[str, str]:
+def objective_row(result: ObjectiveResult, t: Translator) -> dict[str, str]:
     objective = result.objective
-    target = _objective_value(result, t, objective.target)
+    target = objective_value(result, t, objective.target)
     comparison = ("≤ " if objective.target else "") if objective.inclusive else "< "
     mark = {True: "✅", False: "❌", None: "—"}[result.met]
     label = t(f"objectives.{objective.id}", default=objective.id.replace("_", " "))
     return {
         "label": label,
-        "value": _objective_value(result, t, result.value),
+        "value": objective_value(result, t, result.value),
         "target": comparison + target,
         "mark": mark,
     }
@@ -610,10 +638,17 @@ def _objective_row(result: ObjectiveResult, t: Translator) -> dict[str, str]:
 def _objective_lines(rows: list[dict[str, str]], t: Translator) -> list[str]:
     """The objectives table for a terminal: each column as wide as its widest cell, in display columns."""
     header = [t("objectives_title"), t("objective_now"), t("objective_target"), ""]
-    table = [header] + [["  " + row["label"], row["value"], row["target"], row["mark"]] for row in rows]
-    widths = [max(wcswidth(line[column]) for line in table) + 2 for column in range(3)]
+    return aligned(
+        [header] + [["  " + row["label"], row["value"], row["target"], row["mark"]] for row in rows]
+    )
+
+
+def aligned(table: list[list[str]]) -> list[str]:
+    """A table's lines for a terminal: each column but the last as wide as its widest cell, plus two."""
+    columns = len(table[0]) - 1
+    widths = [max(wcswidth(line[column]) for line in table) + 2 for column in range(columns)]
     return [
-        ("".join(pad(cell, width) for cell, width in zip(line[:3], widths, strict=True)) + line[3]).rstrip()
+        ("".join(pad(cell, width) for cell, width in zip(line[:-1], widths, strict=True)) + line[-1]).rstrip()
         for line in table
     ]
 
@@ -627,7 +662,7 @@ def _recommendation(item: Recommendation, t: Translator) -> dict[str, Any]:
     }
 
 
-def _iso(moment: datetime | None) -> str | None:
+def iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
@@ -643,17 +678,17 @@ def report_dict(report: Report, t: Translator) -> dict[str, Any]:
         "project": ctx.project,
         "region": ctx.region,
         "window": {
-            "start": _iso(ctx.window.start),
-            "end": _iso(ctx.window.end),
-            "covered_start": _iso(ctx.window.covered_start),
+            "start": iso(ctx.window.start),
+            "end": iso(ctx.window.end),
+            "covered_start": iso(ctx.window.covered_start),
             "partial": ctx.window.partial,
         },
         "warnings": ctx.warnings,
         "baseline": {
-            "start": _iso(ctx.window.baseline_start),
-            "end": _iso(ctx.window.start),
+            "start": iso(ctx.window.baseline_start),
+            "end": iso(ctx.window.start),
             "available": report.baseline_available,
-            "covered_start": _iso(ctx.window.baseline_covered_start),
+            "covered_start": iso(ctx.window.baseline_covered_start),
             "partial": ctx.window.baseline_partial,
         },
         "totals": {
@@ -684,6 +719,7 @@ def report_dict(report: Report, t: Translator) -> dict[str, Any]:
         },
         "objectives": [_objective_dict(o, t) for o in report.objectives],
         "patterns": [_pattern_dict(template, report, t) for template in report.patterns[:TOP_TEMPLATES]],
+        "probes": [probe_dict(p, t) for p in report.probes],
         "recommendations": [
             {"priority": r.priority, "action": _recommendation(r, t)["action"], "command": r.command}
             for r in report.recommendations
@@ -691,8 +727,20 @@ def report_dict(report: Report, t: Translator) -> dict[str, Any]:
     }
 
 
+def probe_dict(result: ProbeResult, t: Translator) -> dict[str, Any]:
+    return {
+        "url": result.url,
+        "ok": result.ok,
+        "problem": result.problem,
+        "status": result.status,
+        "health": result.health,
+        "elapsed_ms": round(result.elapsed_ms, 1),
+        "summary": probe_line(result, t)["text"],
+    }
+
+
 def _objective_dict(result: ObjectiveResult, t: Translator) -> dict[str, Any]:
-    row = _objective_row(result, t)
+    row = objective_row(result, t)
     objective = result.objective
     return {
         "id": objective.id,
@@ -721,8 +769,8 @@ def _finding_dict(finding: Finding, report: Report, t: Translator) -> dict[str, 
         "baseline_per_hour": finding.baseline_per_hour,
         "value_ms": finding.value_ms,
         "baseline_ms": finding.baseline_ms,
-        "first_seen": _iso(evidence.first_seen) if evidence else None,
-        "last_seen": _iso(evidence.last_seen) if evidence else None,
+        "first_seen": iso(evidence.first_seen) if evidence else None,
+        "last_seen": iso(evidence.last_seen) if evidence else None,
         "revisions": evidence.revisions if evidence else [],
         "instances": evidence.instances if evidence else 0,
         "examples": evidence.examples if evidence else [],

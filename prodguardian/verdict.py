@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from prodguardian.aggregate import Window
 from prodguardian.detect import SEVERITIES, Detection, Finding, Metrics, ObjectiveResult, RevisionStats
+from prodguardian.probes import ProbeResult
 from prodguardian.unknown_errors import ErrorTemplate
 
 Status = Literal["OK", "DEGRADED", "CRITICAL", "UNKNOWN"]
@@ -104,6 +105,9 @@ class Report:
     services: list[Report] = field(default_factory=list)  # every service's report, worst first, when several
     # The window's unknown-error templates, most failures first (a report shows the top ones).
     patterns: list[ErrorTemplate] = field(default_factory=list)
+    probes: list[ProbeResult] = field(
+        default_factory=list
+    )  # `check --probe`: each a row, a failure a finding
 
     @property
     def exit_code(self) -> int:
@@ -279,12 +283,7 @@ def _rollback(
     if not clean:
         return None
     target = clean[-1]
-    command = _safe_command(
-        f"gcloud run services update-traffic {context.service} --to-revisions={target.revision}=100"
-        + _gcloud_suffix(context),
-        context.service,
-        target.revision,
-    )
+    command = rollback_command(context, target.revision)
     params = {
         "new": LogText(newest.revision),
         "old": LogText(target.revision),
@@ -294,6 +293,16 @@ def _rollback(
         "ago": _ago(context.window.end - newest.first_seen.replace(tzinfo=context.window.end.tzinfo)),
     }
     return Recommendation("HIGH", "rollback", params, command)
+
+
+def rollback_command(context: Context, revision: str) -> str | None:
+    """The command sending all traffic back to `revision` (None when a name is not a plain identifier)."""
+    return _safe_command(
+        f"gcloud run services update-traffic {context.service} --to-revisions={revision}=100"
+        + _gcloud_suffix(context),
+        context.service,
+        revision,
+    )
 
 
 def _failing_since_start(revision: RevisionStats) -> bool:
