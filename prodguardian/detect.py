@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import pandas as pd
@@ -15,15 +15,18 @@ from prodguardian.aggregate import Aggregates, Evidence
 from prodguardian.rules import Objective, Rule, RulePack, Threshold
 from prodguardian.unknown_errors import ErrorTemplate, UnknownErrors
 
-SEVERITIES = ("CRITICAL", "DEGRADED", "INFO")
+Severity = Literal["CRITICAL", "DEGRADED", "INFO"]  # a finding's: INFO is under the thresholds
+SEVERITIES: tuple[Severity, ...] = ("CRITICAL", "DEGRADED", "INFO")
 SPIKE_P_VALUE = 0.01
 
 
 @dataclass
 class Finding:
+    """What one rule found in the window: its severity, count, rate and evidence."""
+
     rule: str
     category: str
-    severity: str
+    severity: Severity
     kind: str  # failure | metric | latency | new_error
     description: str
     count: int
@@ -122,7 +125,14 @@ def detect(aggs: Aggregates, pack: RulePack, unknown: UnknownErrors | None = Non
     )
 
 
-def _finding(rule: Rule, aggs: Aggregates, *, severity: str, kind: str, count: int, **fields: Any) -> Finding:
+def _alerting_thresholds(rule: Rule) -> tuple[tuple[Severity, Threshold | None], ...]:
+    """The rule's thresholds, CRITICAL first: the first one crossed is the finding's severity."""
+    return ("CRITICAL", rule.critical), ("DEGRADED", rule.degraded)
+
+
+def _finding(
+    rule: Rule, aggs: Aggregates, *, severity: Severity, kind: str, count: int, **fields: Any
+) -> Finding:
     """A finding of `rule`: what every kind of finding takes from the rule and the window."""
     return Finding(
         rule=rule.id,
@@ -248,9 +258,9 @@ def _judge(
     baseline_rate: float | None,
     hours: float,
     instances: int,
-) -> tuple[str, dict[str, Any] | None]:
+) -> tuple[Severity, dict[str, Any] | None]:
     """The severity of a count: CRITICAL or DEGRADED when that threshold is crossed, else INFO."""
-    for severity, threshold in (("CRITICAL", rule.critical), ("DEGRADED", rule.degraded)):
+    for severity, threshold in _alerting_thresholds(rule):
         if threshold is not None and _crossed(
             threshold, count, rate, per_hour, baseline_rate, hours, instances
         ):
@@ -314,8 +324,9 @@ def _latency_finding(rule: Rule, aggs: Aggregates, baseline_available: bool) -> 
     samples = int(now["samples"])
     base = _latency_row(aggs, "baseline") if baseline_available else None
     baseline_ms = None if base is None else _quantile(aggs, "baseline", rule.quantile, base)
-    severity, threshold = "INFO", None
-    for name, limit in (("CRITICAL", rule.critical), ("DEGRADED", rule.degraded)):
+    severity: Severity = "INFO"
+    threshold = None
+    for name, limit in _alerting_thresholds(rule):
         if limit is not None and limit.ms is not None and samples >= limit.min_count and value > limit.ms:
             severity, threshold = name, _describe(limit)
             break

@@ -31,6 +31,7 @@ LANGUAGES = ("en", "fr")
 SCHEMA_VERSION = 1
 PRIORITY_ICONS = {"HIGH": "🔴", "MEDIUM": "🟡", "LOW": "🔵"}
 OK_MARK, INFO_MARK = "✅", "ℹ️"
+SECONDS_UNDER_HOURS = 5 / 60  # a window shorter than 5 minutes shows its times to the second
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _PLURAL_KEYS = frozenset(("zero", "one", "two", "few", "many", "other"))
 
@@ -84,6 +85,9 @@ class Translator:
         self.percent: str = number["percent"]
         self.unit: str = number["unit"]
         self.plural_form: Callable[[float], str] = babel.Locale.parse(lang).plural_form
+        self.elisions: dict[str, str] = number.get("elide", {})
+        words = "|".join(re.escape(word) for word in self.elisions) or "(?!)"
+        self.elided = re.compile(rf"\b(?P<word>{words}) \{{(?P<name>\w+)\}}")
 
     def __call__(self, key: str, **params: Any) -> str:
         """The entry `key` with its placeholders filled; log text (`LogText`) quoted, other text cleaned."""
@@ -97,7 +101,19 @@ class Translator:
             k: self.quote(v) if isinstance(v, LogText) else clean(v) if isinstance(v, str) else v
             for k, v in params.items()
         }
-        return entry.format_map(_Blank(values))
+        return self.elide(entry, values).format_map(_Blank(values))
+
+    def elide(self, entry: str, values: dict[str, Any]) -> str:
+        """`de {revision}` written `d'{revision}` when the value starts with a vowel (`format.elide`)."""
+        if not self.elisions:
+            return entry
+
+        def join(found: re.Match[str]) -> str:
+            value = str(values.get(found["name"], "")).lstrip("` ")
+            vowel = value[:1].lower() in self.words["format"]["vowels"]
+            return f"{self.elisions[found['word']]}{{{found['name']}}}" if vowel else found[0]
+
+        return self.elided.sub(join, entry)
 
     def lookup(self, key: str) -> Any:
         text: Any = self.words
@@ -136,7 +152,9 @@ class Translator:
     def hours(self, delta: float) -> str:
         if delta >= 1:
             return self.num(delta, 0 if delta == int(delta) else 1) + f"{self.unit}h"
-        return f"{round(delta * 60)}{self.unit}min"
+        if round(delta * 60) >= 1:
+            return f"{round(delta * 60)}{self.unit}min"
+        return f"{max(1, round(delta * 3600))}{self.unit}s"
 
 
 class _Blank(dict[str, Any]):
@@ -168,7 +186,7 @@ def render(report: Report, fmt: str = "text", lang: str = "en") -> str:
         document = report_dict(report, t)
         if report.services:
             document["services"] = [report_dict(service, t) for service in report.services]
-        text = json.dumps(document, ensure_ascii=False, indent=2)
+        text = json.dumps(_whole_numbers(document), ensure_ascii=False, indent=2)
         # The same data once parsed, but no bidi override or C1 control can reach a terminal printing it.
         return _CONTROL.sub(lambda found: f"\\u{ord(found.group()):04x}", text) + "\n"
     t = Translator(lang, markdown=fmt == "markdown")
@@ -184,6 +202,17 @@ def render(report: Report, fmt: str = "text", lang: str = "en") -> str:
     rule = "\n---\n\n" if fmt == "markdown" else "\n" + "─" * 60 + "\n\n"
     pages = [template.render(**_view(service, t)) for service in report.services]
     return overview + "\n\n" + rule.join(pages)
+
+
+def _whole_numbers(value: Any) -> Any:
+    """The document with every whole float an integer: `above_baseline: 3` in a rule reads 3, not 3.0."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _whole_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(item) for item in value]
+    return value
 
 
 @cache
@@ -257,23 +286,28 @@ def _reason(report: Report, t: Translator) -> str | None:
 
 def _window_line(report: Report, t: Translator) -> str:
     ctx, window = report.context, report.context.window
-    start, end = _minute(window.start), _minute(window.end)
+    # A window of a few minutes is read to the second; a longer one to the nearest minute.
+    seconds = window.requested_hours < SECONDS_UNDER_HOURS
+    start, end = (window.start, window.end) if seconds else (_minute(window.start), _minute(window.end))
+    clock = "%H:%M:%S" if seconds else "%H:%M"
     length = t.hours(window.requested_hours)
     if start.date() == end.date():
         span = t(
-            "window", start=f"{start:%H:%M}", end=f"{end:%H:%M}", date=f"{start:%Y-%m-%d}", length=length
+            "window", start=f"{start:{clock}}", end=f"{end:{clock}}", date=f"{start:%Y-%m-%d}", length=length
         )
     else:
         span = t(
             "window_days",
             start_date=f"{start:%Y-%m-%d}",
-            start=f"{start:%H:%M}",
+            start=f"{start:{clock}}",
             end_date=f"{end:%Y-%m-%d}",
-            end=f"{end:%H:%M}",
+            end=f"{end:{clock}}",
             length=length,
         )
     parts = [span]
-    if window.partial:
+    if window.data_start is not None and window.data_start >= window.end:  # it covers none of the window
+        parts.append(t("coverage_none", start=f"{window.data_start:%Y-%m-%d %H:%M}"))
+    elif window.partial:
         minutes, total = round(window.hours * 60), round(window.requested_hours * 60)
         parts.append(
             t(
@@ -290,7 +324,7 @@ def _window_line(report: Report, t: Translator) -> str:
     elif report.baseline_available:
         parts.append(t("baseline", length=t.hours(window.baseline_hours)))
     else:
-        parts.append(t("no_baseline"))
+        parts.append(t("no_baseline" if window.baseline_start < window.start else "baseline_none"))
     entries = int(ctx.totals.get("entries", 0))
     parts.append(t("entries", n=t.num(entries), count=entries))
     if ctx.totals.get("suppressed"):
@@ -318,7 +352,8 @@ def finding_title(finding: Finding, t: Translator) -> str:
 
 
 def _headline(finding: Finding, report: Report, t: Translator) -> str:
-    hours = report.context.window.hours
+    window = report.context.window
+    hours = min(window.hours, window.requested_hours)  # rates count a minute at least; a window may be less
     usual = "" if finding.baseline_per_hour is None else t("usual", rate=t.rate(finding.baseline_per_hour))
     if finding.kind == "latency":
         usual = "" if finding.baseline_ms is None else t("usual_ms", value=t.ms(finding.baseline_ms))
@@ -416,7 +451,8 @@ def _seen_line(finding: Finding, t: Translator) -> str | None:
     evidence = finding.evidence
     if evidence is None:
         return None
-    parts = [f"{evidence.first_seen:%H:%M:%S} → {evidence.last_seen:%H:%M:%S}"]
+    first, last = f"{evidence.first_seen:%H:%M:%S}", f"{evidence.last_seen:%H:%M:%S}"
+    parts = [first if first == last else f"{first} → {last}"]
     if evidence.revisions:
         names = ", ".join(t.quote(name) for name in evidence.revisions)
         parts.append(t("revisions", names=names, count=len(evidence.revisions)))

@@ -310,6 +310,8 @@ class Objective(ObjectiveFields, frozen=True, kw_only=True):
 
 @dataclass(frozen=True)
 class RulePack:
+    """The rules and objectives a check applies, compiled once, and the files they come from."""
+
     rules: tuple[Rule, ...]
     objectives: tuple[Objective, ...]
     files: tuple[str, ...]

@@ -10,14 +10,20 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from prodguardian.aggregate import Window
 from prodguardian.detect import SEVERITIES, Detection, Finding, Metrics, ObjectiveResult, RevisionStats
 from prodguardian.unknown_errors import ErrorTemplate
 
-STATUS_ICONS = {"OK": "🟢", "DEGRADED": "🟡", "CRITICAL": "🔴", "UNKNOWN": "⚪"}
-EXIT_CODES = {"OK": 0, "DEGRADED": 1, "CRITICAL": 2, "UNKNOWN": 3}
+Status = Literal["OK", "DEGRADED", "CRITICAL", "UNKNOWN"]
+Priority = Literal["HIGH", "MEDIUM", "LOW"]
+PRIORITIES: tuple[Priority, ...] = ("HIGH", "MEDIUM", "LOW")
+AreaState = Literal[
+    "ok", "noted", "warn", "fail"
+]  # noted: failures under the thresholds, or a missed objective
+STATUS_ICONS: dict[Status, str] = {"OK": "🟢", "DEGRADED": "🟡", "CRITICAL": "🔴", "UNKNOWN": "⚪"}
+EXIT_CODES: dict[Status, int] = {"OK": 0, "DEGRADED": 1, "CRITICAL": 2, "UNKNOWN": 3}
 AREAS = {
     "database": ("database",),
     "websocket": ("websocket",),
@@ -67,7 +73,7 @@ class Context:
 
 @dataclass
 class Recommendation:
-    priority: str  # HIGH | MEDIUM | LOW
+    priority: Priority
     advice: str  # key of the advice text in the report catalog
     params: dict[str, Any]
     command: str | None = None
@@ -78,13 +84,15 @@ class Area:
     """One line of the report's checklist: an area with a finding or a missed objective is never ✅."""
 
     id: str
-    state: str  # ok | noted (failures under the alert thresholds, or a missed objective) | warn | fail
+    state: AreaState
     findings: list[Finding]
 
 
 @dataclass
 class Report:
-    status: str
+    """A check's answer: the status, findings in reading order, metrics, objectives, advice (pure data)."""
+
+    status: Status
     context: Context
     findings: list[Finding]
     metrics: Metrics | None
@@ -109,7 +117,7 @@ class Report:
 def build_report(detection: Detection, context: Context) -> Report:
     findings = order_findings(_explained_latency(_failed_deploys(detection.findings, detection.revisions)))
     problems = [f for f in findings if f.severity != "INFO"]
-    status = min((f.severity for f in problems), key=SEVERITIES.index) if problems else "OK"
+    status = _status(problems)
     return Report(
         status=status,
         context=context,
@@ -121,6 +129,13 @@ def build_report(detection: Detection, context: Context) -> Report:
         baseline_available=detection.baseline_available,
         patterns=detection.patterns,
     )
+
+
+def _status(problems: list[Finding]) -> Status:
+    """The worst severity of the findings that alert; OK when none does."""
+    if not problems:
+        return "OK"
+    return "CRITICAL" if any(f.severity == "CRITICAL" for f in problems) else "DEGRADED"
 
 
 def _failed_deploys(findings: list[Finding], revisions: list[RevisionStats]) -> list[Finding]:
@@ -188,6 +203,7 @@ def _areas(findings: list[Finding], objectives: list[ObjectiveResult]) -> list[A
         mine = [f for f in findings if f.category in categories]
         missed = [o for o in objectives if o.met is False and o.category in categories]
         severities = {f.severity for f in mine}
+        state: AreaState
         if "CRITICAL" in severities:
             state = "fail"
         elif "DEGRADED" in severities:
@@ -201,7 +217,7 @@ def _areas(findings: list[Finding], objectives: list[ObjectiveResult]) -> list[A
 
 
 def recommend(
-    status: str, problems: list[Finding], revisions: list[RevisionStats], context: Context
+    status: Status, problems: list[Finding], revisions: list[RevisionStats], context: Context
 ) -> list[Recommendation]:
     advice: list[Recommendation] = []
     rollback = _rollback(problems, revisions, context)
@@ -219,8 +235,7 @@ def recommend(
             f"prodguardian check --service {context.service} --freshness 15m", context.service
         )
         advice.append(Recommendation("MEDIUM", "check_again", {}, command))
-    order = ("HIGH", "MEDIUM", "LOW")
-    return sorted(_dedupe(advice), key=lambda r: order.index(r.priority))
+    return sorted(_dedupe(advice), key=lambda r: PRIORITIES.index(r.priority))
 
 
 def _dedupe(advice: list[Recommendation]) -> list[Recommendation]:
@@ -234,7 +249,7 @@ def _dedupe(advice: list[Recommendation]) -> list[Recommendation]:
     return kept
 
 
-def _priority(finding: Finding) -> str:
+def _priority(finding: Finding) -> Priority:
     return "HIGH" if finding.severity == "CRITICAL" else "MEDIUM"
 
 

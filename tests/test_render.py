@@ -14,7 +14,8 @@ from prodguardian.aggregate import cut_line
 from prodguardian.check import CheckOptions, run_check
 from prodguardian.render import Translator, catalog, clean, inline_code, is_plural, render
 from prodguardian.rules import RulePack
-from prodguardian.verdict import Report
+from prodguardian.simulate import generate
+from prodguardian.verdict import LogText, Report
 from tests import logs
 from tests.markdown import outside_code
 
@@ -134,6 +135,17 @@ def test_an_area_without_traffic_says_so(pack: RulePack) -> None:
     assert "✅ HTTP errors: 0% (0 of 60 requests)" in text
 
 
+def test_json_writes_whole_numbers_as_integers() -> None:
+    """A rule's `ms: 1000` or `above_baseline: 3`, an objective's target 0, a rate of 9/h: never 3.0."""
+    floats: list[str] = []
+    for scenario in ("slow", "db-outage"):
+        text = render(run_check(generate(scenario), CheckOptions()).report, "json")
+        document = json.loads(text, parse_float=lambda number: floats.append(number) or float(number))
+        assert not [number for number in floats if float(number).is_integer()], scenario
+        assert any(isinstance(f["threshold"], dict) for f in document["findings"])
+        assert all(isinstance(o["target"], int | float) for o in document["objectives"])
+
+
 def test_json_summaries_carry_their_values(pack: RulePack) -> None:
     reconnecting = "Database connection lost. Attempting automatic reconnection..."
     entries = [logs.request(60 * i, "/api/threads") for i in range(60)]  # an hour of traffic
@@ -166,6 +178,21 @@ def test_plural_forms_follow_each_languages_rules() -> None:
     assert en("rules.websocket-error.what", count=1) == "broken WebSocket session"
 
 
+def test_french_elides_de_and_que_before_a_vowel() -> None:
+    fr, md = Translator("fr"), Translator("fr", markdown=True)
+    assert (
+        fr("revision_share", pct="8 %", revision=LogText("emergence-app-2"))
+        == " (8 % de celles d'emergence-app-2)"
+    )
+    assert fr("revision_share", pct="8 %", revision=LogText("web-2")) == " (8 % de celles de web-2)"
+    assert md("revision_share", pct="8 %", revision=LogText("api-2")) == " (8 % de celles d'`api-2`)"
+    advice = fr(
+        "advice.rollback", new=LogText("x-2"), old=LogText("Ösel-1"), failures=1, total=1, since="", ago=""
+    )
+    assert "alors qu'Ösel-1 fonctionnait" in advice
+    assert Translator("en")("revision_share", pct="8%", revision=LogText("api-2")) == " (8% of api-2's)"
+
+
 def test_one_of_everything_is_singular(pack: RulePack) -> None:
     entries = [logs.request(0, "/api/threads"), *logs.failing_request_lines(10, trace="b" * 32)]
     text = render(check(entries, pack), "text")
@@ -180,6 +207,29 @@ def test_a_window_across_midnight_shows_both_dates(pack: RulePack) -> None:
     assert render(report, "text").splitlines()[1].startswith("Window 2025-10-11 23:30 – 2025-10-12 00:30 UTC")
     french = render(report, "text", "fr").splitlines()[1]
     assert french.startswith("Fenêtre du 2025-10-11 23:30 au 2025-10-12 00:30 UTC")
+
+
+def test_a_failure_seen_in_one_second_shows_its_time_once(pack: RulePack) -> None:
+    entries = [logs.request(0, "/api/threads"), *logs.failing_request_lines(10, trace="b" * 32)]
+    text = render(check(entries, pack), "text")
+    assert "   11:30:10 · revision emergence-app-00297-6pr · 1 instance" in text and "→" not in text
+
+
+def test_a_window_of_seconds_reads_to_the_second(pack: RulePack) -> None:
+    entries = [logs.request(s, "/api/threads") for s in range(120)]
+    report = check(entries, pack, freshness=timedelta(seconds=1), until=logs.T0 + timedelta(seconds=100))
+    assert render(report, "text").splitlines()[1].startswith("Window 11:31:39–11:31:40 UTC, 2025-10-11 (1 s)")
+    assert "Fenêtre 11:31:39–11:31:40 UTC, 2025-10-11 (1\u00a0s)" in render(report, "text", "fr")
+    failing = [*entries, *logs.failing_request_lines(99.5, trace="c" * 32)]
+    report = check(failing, pack, freshness=timedelta(seconds=1), until=logs.T0 + timedelta(seconds=100))
+    assert "1 failure in 1 s" in render(report, "text"), "never more time than the window has"
+
+
+def test_a_window_before_the_data_says_the_data_starts_after_it(pack: RulePack) -> None:
+    report = check([logs.request(0, "/api/threads")], pack, until=logs.T0 - timedelta(days=1))
+    line = render(report, "text").splitlines()[1]
+    assert "⚠️ the data starts after the window, at 2025-10-11 11:30 UTC" in line and "data covers" not in line
+    assert "les données commencent après la fenêtre, le 2025-10-11 11:30 UTC" in render(report, "text", "fr")
 
 
 def test_a_cut_log_line_ends_with_an_ellipsis(pack: RulePack) -> None:
