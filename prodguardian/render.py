@@ -625,6 +625,7 @@ def report_dict(report: Report, t: Translator) -> dict[str, Any]:
             "skipped": int(ctx.totals.get("skipped", 0)),
             "suppressed": int(ctx.totals.get("suppressed", 0)),
             "echoes": int(ctx.totals.get("echoes", 0)),
+            "merged_lines": int(ctx.totals.get("merged_lines", 0)),
             "duplicates": int(ctx.totals.get("duplicates", 0)),
             "other_resources": int(ctx.totals.get("other_resources", 0)),
             "truncated": bool(ctx.totals.get("truncated", False)),
