@@ -16,6 +16,7 @@ from prodguardian.detect import detect
 from prodguardian.errors import ConfigError, InputError
 from prodguardian.events import Events, build_events
 from prodguardian.rules import RulePack, load_pack
+from prodguardian.source import PAGE_WARNING
 from prodguardian.verdict import Context, Reason, Report, build_report, unknown_report
 
 CLOCK_SKEW = timedelta(minutes=5)  # how far past now an entry's timestamp may be before it is not believed
@@ -51,7 +52,7 @@ def run_check(entries: Iterable[Any], options: CheckOptions, pack: RulePack | No
     clock.lap("events")
     where = getattr(entries, "name", None)
     _require_log_entries(events, where)
-    warnings = list(getattr(entries, "warnings", ()))
+    warnings = [_source_warning(message) for message in getattr(entries, "warnings", ())]
     table = events.table
     if options.until is None:
         table = _without_future(events, datetime.now(UTC) + CLOCK_SKEW, warnings)
@@ -92,7 +93,7 @@ def _check_service(
     service: str | None,
     window: Window,
     totals: dict[str, Any],
-    warnings: list[str],
+    warnings: list[Reason],
     pack: RulePack,
     clock: _Stopwatch,
 ) -> Report:
@@ -163,7 +164,14 @@ def _held(services: dict[str, int], shown: int = 10) -> str:
     return f"the input holds {', '.join(names)}{more}"
 
 
-def _without_future(events: Events, latest: datetime, warnings: list[str]) -> pd.DataFrame:
+def _source_warning(message: str) -> Reason:
+    """A source's warning, keyed for the report's catalog when it is one the catalog words."""
+    return (
+        Reason("one_page_of_several", message=message) if message == PAGE_WARNING else Reason(message=message)
+    )
+
+
+def _without_future(events: Events, latest: datetime, warnings: list[Reason]) -> pd.DataFrame:
     """The table without entries stamped after `latest` (a broken clock): they never move the window."""
     table = events.table
     late = table["ts"] > pd.Timestamp(latest).tz_convert(None)
@@ -173,8 +181,12 @@ def _without_future(events: Events, latest: datetime, warnings: list[str]) -> pd
     events.totals.skipped += count
     newest = table.loc[late, "ts"].max()
     warnings.append(
-        f"{count:,} entries stamped in the future (up to {newest:%Y-%m-%d %H:%M} UTC) were skipped:"
-        " a clock is wrong somewhere"
+        Reason(
+            "future_entries",
+            {"n": count, "newest": f"{newest:%Y-%m-%d %H:%M}"},
+            f"{count:,} entries stamped in the future (up to {newest:%Y-%m-%d %H:%M} UTC) were skipped:"
+            " a clock is wrong somewhere",
+        )
     )
     return table[~late].reset_index(drop=True)
 

@@ -23,7 +23,7 @@ from wcwidth import wcswidth
 from prodguardian.detect import Finding, ObjectiveResult
 from prodguardian.errors import ConfigError
 from prodguardian.resources import data_dir
-from prodguardian.verdict import STATUS_ICONS, LogText, Recommendation, Report
+from prodguardian.verdict import STATUS_ICONS, LogText, Reason, Recommendation, Report
 
 FORMATS = ("text", "markdown", "json")
 LANGUAGES = ("en", "fr")
@@ -242,7 +242,7 @@ def _view(report: Report, t: Translator) -> dict[str, Any]:
         "t": t,
         "title": _title(report, t),
         "window_line": _window_line(report, t),
-        "warnings": [t.quote(warning) for warning in report.context.warnings],
+        "warnings": [_worded(warning, "warnings", t) for warning in report.context.warnings],
         "reason": _reason(report, t),
         "blocks": blocks,
         "notes": notes,
@@ -271,14 +271,19 @@ def _title(report: Report, t: Translator) -> str:
 
 
 def _reason(report: Report, t: Translator) -> str | None:
-    reason = report.reason
-    if reason is None:
-        return None
+    return None if report.reason is None else _worded(report.reason, "reasons", t)
+
+
+def _worded(reason: Reason, section: str, t: Translator) -> str:
+    """A reason or a warning in the report's language: its catalog entry (`section.key`), or its message."""
     if reason.key is None:
         return t.quote(reason.message or "")
     values = {k: t.num(v) if isinstance(v, int) else v for k, v in reason.params.items()}
     return t(
-        f"reasons.{reason.key}", **values, count=reason.params.get("n"), default=reason.message or reason.key
+        f"{section}.{reason.key}",
+        **values,
+        count=reason.params.get("n"),
+        default=reason.message or reason.key,
     )
 
 
@@ -610,7 +615,7 @@ def report_dict(report: Report, t: Translator) -> dict[str, Any]:
             "covered_start": _iso(ctx.window.covered_start),
             "partial": ctx.window.partial,
         },
-        "warnings": ctx.warnings,
+        "warnings": [_worded(warning, "warnings", t) for warning in ctx.warnings],
         "baseline": {
             "start": _iso(ctx.window.baseline_start),
             "end": _iso(ctx.window.start),
