@@ -463,7 +463,7 @@ def _seen_line(finding: Finding, t: Translator) -> str | None:
 
 
 def _share(finding: Finding, t: Translator) -> str:
-    """`: 4% of 301 requests (8.1% of rev-2's)`, or nothing when the rule has no denominator."""
+    """`: 4% of 301 requests (12 of 148 in rev-2: 8.11%)`, or nothing when the rule has no denominator."""
     if finding.rate is None or not finding.denominator:
         return ""
     share = t(
@@ -472,10 +472,24 @@ def _share(finding: Finding, t: Translator) -> str:
         n=t.num(finding.denominator),
         count=finding.denominator,
     )
-    if finding.worst_revision:
-        revision, revision_share, _ = finding.worst_revision
-        share += t("revision_share", pct=t.pct(revision_share), revision=LogText(revision))
+    worst = _worst_revision(finding)
+    if worst:
+        share += t(
+            "revision_share",
+            pct=t.pct(worst["rate"]),
+            n=t.num(worst["count"]),
+            total=t.num(worst["denominator"]),
+            revision=LogText(worst["revision"]),
+        )
     return share
+
+
+def _worst_revision(finding: Finding) -> dict[str, Any] | None:
+    """The revision whose own share of failures judged the finding: its failures out of its traffic."""
+    if not finding.worst_revision:
+        return None
+    revision, rate, count = finding.worst_revision
+    return {"revision": revision, "count": count, "denominator": round(count / rate), "rate": rate}
 
 
 def _symptom_line(symptom: Finding, t: Translator) -> str:
@@ -694,6 +708,7 @@ def _finding_dict(finding: Finding, report: Report, t: Translator) -> dict[str, 
         "instances": evidence.instances if evidence else 0,
         "examples": evidence.examples if evidence else [],
         "frame": evidence.frame if evidence else None,
+        "worst_revision": _worst_revision(finding),
         "caused_by": finding.caused_by,
         "caused_count": finding.caused_count,
         "threshold": finding.threshold,

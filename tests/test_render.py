@@ -180,17 +180,23 @@ def test_plural_forms_follow_each_languages_rules() -> None:
 
 def test_french_elides_de_and_que_before_a_vowel() -> None:
     fr, md = Translator("fr"), Translator("fr", markdown=True)
-    assert (
-        fr("revision_share", pct="8 %", revision=LogText("emergence-app-2"))
-        == " (8 % de celles d'emergence-app-2)"
-    )
-    assert fr("revision_share", pct="8 %", revision=LogText("web-2")) == " (8 % de celles de web-2)"
-    assert md("revision_share", pct="8 %", revision=LogText("api-2")) == " (8 % de celles d'`api-2`)"
-    advice = fr(
-        "advice.rollback", new=LogText("x-2"), old=LogText("Ösel-1"), failures=1, total=1, since="", ago=""
-    )
-    assert "alors qu'Ösel-1 fonctionnait" in advice
-    assert Translator("en")("revision_share", pct="8%", revision=LogText("api-2")) == " (8% of api-2's)"
+    advice = fr("advice.rollback", new=LogText("x-2"), old=LogText("emergence-app-1"), failures=1, total=1)
+    assert "alors qu'emergence-app-1 fonctionnait" in advice
+    advice = md("advice.rollback", new=LogText("x-2"), old=LogText("Ösel-1"), failures=1, total=1)
+    assert "alors qu'`Ösel-1` fonctionnait" in advice
+    assert "alors que web-1 fonctionnait" in fr("advice.rollback", old=LogText("web-1"))
+    assert fr.elide("celles de {revision}", {"revision": "api-2"}) == "celles d'{revision}"
+    assert Translator("en").elide("of {revision}", {"revision": "api-2"}) == "of {revision}"
+
+
+def test_a_revision_share_says_its_count_and_denominator(pack: RulePack) -> None:
+    report = run_check(generate("bad-deploy"), CheckOptions()).report
+    assert "(12 of 155 in emergence-app-00298-xyz: 7.74%)" in render(report, "text")
+    assert "(12 sur 155 dans emergence-app-00298-xyz\u00a0: 7,74\u202f%)" in render(report, "text", "fr")
+    (worst,) = [
+        f["worst_revision"] for f in json.loads(render(report, "json"))["findings"] if f["worst_revision"]
+    ]
+    assert worst == {"revision": "emergence-app-00298-xyz", "count": 12, "denominator": 155, "rate": 12 / 155}
 
 
 def test_one_of_everything_is_singular(pack: RulePack) -> None:
