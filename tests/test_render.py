@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from prodguardian.check import CheckOptions, run_check
 from prodguardian.render import Translator, catalog, clean, inline_code, is_plural, render
 from prodguardian.rules import RulePack
 from prodguardian.simulate import generate
+from prodguardian.source import FileSource
 from prodguardian.verdict import LogText, Report
 from tests import logs
 from tests.markdown import outside_code
@@ -197,6 +199,13 @@ def test_a_revision_share_says_its_count_and_denominator(pack: RulePack) -> None
         f["worst_revision"] for f in json.loads(render(report, "json"))["findings"] if f["worst_revision"]
     ]
     assert worst == {"revision": "emergence-app-00298-xyz", "count": 12, "denominator": 155, "rate": 12 / 155}
+
+
+def test_a_missing_table_is_not_called_a_missing_database() -> None:
+    fixture = Path(__file__).parent / "fixtures" / "real" / "startup-port-failed-mysql-schema.json"
+    report = run_check(FileSource(str(fixture)), CheckOptions()).report
+    assert "❌ Database or table missing — 1 failure in 1 min" in render(report, "text")
+    assert "❌ Base de données ou table manquante — 1 échec en 1\u00a0min" in render(report, "text", "fr")
 
 
 def test_one_of_everything_is_singular(pack: RulePack) -> None:
