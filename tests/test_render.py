@@ -154,7 +154,7 @@ def test_json_summaries_carry_their_values(pack: RulePack) -> None:
     entries += [logs.json_line(100 + i, reconnecting, "WARNING") for i in range(2)]
     document = json.loads(render(check(entries, pack), "json"))
     metric = next(f for f in document["findings"] if f["rule"] == "database-reconnection")
-    assert metric["severity"] == "INFO" and metric["summary"].endswith("2 in 1 h (objective < 5/h)")
+    assert metric["severity"] == "INFO" and metric["summary"].endswith("2 in 1 h, objective < 5/h")
     summaries = {o["id"]: o["summary"] for o in document["objectives"]}
     assert summaries["database_reconnection"] == "Reconnections: 2/h (target < 5/h)"
     assert summaries["websocket_error_rate"] == "WebSocket error rate: — (target < 1%)"
@@ -206,6 +206,11 @@ def test_a_missing_table_is_not_called_a_missing_database() -> None:
     report = run_check(FileSource(str(fixture)), CheckOptions()).report
     assert "❌ Database or table missing — 1 failure in 1 min" in render(report, "text")
     assert "❌ Base de données ou table manquante — 1 échec en 1\u00a0min" in render(report, "text", "fr")
+
+
+def test_a_metric_headline_has_one_pair_of_parentheses() -> None:
+    text = render(run_check(generate("reconnect-storm"), CheckOptions()).report, "text")
+    assert "⚠️ Database reconnections — 12 in 1 h, objective < 5/h (usual: 0/h)" in text
 
 
 def test_one_of_everything_is_singular(pack: RulePack) -> None:
