@@ -1,34 +1,193 @@
-"""One check, end to end: entries → events → classify → aggregate → detect → verdict (a Report)."""
+"""One check, end to end: entries → events → classify → aggregate → detect → verdict (a Report).
+
+`check_logs` is the check as a library function (`prodguardian.check_logs`); `run_check` is its core, and
+`live_source` the live read a check of Cloud Logging makes.
+"""
 
 from __future__ import annotations
 
+import os
+import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
 from prodguardian.aggregate import Window, aggregate
 from prodguardian.classify import classify
+from prodguardian.cloud import CloudLogging, CloudQuery, CloudSource, ReadStats
 from prodguardian.detect import detect
 from prodguardian.errors import ConfigError, InputError
 from prodguardian.events import Events, build_events
 from prodguardian.rules import RulePack, load_pack
-from prodguardian.source import PAGE_WARNING
-from prodguardian.verdict import Context, Reason, Report, build_report, unknown_report
+from prodguardian.source import PAGE_WARNING, FileSource, ReadOptions
+from prodguardian.unknown_errors import unknown_errors
+from prodguardian.verdict import Context, Reason, Report, Status, build_report, unknown_report
 
 CLOCK_SKEW = timedelta(minutes=5)  # how far past now an entry's timestamp may be before it is not believed
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)$")
+_UNITS = {"s": "seconds", "m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_UNIT_DAYS = {"s": 1 / 86400, "m": 1 / 1440, "min": 1 / 1440, "h": 1 / 24, "d": 1, "w": 7}
+# The times a check can hold are nanosecond timestamps (years 1678 to 2261); a window ends after 1970 and
+# lasts at most Cloud Logging's longest retention, so its baseline never starts before them either.
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2262, 1, 1, tzinfo=UTC)
+LONGEST = timedelta(days=3650)
+
+
+def parse_duration(text: str, name: str = "duration", *, zero: bool = False) -> timedelta:
+    """`90s`, `15m`, `1h`, `2d`, `1w` as a timedelta (`0` or `0s` too when `zero`)."""
+    found = _DURATION.match(str(text).strip())
+    if zero and (str(text).strip() == "0" or (found and float(found[1]) == 0)):
+        return timedelta(0)
+    if not found or float(found[1]) <= 0:
+        raise ConfigError(f"{name}: {text!r} is not a duration like 15m, 1h, 24h or 7d")
+    if float(found[1]) * _UNIT_DAYS[found[2]] > LONGEST.days:
+        raise ConfigError(f"{name}: {text!r} is longer than Cloud Logging keeps logs ({LONGEST.days:,} days)")
+    return timedelta(**{_UNITS[found[2]]: float(found[1])})
+
+
+def parse_time(text: str, name: str = "time") -> datetime:
+    """An ISO 8601 time as an aware UTC datetime (one without an offset is UTC), between 1970 and 2261."""
+    try:
+        moment = _utc(datetime.fromisoformat(str(text).strip()))
+    except ValueError:
+        raise ConfigError(f"{name}: {text!r} is not an ISO 8601 time like 2025-10-11T12:04:00Z") from None
+    if not EARLIEST <= moment < LATEST:
+        raise ConfigError(
+            f"{name}: {text!r} is out of range: a window ends between {EARLIEST.year} and {LATEST.year - 1}"
+        )
+    return moment
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 @dataclass(frozen=True)
 class CheckOptions:
+    """The window a check judges: the service, its length and end, and how long before it "usual" is."""
+
     service: str | None = None
     freshness: timedelta = timedelta(hours=1)
     until: datetime | None = None  # default: just after the newest entry
     baseline: timedelta = timedelta(hours=24)
     rules: tuple[str, ...] = ()
+    known_templates: frozenset[str] = frozenset()  # template ids seen before (a state store's): never new
+
+
+@runtime_checkable
+class LogInput(Protocol):
+    """What a check reads: LogEntry dicts (the API's JSON shape), and what its source knows about them.
+
+    `FileSource` and `CloudSource` are log inputs; so is any object with these members. A plain iterable of
+    entries (a list of dicts) is checked as `Entries` sees it: unnamed, complete, no coverage claim.
+    """
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    @property
+    def name(self) -> str | None:
+        """Where the entries come from, for error messages (a file's path)."""
+
+    @property
+    def warnings(self) -> list[str]:
+        """What reading found worth telling but not wrong; complete once the entries have been read."""
+
+    @property
+    def truncated(self) -> bool:
+        """Set after reading when the read stopped early: the report is then partial."""
+
+    @property
+    def covers_window(self) -> bool:
+        """The input holds every entry of the window, so a quiet start is quiet, not missing data."""
+
+
+@dataclass
+class Entries:
+    """Entries from anywhere (a list, a generator) as a `LogInput`."""
+
+    entries: Iterable[Any]
+    name: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    truncated: bool = False
+    covers_window: bool = False
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.entries)
+
+
+def check_logs(
+    source: str | os.PathLike[str] | CloudLogging | LogInput | Iterable[Any],
+    *,
+    service: str | None = None,
+    freshness: str | timedelta = "1h",
+    until: str | datetime | None = None,
+    baseline: str | timedelta = "24h",
+    rules: RulePack | Iterable[str | os.PathLike[str]] = (),
+    read: ReadOptions | None = None,
+) -> Report:
+    """Check logs and return the report, as `prodguardian check` does (render it with `render_report`; its
+    `exit_code` is the command's).
+
+    `source` is an export file's path (`-` for stdin; `read` says how a large one is read), LogEntry dicts
+    (a list), a `LogInput`, or `CloudLogging(...)` for a live read from Cloud Logging. The window is the
+    `freshness` before `until` (default: just after the newest entry; now for a live read; a naive datetime
+    is UTC), and "usual" is
+    measured over the `baseline` before it. `rules` are extra rule folders, or a `RulePack` from `load_pack`.
+    Raises a `ProdGuardianError` for input, rules, options or a read that fail.
+    """
+    options = CheckOptions(
+        service=service,
+        freshness=_duration(freshness, "freshness"),
+        until=_moment(until),
+        baseline=_duration(baseline, "baseline"),
+        rules=() if isinstance(rules, RulePack) else tuple(str(folder) for folder in rules),
+    )
+    pack = rules if isinstance(rules, RulePack) else load_pack(options.rules)
+    entries: LogInput | Iterable[Any]
+    if isinstance(source, CloudLogging):
+        options = replace(options, until=options.until or datetime.now(UTC))
+        entries = live_source(options, pack, source)
+    elif isinstance(source, str | os.PathLike):
+        entries = FileSource(os.fspath(source), read or ReadOptions())
+    else:
+        entries = source
+    return run_check(entries, options, pack).report
+
+
+def live_source(
+    options: CheckOptions,
+    pack: RulePack,
+    settings: CloudLogging | None = None,
+    progress: Callable[[ReadStats], None] | None = None,
+) -> CloudSource:
+    """The live read of a check: its window and baseline of the service's Cloud Run logs, with the pack's
+    message regexes pushed into the filter. `options.until` must be set (a live check ends now, say)."""
+    if options.until is None:
+        raise ConfigError("a live check needs the end of its window (until)")
+    query = CloudQuery(
+        start=options.until - options.freshness - options.baseline,
+        end=options.until,
+        service=options.service,
+        message_regexes=pack.pushdown_regexes(),
+        settings=settings or CloudLogging(),
+    )
+    return CloudSource(query, progress=progress)
+
+
+def _duration(value: str | timedelta, name: str) -> timedelta:
+    return parse_duration(value, name) if isinstance(value, str) else value
+
+
+def _moment(value: str | datetime | None) -> datetime | None:
+    """`until` as an aware UTC datetime; a naive one is UTC, as in an ISO 8601 time without an offset."""
+    if value is None:
+        return None
+    return parse_time(value, "until") if isinstance(value, str) else _utc(value)
 
 
 @dataclass
@@ -39,7 +198,9 @@ class CheckRun:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def run_check(entries: Iterable[Any], options: CheckOptions, pack: RulePack | None = None) -> CheckRun:
+def run_check(
+    entries: LogInput | Iterable[Any], options: CheckOptions, pack: RulePack | None = None
+) -> CheckRun:
     """Check the entries; a source whose `truncated` is set after reading marks the report partial.
 
     Without `options.service`, every Cloud Run service in the input is checked on its own (its own window
@@ -48,11 +209,12 @@ def run_check(entries: Iterable[Any], options: CheckOptions, pack: RulePack | No
     """
     pack = pack if pack is not None else load_pack(options.rules)
     clock = _Stopwatch()
-    events = build_events(entries, options.service)
+    source = entries if isinstance(entries, LogInput) else Entries(entries)
+    events = build_events(entries, options.service)  # as given: a FileSource reads its parts in parallel
     clock.lap("events")
-    where = getattr(entries, "name", None)
+    where = source.name
     _require_log_entries(events, where)
-    warnings = [_source_warning(message) for message in getattr(entries, "warnings", ())]
+    warnings = [_source_warning(message) for message in source.warnings]
     table = events.table
     if options.until is None:
         table = _without_future(events, datetime.now(UTC) + CLOCK_SKEW, warnings)
@@ -61,16 +223,16 @@ def run_check(entries: Iterable[Any], options: CheckOptions, pack: RulePack | No
         until - options.freshness,
         until,
         until - options.freshness - options.baseline,
-        None if getattr(entries, "covers_window", False) else _data_start(table),
+        None if source.covers_window else _data_start(table),
     )
     # The input's; aggregate adds the window's (entries, echoes, duplicates...).
     totals: dict[str, Any] = {
         "skipped": events.totals.skipped,
-        "truncated": bool(getattr(entries, "truncated", False)),
+        "truncated": source.truncated,
     }
     services = _services(events, options.service, where)
     if len(services) == 1:
-        report = _check_service(events, table, services[0], window, totals, warnings, pack, clock)
+        report = _check_service(events, table, services[0], window, totals, warnings, pack, clock, options)
         return CheckRun(report, clock.laps)
     reports = []
     names = table["service"].to_numpy()
@@ -78,13 +240,13 @@ def run_check(entries: Iterable[Any], options: CheckOptions, pack: RulePack | No
         mine = table[names == name].reset_index(drop=True)
         # The service's own folded-away entries; the input's coverage (the window) is every service's.
         part = replace(events, dropped=events.dropped_of(name))
-        reports.append(_check_service(part, mine, name, window, dict(totals), warnings, pack, clock))
+        reports.append(_check_service(part, mine, name, window, dict(totals), warnings, pack, clock, options))
     reports.sort(key=lambda r: (OVERALL_ORDER.index(r.status), r.context.service or ""))
     return CheckRun(replace(reports[0], services=reports), clock.laps)
 
 
 # The overall status of several services: a CRITICAL one must page even when another cannot be checked.
-OVERALL_ORDER = ("CRITICAL", "DEGRADED", "UNKNOWN", "OK")
+OVERALL_ORDER: tuple[Status, ...] = ("CRITICAL", "DEGRADED", "UNKNOWN", "OK")
 
 
 def _check_service(
@@ -96,8 +258,10 @@ def _check_service(
     warnings: list[Reason],
     pack: RulePack,
     clock: _Stopwatch,
+    options: CheckOptions,
 ) -> Report:
-    """classify → aggregate → detect → verdict for one service's rows of the events table."""
+    """classify → aggregate and unknown errors → detect → verdict for one service's rows of the events
+    table."""
     context = Context(service, events.project, _region(table), window, totals, warnings)
     classified = classify(table, pack)
     clock.lap("classify")
@@ -106,7 +270,9 @@ def _check_service(
     clock.lap("aggregate")
     if aggs.totals["entries"] == 0:
         return unknown_report(_silence(events, window), context)
-    detection = detect(aggs, pack)
+    unknown = unknown_errors(classified, pack, window, aggs.baseline_entries > 0, options.known_templates)
+    clock.lap("unknown_errors")
+    detection = detect(aggs, pack, unknown)
     clock.lap("detect")
     report = build_report(detection, context)
     clock.lap("verdict")

@@ -7,13 +7,12 @@ options, logs that could not be fetched), so a broken check never looks like a d
 from __future__ import annotations
 
 import os
-import re
 import sys
 import tempfile
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import suppress
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,51 +21,29 @@ import yaml
 
 from prodguardian import __version__
 from prodguardian import hooks as git_hooks
-from prodguardian.check import CheckOptions, failed_report, run_check
+from prodguardian.check import CheckOptions, failed_report, live_source, parse_duration, parse_time, run_check
+from prodguardian.cloud import (
+    CALLS_PER_SECOND,
+    DEFAULT_TRANSPORT,
+    EMULATOR_ENV,
+    TRANSPORTS,
+    CloudLogging,
+    CloudSource,
+    ReadStats,
+)
 from prodguardian.errors import ConfigError, ProdGuardianError
 from prodguardian.files import STDOUT, write_text
+from prodguardian.patterns import csv_rows
 from prodguardian.render import FORMATS, LANGUAGES, clean, render
-from prodguardian.rules import collect_pack, load_pack
-from prodguardian.source import FileSource, write_export
+from prodguardian.rules import RulePack, collect_pack, load_pack
+from prodguardian.source import PART_BYTES, FileSource, ReadOptions, write_export
 from prodguardian.verdict import EXIT_CODES, Report
 
 CONFIG_FILE = "prodguardian.yaml"
 ENV_PREFIX = "PRODGUARDIAN_"
 DEBUG_ENV = "PRODGUARDIAN_DEBUG"  # set (not 0): an internal error prints its traceback
 PREFIX = "prodguardian: "  # what every message on stderr starts with
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)$")
 STATUSES = {code: status for status, code in EXIT_CODES.items()}  # a check's exit code, named
-# The times a check can hold are nanosecond timestamps (years 1678 to 2261); a window ends after 1970 and
-# lasts at most Cloud Logging's longest retention, so its baseline never starts before them either.
-EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2262, 1, 1, tzinfo=UTC)
-LONGEST = timedelta(days=3650)
-_UNIT_DAYS = {"s": 1 / 86400, "m": 1 / 1440, "min": 1 / 1440, "h": 1 / 24, "d": 1, "w": 7}
-_UNITS = {"s": "seconds", "m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_duration(text: str, name: str = "duration", *, zero: bool = False) -> timedelta:
-    """`90s`, `15m`, `1h`, `2d`, `1w` as a timedelta (`0` or `0s` too when `zero`)."""
-    found = _DURATION.match(str(text).strip())
-    if zero and (str(text).strip() == "0" or (found and float(found[1]) == 0)):
-        return timedelta(0)
-    if not found or float(found[1]) <= 0:
-        raise ConfigError(f"{name}: {text!r} is not a duration like 15m, 1h, 24h or 7d")
-    if float(found[1]) * _UNIT_DAYS[found[2]] > LONGEST.days:
-        raise ConfigError(f"{name}: {text!r} is longer than Cloud Logging keeps logs ({LONGEST.days:,} days)")
-    return timedelta(**{_UNITS[found[2]]: float(found[1])})
-
-
-def parse_time(text: str, name: str = "time") -> datetime:
-    try:
-        moment = datetime.fromisoformat(str(text).strip())
-    except ValueError:
-        raise ConfigError(f"{name}: {text!r} is not an ISO 8601 time like 2025-10-11T12:04:00Z") from None
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    if not EARLIEST <= moment < LATEST:
-        raise ConfigError(
-            f"{name}: {text!r} is out of range: a window ends between {EARLIEST.year} and {LATEST.year - 1}"
-        )
-    return moment
 
 
 class _Setting(click.Option):
@@ -254,6 +231,26 @@ _cloud_options = _stack(
     _option("--region", help="Cloud Run region, to narrow the read and for commands."),
     _option("--endpoint", envvar="PRODGUARDIAN_LOGGING_ENDPOINT", help="Logging API endpoint URL."),
     _option(
+        "--emulator",
+        envvar=EMULATOR_ENV,
+        help="HOST:PORT of a Logging emulator, read anonymously (instead of --endpoint).",
+    ),
+    _option(
+        "--transport",
+        envvar="PRODGUARDIAN_LOGGING_TRANSPORT",
+        type=click.Choice(TRANSPORTS, case_sensitive=False),
+        default=DEFAULT_TRANSPORT,
+        show_default=True,
+        help="How to call the Logging API: http (REST/JSON, faster here) or grpc.",
+    ),
+    _option(
+        "--calls-per-second",
+        type=click.FloatRange(min=0, min_open=True),
+        default=CALLS_PER_SECOND,
+        show_default=True,
+        help="Pace of entries.list calls after a burst of 5 (the project's quota is about 1 a second).",
+    ),
+    _option(
         "--max-entries",
         type=click.IntRange(min=1),
         default=200_000,
@@ -278,6 +275,20 @@ _cloud_options = _stack(
 @_report_options()
 @_rules_option
 @_cloud_options
+@_option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes reading a large export (default: one per CPU; 1 reads it in this process).",
+)
+@_option(
+    "--part-size",
+    type=click.IntRange(min=1),
+    default=PART_BYTES >> 20,
+    show_default=True,
+    metavar="MIB",
+    help="MiB of a large export a worker reads at a time.",
+)
 @click.pass_context
 def check(ctx: click.Context, /, **opts: Any) -> None:
     """Check the service's logs and print a 🟢/🟡/🔴 report.
@@ -303,15 +314,15 @@ def check(ctx: click.Context, /, **opts: Any) -> None:
 def _check(opts: dict[str, Any], options: CheckOptions) -> int:
     """Run the check the options describe and emit its report; the exit code."""
     pack = load_pack(options.rules)
-    if opts["source"] == "cloud":
-        source: Any = _cloud_source(opts, options, pack)
-        if opts["show_filter"]:
-            click.echo(source.filter)
-            return 0
-    else:
-        source = FileSource(opts["source"])
+    if opts["source"] != "cloud":
+        read = ReadOptions(workers=opts["workers"], part_bytes=opts["part_size"] << 20)
+        return _emit(run_check(FileSource(opts["source"], read), options, pack).report, opts)
+    source = _live_source(opts, options, pack)
+    if opts["show_filter"]:
+        click.echo(source.filter)
+        return 0
     report = run_check(source, options, pack).report
-    if getattr(source, "stats", None) and _shows_progress(opts):
+    if _shows_progress(opts):
         _end_progress_line()
     return _emit(report, opts)
 
@@ -329,22 +340,18 @@ def _check_options(opts: dict[str, Any]) -> CheckOptions:
     )
 
 
-def _cloud_source(opts: dict[str, Any], options: CheckOptions, pack: Any) -> Any:
-    from prodguardian import cloud  # imported here: the Google libraries take a while to load
-
-    assert options.until is not None
-    query = cloud.CloudQuery(
-        start=options.until - options.freshness - options.baseline,
-        end=options.until,
+def _live_source(opts: dict[str, Any], options: CheckOptions, pack: RulePack) -> CloudSource:
+    """The live read the cloud options describe."""
+    settings = CloudLogging(
         project=opts.get("project") or None,
-        service=options.service,
         region=opts.get("region") or None,
-        message_regexes=pack.pushdown_regexes(),
-        max_entries=opts.get("max_entries") or 200_000,
         endpoint=opts.get("endpoint") or None,
+        emulator=opts.get("emulator") or None,
+        transport=opts["transport"],
+        max_entries=opts["max_entries"],
+        calls_per_second=opts["calls_per_second"],
     )
-    progress = _progress_line if _shows_progress(opts) else None
-    return cloud.CloudSource(query, progress=progress)
+    return live_source(options, pack, settings, _progress_line if _shows_progress(opts) else None)
 
 
 @cli.command()
@@ -372,7 +379,7 @@ def fetch(ctx: click.Context, /, **opts: Any) -> None:
       prodguardian fetch --service emergence-app --freshness 15m --baseline 6h --jsonl --output w.jsonl
     """
     options = _check_options({**opts, "source": "cloud"})
-    source = _cloud_source(opts, options, load_pack(options.rules))
+    source = _live_source(opts, options, load_pack(options.rules))
     if opts["show_filter"]:
         click.echo(source.filter)
         ctx.exit(0)
@@ -390,7 +397,7 @@ def _shows_progress(opts: dict[str, Any]) -> bool:
     return not opts.get("quiet") and sys.stderr is not None and sys.stderr.isatty()
 
 
-def _progress_line(stats: Any) -> None:
+def _progress_line(stats: ReadStats) -> None:
     progress = f"read {stats.entries:,} entries in {stats.pages} pages, {stats.elapsed:.0f} s"
     _say(f"\r{PREFIX}{progress}", prefix="", nl=False)
 
@@ -453,6 +460,45 @@ def demo(scenario: str, list_only: bool, export: str | None, seed: int, **opts: 
         return
     options = CheckOptions(rules=tuple(opts.get("rules_dirs") or ()))
     _emit(run_check(entries, options).report, {**opts, "quiet": False})
+
+
+@cli.command()
+@click.argument("file", required=False)
+@click.option(
+    "--source", "export", help="A Cloud Logging export (as check reads): group its entries' messages."
+)
+@click.option(
+    "--top", type=click.IntRange(min=0), default=10, show_default=True, help="Templates in the summary."
+)
+def patterns(file: str | None, export: str | None, top: int) -> None:
+    """Group log messages into templates: CSV `line,template_id,template` on stdout, the top templates on
+    stderr.
+
+    FILE holds one message a line (- for stdin); with --source, each entry of the export is a message (a
+    traceback split over entries joined back, grouped by its exception type and innermost application
+    frame) and `line` is its number in time order. `<*>` stands where the messages differ.
+
+    \b
+    Examples:
+      prodguardian patterns app.log > templates.csv
+      prodguardian patterns --source export.json 2>&1 >/dev/null | head
+    """
+    from prodguardian.events import build_events
+    from prodguardian.patterns import group_messages, plain_messages
+    from prodguardian.unknown_errors import logged_messages
+
+    if (file is None) == (export is None):
+        raise click.UsageError("give either FILE or --source EXPORT")
+    if export is not None:
+        grouping = group_messages(logged_messages(build_events(FileSource(export)).table))
+    else:
+        grouping = group_messages(plain_messages(file or "-"))
+    with suppress(BrokenPipeError):
+        write_text(STDOUT, csv_rows(grouping))
+    total = sum(t.count for t in grouping.templates)
+    _say(f"{total:,} messages, {len(grouping.templates):,} templates" + (f"; top {top}:" if top else ""))
+    for template in grouping.templates[:top]:
+        _say(f"{template.count:>9,}  {template.id}  {clean(template.text)}", prefix="")
 
 
 @cli.group()

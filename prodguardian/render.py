@@ -23,6 +23,7 @@ from wcwidth import wcswidth
 from prodguardian.detect import Finding, ObjectiveResult
 from prodguardian.errors import ConfigError
 from prodguardian.resources import data_dir
+from prodguardian.unknown_errors import TOP_TEMPLATES, ErrorTemplate
 from prodguardian.verdict import STATUS_ICONS, LogText, Reason, Recommendation, Report
 
 FORMATS = ("text", "markdown", "json")
@@ -248,6 +249,7 @@ def _view(report: Report, t: Translator) -> dict[str, Any]:
         "notes": notes,
         "area_lines": _area_lines(report, t),
         "all_ok": report.status == "OK" and not report.problems and not notes,
+        "patterns": [_pattern_line(template, report, t) for template in report.patterns[:TOP_TEMPLATES]],
         "objectives": objectives,
         "objective_lines": _objective_lines(objectives, t),
         "recommendations": recommendations,
@@ -347,6 +349,8 @@ def finding_title(finding: Finding, t: Translator) -> str:
     """The finding's heading: its rule's title (a neutral one for latency within its thresholds)."""
     if finding.kind == "latency" and finding.severity == "INFO":
         title = t("latency_title")
+    elif finding.kind == "new_error":
+        title = t("new_error_title")
     else:
         title = t(f"rules.{finding.rule}.title", default=finding.description.rstrip("."))
     return t("titled", title=title, group=LogText(finding.group)) if finding.group else title
@@ -557,6 +561,40 @@ def _area_lines(report: Report, t: Translator) -> list[dict[str, str]]:
     return lines
 
 
+def _pattern_line(template: ErrorTemplate, report: Report, t: Translator) -> str:
+    """`12 failures: KeyError at src/app.py in get · new`: one of the window's top unknown-error templates
+    (how many the baseline held when there is one)."""
+    note = ""
+    if template.new:
+        note = t("pattern_new")
+    elif report.baseline_available:
+        note = t("pattern_baseline", n=t.num(template.baseline_count))
+    return t(
+        "pattern",
+        n=t.num(template.count),
+        count=template.count,
+        template=LogText(template.template),
+        note=note,
+    )
+
+
+def _pattern_dict(template: ErrorTemplate, report: Report, t: Translator) -> dict[str, Any]:
+    evidence = template.evidence
+    return {
+        "id": template.id,
+        "template": template.template,
+        "kind": template.kind,
+        "count": template.count,
+        "baseline_count": template.baseline_count,
+        "new": template.new,
+        "first_seen": _iso(evidence.first_seen),
+        "last_seen": _iso(evidence.last_seen),
+        "revisions": evidence.revisions,
+        "example": evidence.examples[0] if evidence.examples else None,
+        "summary": _pattern_line(template, report, t),
+    }
+
+
 def _ok(text: str) -> dict[str, str]:
     return {"mark": OK_MARK, "text": text}
 
@@ -665,6 +703,7 @@ def report_dict(report: Report, t: Translator) -> dict[str, Any]:
             "db_reconnections": metrics.db_reconnections,
         },
         "objectives": [_objective_dict(o, t) for o in report.objectives],
+        "patterns": [_pattern_dict(template, report, t) for template in report.patterns[:TOP_TEMPLATES]],
         "recommendations": [
             {"priority": r.priority, "action": _recommendation(r, t)["action"], "command": r.command}
             for r in report.recommendations
@@ -712,5 +751,6 @@ def _finding_dict(finding: Finding, report: Report, t: Translator) -> dict[str, 
         "caused_by": finding.caused_by,
         "caused_count": finding.caused_count,
         "threshold": finding.threshold,
+        "template_id": finding.template_id,
         "summary": f"{finding_title(finding, t)} — {_headline(finding, report, t)}",
     }

@@ -10,13 +10,20 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from prodguardian.aggregate import Window
 from prodguardian.detect import SEVERITIES, Detection, Finding, Metrics, ObjectiveResult, RevisionStats
+from prodguardian.unknown_errors import ErrorTemplate
 
-STATUS_ICONS = {"OK": "🟢", "DEGRADED": "🟡", "CRITICAL": "🔴", "UNKNOWN": "⚪"}
-EXIT_CODES = {"OK": 0, "DEGRADED": 1, "CRITICAL": 2, "UNKNOWN": 3}
+Status = Literal["OK", "DEGRADED", "CRITICAL", "UNKNOWN"]
+Priority = Literal["HIGH", "MEDIUM", "LOW"]
+PRIORITIES: tuple[Priority, ...] = ("HIGH", "MEDIUM", "LOW")
+AreaState = Literal[
+    "ok", "noted", "warn", "fail"
+]  # noted: failures under the thresholds, or a missed objective
+STATUS_ICONS: dict[Status, str] = {"OK": "🟢", "DEGRADED": "🟡", "CRITICAL": "🔴", "UNKNOWN": "⚪"}
+EXIT_CODES: dict[Status, int] = {"OK": 0, "DEGRADED": 1, "CRITICAL": 2, "UNKNOWN": 3}
 AREAS = {
     "database": ("database",),
     "websocket": ("websocket",),
@@ -69,7 +76,7 @@ class Context:
 
 @dataclass
 class Recommendation:
-    priority: str  # HIGH | MEDIUM | LOW
+    priority: Priority
     advice: str  # key of the advice text in the report catalog
     params: dict[str, Any]
     command: str | None = None
@@ -80,13 +87,15 @@ class Area:
     """One line of the report's checklist: an area with a finding or a missed objective is never ✅."""
 
     id: str
-    state: str  # ok | noted (failures under the alert thresholds, or a missed objective) | warn | fail
+    state: AreaState
     findings: list[Finding]
 
 
 @dataclass
 class Report:
-    status: str
+    """A check's answer: the status, findings in reading order, metrics, objectives, advice (pure data)."""
+
+    status: Status
     context: Context
     findings: list[Finding]
     metrics: Metrics | None
@@ -96,6 +105,8 @@ class Report:
     baseline_available: bool = False
     reason: Reason | None = None  # why the status is UNKNOWN
     services: list[Report] = field(default_factory=list)  # every service's report, worst first, when several
+    # The window's unknown-error templates, most failures first (a report shows the top ones).
+    patterns: list[ErrorTemplate] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -109,7 +120,7 @@ class Report:
 def build_report(detection: Detection, context: Context) -> Report:
     findings = order_findings(_explained_latency(_failed_deploys(detection.findings, detection.revisions)))
     problems = [f for f in findings if f.severity != "INFO"]
-    status = min((f.severity for f in problems), key=SEVERITIES.index) if problems else "OK"
+    status = _status(problems)
     return Report(
         status=status,
         context=context,
@@ -119,7 +130,15 @@ def build_report(detection: Detection, context: Context) -> Report:
         recommendations=recommend(status, problems, detection.revisions, context),
         areas=_areas(findings, detection.objectives),
         baseline_available=detection.baseline_available,
+        patterns=detection.patterns,
     )
+
+
+def _status(problems: list[Finding]) -> Status:
+    """The worst severity of the findings that alert; OK when none does."""
+    if not problems:
+        return "OK"
+    return "CRITICAL" if any(f.severity == "CRITICAL" for f in problems) else "DEGRADED"
 
 
 def _failed_deploys(findings: list[Finding], revisions: list[RevisionStats]) -> list[Finding]:
@@ -187,6 +206,7 @@ def _areas(findings: list[Finding], objectives: list[ObjectiveResult]) -> list[A
         mine = [f for f in findings if f.category in categories]
         missed = [o for o in objectives if o.met is False and o.category in categories]
         severities = {f.severity for f in mine}
+        state: AreaState
         if "CRITICAL" in severities:
             state = "fail"
         elif "DEGRADED" in severities:
@@ -200,7 +220,7 @@ def _areas(findings: list[Finding], objectives: list[ObjectiveResult]) -> list[A
 
 
 def recommend(
-    status: str, problems: list[Finding], revisions: list[RevisionStats], context: Context
+    status: Status, problems: list[Finding], revisions: list[RevisionStats], context: Context
 ) -> list[Recommendation]:
     advice: list[Recommendation] = []
     rollback = _rollback(problems, revisions, context)
@@ -218,8 +238,7 @@ def recommend(
             f"prodguardian check --service {context.service} --freshness 15m", context.service
         )
         advice.append(Recommendation("MEDIUM", "check_again", {}, command))
-    order = ("HIGH", "MEDIUM", "LOW")
-    return sorted(_dedupe(advice), key=lambda r: order.index(r.priority))
+    return sorted(_dedupe(advice), key=lambda r: PRIORITIES.index(r.priority))
 
 
 def _dedupe(advice: list[Recommendation]) -> list[Recommendation]:
@@ -233,7 +252,7 @@ def _dedupe(advice: list[Recommendation]) -> list[Recommendation]:
     return kept
 
 
-def _priority(finding: Finding) -> str:
+def _priority(finding: Finding) -> Priority:
     return "HIGH" if finding.severity == "CRITICAL" else "MEDIUM"
 
 

@@ -213,7 +213,7 @@ def test_demo_list_export_and_replay(capsys: pytest.CaptureFixture[str], tmp_pat
     rc, _, err = run(capsys, "demo", "--scenario", "memory-oom", "--export", str(export))
     assert rc == 0 and "wrote" in err
     rc, out, _ = run(capsys, "check", "--source", str(export))
-    assert rc == 2 and "--memory=2Gi" in out
+    assert rc == 1 and "--memory=2Gi" in out
     rc, out, _ = run(capsys, "demo", "--scenario", "memory-oom")
     assert rc == 0 and "--memory=2Gi" in out
 
