@@ -24,7 +24,7 @@ from prodguardian.errors import ConfigError, InputError
 from prodguardian.events import Events, build_events
 from prodguardian.probes import ProbeResult, probe_findings
 from prodguardian.rules import RulePack, load_pack
-from prodguardian.source import FileSource, ReadOptions
+from prodguardian.source import PAGE_WARNING, FileSource, ReadOptions
 from prodguardian.unknown_errors import unknown_errors
 from prodguardian.verdict import Context, Reason, Report, Status, build_report, unknown_report
 
@@ -219,7 +219,7 @@ def run_check(
     clock.lap("events")
     where = source.name
     require_log_entries(events, where)
-    warnings = list(source.warnings)
+    warnings = [_source_warning(message) for message in source.warnings]
     table = events.table
     if options.until is None:
         table = without_future(events, datetime.now(UTC) + CLOCK_SKEW, warnings)
@@ -264,7 +264,7 @@ def _check_service(
     service: str | None,
     window: Window,
     totals: dict[str, Any],
-    warnings: list[str],
+    warnings: list[Reason],
     pack: RulePack,
     clock: _Stopwatch,
     options: CheckOptions,
@@ -344,7 +344,14 @@ def _held(services: dict[str, int], shown: int = 10) -> str:
     return f"the input holds {', '.join(names)}{more}"
 
 
-def without_future(events: Events, latest: datetime, warnings: list[str]) -> pd.DataFrame:
+def _source_warning(message: str) -> Reason:
+    """A source's warning, keyed for the report's catalog when it is one the catalog words."""
+    return (
+        Reason("one_page_of_several", message=message) if message == PAGE_WARNING else Reason(message=message)
+    )
+
+
+def without_future(events: Events, latest: datetime, warnings: list[Reason]) -> pd.DataFrame:
     """The table without entries stamped after `latest` (a broken clock): they never move the window."""
     table = events.table
     late = table["ts"] > pd.Timestamp(latest).tz_convert(None)
@@ -354,8 +361,12 @@ def without_future(events: Events, latest: datetime, warnings: list[str]) -> pd.
     events.totals.skipped += count
     newest = table.loc[late, "ts"].max()
     warnings.append(
-        f"{count:,} entries stamped in the future (up to {newest:%Y-%m-%d %H:%M} UTC) were skipped:"
-        " a clock is wrong somewhere"
+        Reason(
+            "future_entries",
+            {"n": count, "newest": f"{newest:%Y-%m-%d %H:%M}"},
+            f"{count:,} entries stamped in the future (up to {newest:%Y-%m-%d %H:%M} UTC) were skipped:"
+            " a clock is wrong somewhere",
+        )
     )
     return table[~late].reset_index(drop=True)
 

@@ -25,7 +25,7 @@ from prodguardian.errors import ConfigError
 from prodguardian.probes import ProbeResult
 from prodguardian.resources import data_dir
 from prodguardian.unknown_errors import TOP_TEMPLATES, ErrorTemplate
-from prodguardian.verdict import STATUS_ICONS, LogText, Recommendation, Report
+from prodguardian.verdict import STATUS_ICONS, LogText, Reason, Recommendation, Report
 
 FORMATS = ("text", "markdown", "json")
 LANGUAGES = ("en", "fr")
@@ -249,7 +249,7 @@ def _view(report: Report, t: Translator) -> dict[str, Any]:
         "t": t,
         "title": _title(report, t),
         "window_line": _window_line(report, t),
-        "warnings": [t.quote(warning) for warning in report.context.warnings],
+        "warnings": [_worded(warning, "warnings", t) for warning in report.context.warnings],
         "reason": _reason(report, t),
         "blocks": blocks,
         "notes": notes,
@@ -298,14 +298,19 @@ def _title(report: Report, t: Translator) -> str:
 
 
 def _reason(report: Report, t: Translator) -> str | None:
-    reason = report.reason
-    if reason is None:
-        return None
+    return None if report.reason is None else _worded(report.reason, "reasons", t)
+
+
+def _worded(reason: Reason, section: str, t: Translator) -> str:
+    """A reason or a warning in the report's language: its catalog entry (`section.key`), or its message."""
     if reason.key is None:
         return t.quote(reason.message or "")
     values = {k: t.num(v) if isinstance(v, int) else v for k, v in reason.params.items()}
     return t(
-        f"reasons.{reason.key}", **values, count=reason.params.get("n"), default=reason.message or reason.key
+        f"{section}.{reason.key}",
+        **values,
+        count=reason.params.get("n"),
+        default=reason.message or reason.key,
     )
 
 
@@ -490,7 +495,7 @@ def _seen_line(finding: Finding, t: Translator) -> str | None:
 
 
 def _share(finding: Finding, t: Translator) -> str:
-    """`: 4% of 301 requests (8.1% of rev-2's)`, or nothing when the rule has no denominator."""
+    """`: 4% of 301 requests (12 of 148 in rev-2: 8.11%)`, or nothing when the rule has no denominator."""
     if finding.rate is None or not finding.denominator:
         return ""
     share = t(
@@ -499,10 +504,24 @@ def _share(finding: Finding, t: Translator) -> str:
         n=t.num(finding.denominator),
         count=finding.denominator,
     )
-    if finding.worst_revision:
-        revision, revision_share, _ = finding.worst_revision
-        share += t("revision_share", pct=t.pct(revision_share), revision=LogText(revision))
+    worst = _worst_revision(finding)
+    if worst:
+        share += t(
+            "revision_share",
+            pct=t.pct(worst["rate"]),
+            n=t.num(worst["count"]),
+            total=t.num(worst["denominator"]),
+            revision=LogText(worst["revision"]),
+        )
     return share
+
+
+def _worst_revision(finding: Finding) -> dict[str, Any] | None:
+    """The revision whose own share of failures judged the finding: its failures out of its traffic."""
+    if not finding.worst_revision:
+        return None
+    revision, rate, count = finding.worst_revision
+    return {"revision": revision, "count": count, "denominator": round(count / rate), "rate": rate}
 
 
 def _symptom_line(symptom: Finding, t: Translator) -> str:
@@ -683,7 +702,7 @@ def report_dict(report: Report, t: Translator) -> dict[str, Any]:
             "covered_start": iso(ctx.window.covered_start),
             "partial": ctx.window.partial,
         },
-        "warnings": ctx.warnings,
+        "warnings": [_worded(warning, "warnings", t) for warning in ctx.warnings],
         "baseline": {
             "start": iso(ctx.window.baseline_start),
             "end": iso(ctx.window.start),
@@ -698,6 +717,7 @@ def report_dict(report: Report, t: Translator) -> dict[str, Any]:
             "skipped": int(ctx.totals.get("skipped", 0)),
             "suppressed": int(ctx.totals.get("suppressed", 0)),
             "echoes": int(ctx.totals.get("echoes", 0)),
+            "merged_lines": int(ctx.totals.get("merged_lines", 0)),
             "duplicates": int(ctx.totals.get("duplicates", 0)),
             "other_resources": int(ctx.totals.get("other_resources", 0)),
             "truncated": bool(ctx.totals.get("truncated", False)),
@@ -775,6 +795,7 @@ def _finding_dict(finding: Finding, report: Report, t: Translator) -> dict[str, 
         "instances": evidence.instances if evidence else 0,
         "examples": evidence.examples if evidence else [],
         "frame": evidence.frame if evidence else None,
+        "worst_revision": _worst_revision(finding),
         "caused_by": finding.caused_by,
         "caused_count": finding.caused_count,
         "threshold": finding.threshold,

@@ -55,7 +55,8 @@ class LogText(str):
 
 @dataclass(frozen=True)
 class Reason:
-    """Why a report is UNKNOWN: a key of the catalog's `reasons` and its values, or an error's message."""
+    """Why a report is UNKNOWN, or what it warns about: a key of the catalog's `reasons` (or `warnings`) and
+    its values, or a message given as it is."""
 
     key: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
@@ -69,7 +70,9 @@ class Context:
     region: str | None
     window: Window
     totals: dict[str, Any]
-    warnings: list[str] = field(default_factory=list)  # about the input: future timestamps, one page of many
+    warnings: list[Reason] = field(
+        default_factory=list
+    )  # about the input: future timestamps, one page of many
 
 
 @dataclass

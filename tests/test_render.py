@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from prodguardian.check import CheckOptions, run_check
 from prodguardian.render import Translator, catalog, clean, inline_code, is_plural, render
 from prodguardian.rules import RulePack
 from prodguardian.simulate import generate
+from prodguardian.source import FileSource
 from prodguardian.verdict import LogText, Report
 from tests import logs
 from tests.markdown import outside_code
@@ -152,7 +154,7 @@ def test_json_summaries_carry_their_values(pack: RulePack) -> None:
     entries += [logs.json_line(100 + i, reconnecting, "WARNING") for i in range(2)]
     document = json.loads(render(check(entries, pack), "json"))
     metric = next(f for f in document["findings"] if f["rule"] == "database-reconnection")
-    assert metric["severity"] == "INFO" and metric["summary"].endswith("2 in 1 h (objective < 5/h)")
+    assert metric["severity"] == "INFO" and metric["summary"].endswith("2 in 1 h, objective < 5/h")
     summaries = {o["id"]: o["summary"] for o in document["objectives"]}
     assert summaries["database_reconnection"] == "Reconnections: 2/h (target < 5/h)"
     assert summaries["websocket_error_rate"] == "WebSocket error rate: — (target < 1%)"
@@ -180,17 +182,35 @@ def test_plural_forms_follow_each_languages_rules() -> None:
 
 def test_french_elides_de_and_que_before_a_vowel() -> None:
     fr, md = Translator("fr"), Translator("fr", markdown=True)
-    assert (
-        fr("revision_share", pct="8 %", revision=LogText("emergence-app-2"))
-        == " (8 % de celles d'emergence-app-2)"
-    )
-    assert fr("revision_share", pct="8 %", revision=LogText("web-2")) == " (8 % de celles de web-2)"
-    assert md("revision_share", pct="8 %", revision=LogText("api-2")) == " (8 % de celles d'`api-2`)"
-    advice = fr(
-        "advice.rollback", new=LogText("x-2"), old=LogText("Ösel-1"), failures=1, total=1, since="", ago=""
-    )
-    assert "alors qu'Ösel-1 fonctionnait" in advice
-    assert Translator("en")("revision_share", pct="8%", revision=LogText("api-2")) == " (8% of api-2's)"
+    advice = fr("advice.rollback", new=LogText("x-2"), old=LogText("emergence-app-1"), failures=1, total=1)
+    assert "alors qu'emergence-app-1 fonctionnait" in advice
+    advice = md("advice.rollback", new=LogText("x-2"), old=LogText("Ösel-1"), failures=1, total=1)
+    assert "alors qu'`Ösel-1` fonctionnait" in advice
+    assert "alors que web-1 fonctionnait" in fr("advice.rollback", old=LogText("web-1"))
+    assert fr.elide("celles de {revision}", {"revision": "api-2"}) == "celles d'{revision}"
+    assert Translator("en").elide("of {revision}", {"revision": "api-2"}) == "of {revision}"
+
+
+def test_a_revision_share_says_its_count_and_denominator(pack: RulePack) -> None:
+    report = run_check(generate("bad-deploy"), CheckOptions()).report
+    assert "(12 of 155 in emergence-app-00298-xyz: 7.74%)" in render(report, "text")
+    assert "(12 sur 155 dans emergence-app-00298-xyz\u00a0: 7,74\u202f%)" in render(report, "text", "fr")
+    (worst,) = [
+        f["worst_revision"] for f in json.loads(render(report, "json"))["findings"] if f["worst_revision"]
+    ]
+    assert worst == {"revision": "emergence-app-00298-xyz", "count": 12, "denominator": 155, "rate": 12 / 155}
+
+
+def test_a_missing_table_is_not_called_a_missing_database() -> None:
+    fixture = Path(__file__).parent / "fixtures" / "real" / "startup-port-failed-mysql-schema.json"
+    report = run_check(FileSource(str(fixture)), CheckOptions()).report
+    assert "❌ Database or table missing — 1 failure in 1 min" in render(report, "text")
+    assert "❌ Base de données ou table manquante — 1 échec en 1\u00a0min" in render(report, "text", "fr")
+
+
+def test_a_metric_headline_has_one_pair_of_parentheses() -> None:
+    text = render(run_check(generate("reconnect-storm"), CheckOptions()).report, "text")
+    assert "⚠️ Database reconnections — 12 in 1 h, objective < 5/h (usual: 0/h)" in text
 
 
 def test_one_of_everything_is_singular(pack: RulePack) -> None:
