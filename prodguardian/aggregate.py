@@ -33,6 +33,8 @@ _SCOPE_COLUMNS = (
     "period",
     "bucket",
 )
+# A quiet this many times the failures' mean spacing: exp(-5) < 1% if they were still arriving at that pace.
+RECOVERY_SPACINGS = 5
 MAX_EXAMPLES = 3
 MAX_EXAMPLE_CHARS = 300
 # Google's callers that run work in the background: judged by success and timeouts, not by how fast they are.
@@ -103,6 +105,10 @@ class Evidence:
     captures: list[dict[str, str]]
     trace: str | None
     instance_ids: list[str] = field(default_factory=list)  # what `instances` counts: stored evidence merges
+    # Minutes from the last failure to the window's end once the failures have stopped: requests succeeded
+    # after the last one, and the quiet since is at least RECOVERY_SPACINGS times their mean spacing (still
+    # going at their own pace, so long a quiet would have under a 1% chance). 0 while they go on.
+    recovered_minutes: float = 0.0
 
 
 @dataclass
@@ -134,7 +140,9 @@ def aggregate(
         counts=_counts(matches),
         traffic=_traffic(counted),
         latency=_latency(counted),
-        evidence=evidence(matches[matches["period"] == "window"], events),
+        evidence=evidence(
+            matches[matches["period"] == "window"], events, last_success(counted, events, window)
+        ),
         failures=_distinct_failures(matches),
         totals=_totals(in_scope, dropped, window),
         baseline_entries=int((in_scope["period"] == "baseline").sum()),
@@ -148,7 +156,7 @@ def annotate(classified: Classified, pack: RulePack, window: Window) -> tuple[pd
     failure and the root cause behind them (see `_with_roots`)."""
     events = classified.events
     age_ns = _naive(window.end).value - events["ts"].to_numpy().astype("datetime64[ns]").astype("int64")
-    events = events.assign(period=_periods(events["ts"], window), bucket=age_ns // 3_600_000_000_000)
+    events = events.assign(period=periods(events["ts"], window), bucket=age_ns // 3_600_000_000_000)
     return events, _with_roots(classified.matches, events, pack)
 
 
@@ -173,7 +181,8 @@ def _naive(moment: datetime) -> pd.Timestamp:
     return stamp.tz_convert(None) if stamp.tzinfo else stamp
 
 
-def _periods(ts: pd.Series, window: Window) -> np.ndarray:
+def periods(ts: pd.Series, window: Window) -> np.ndarray:
+    """Each time's period: "window", "baseline", or "" (before the baseline)."""
     start, end, base = (_naive(t).to_datetime64() for t in (window.start, window.end, window.baseline_start))
     values = ts.to_numpy()
     in_window = (values >= start) & (values < end)
@@ -319,8 +328,26 @@ def _all_revisions(requests: pd.DataFrame) -> list[tuple[tuple[str, str], pd.Dat
     return [((str(period), "*"), group) for period, group in requests.groupby("period")]
 
 
-def evidence(window_matches: pd.DataFrame, events: pd.DataFrame) -> dict[tuple[str, str], Evidence]:
-    """What a report shows as proof of each (rule, group) these matches hold."""
+def last_success(
+    counted: pd.DataFrame, events: pd.DataFrame, window: Window
+) -> tuple[pd.Timestamp, datetime]:
+    """When the window's last request or WebSocket session that succeeded started, and the window's end."""
+    status = counted["status"].fillna(0)
+    served = (
+        (counted["period"] == "window")
+        & counted["kind"].isin(("request", "websocket"))
+        & (status < 500)
+        & (status != 429)
+    )
+    stamps = events["ts"].loc[served[served].index]
+    return pd.Timestamp(stamps.max()), window.end  # NaT when nothing succeeded
+
+
+def evidence(
+    window_matches: pd.DataFrame, events: pd.DataFrame, served: tuple[pd.Timestamp, datetime] | None = None
+) -> dict[tuple[str, str], Evidence]:
+    """What a report shows as proof of each (rule, group) these matches hold; `recovered_minutes` needs
+    `served` (see `last_success`)."""
     found = {}
     failures = events["failure"].to_numpy()
     traced = events["exc_type"].notna().to_numpy()
@@ -330,7 +357,7 @@ def evidence(window_matches: pd.DataFrame, events: pd.DataFrame) -> dict[tuple[s
         units = part["failure"].to_numpy()
         traces = events[traced & np.isin(failures, units[units >= 0])]
         told = rows if rows["exc_type"].notna().any() or traces.empty else pd.concat([traces, rows])
-        instances = sorted({str(i) for i in rows["instance"].dropna()})
+        instances = sorted({str(i) for i in rows["instance"].dropna() if i != ""})  # an audit event has none
         found[(str(rule), str(group))] = Evidence(
             first_seen=rows["ts"].min().to_pydatetime(warn=False),
             last_seen=rows["ts"].max().to_pydatetime(warn=False),
@@ -342,8 +369,24 @@ def evidence(window_matches: pd.DataFrame, events: pd.DataFrame) -> dict[tuple[s
             captures=[c for c in part["captures"] if isinstance(c, dict)],
             trace=_most_common(rows["trace"].replace("", None)),
             instance_ids=instances,
+            recovered_minutes=recovered_minutes(rows["ts"], _failure_count(part), served) if served else 0.0,
         )
     return found
+
+
+def _failure_count(part: pd.DataFrame) -> int:
+    return int(failure_units(part)["unit"].nunique())
+
+
+def recovered_minutes(stamps: pd.Series, failures: int, served: tuple[pd.Timestamp, datetime]) -> float:
+    """See `Evidence.recovered_minutes`."""
+    served_until, end = served
+    first, last = stamps.min(), stamps.max()
+    if pd.isna(served_until) or served_until <= last:
+        return 0.0
+    quiet = (_naive(end) - last) / pd.Timedelta(minutes=1)
+    spacing = (last - first) / pd.Timedelta(minutes=1) / max(failures - 1, 1)
+    return quiet if quiet >= RECOVERY_SPACINGS * spacing else 0.0
 
 
 def _examples(rows: pd.DataFrame) -> list[str]:
@@ -401,7 +444,7 @@ def _totals(in_scope: pd.DataFrame, dropped: pd.DataFrame | None, window: Window
     events = in_scope[in_scope["period"] == "window"]
     folded = dict.fromkeys(DROP_REASONS, 0)
     if dropped is not None and len(dropped):
-        reasons = dropped["reason"][_periods(dropped["ts"], window) == "window"]
+        reasons = dropped["reason"][periods(dropped["ts"], window) == "window"]
         folded.update({str(k): int(v) for k, v in reasons.value_counts().items()})
     return {
         "entries": len(events) + folded[ECHO] + folded[MERGED],

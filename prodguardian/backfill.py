@@ -64,7 +64,7 @@ def backfill(
             break
         source = read(start, end, max_entries - done.entries)
         options = CheckOptions(service=service, freshness=end - start, until=end, baseline=timedelta(0))
-        run_check(source, options, pack, History(store, since=start))
+        run_check(source, options, pack, history=History(store, since=start))
         done.entries += source.stats.entries
         done.calls += source.stats.calls
         advance()

@@ -1,28 +1,33 @@
-"""Findings from the aggregate tables: thresholds, the baseline, objectives. Reads nothing else."""
+"""Findings from the aggregate tables and the unknown errors' templates: thresholds, the baseline,
+objectives, new errors. Reads nothing else."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import pandas as pd
 
 from prodguardian.aggregate import Aggregates, Evidence
 from prodguardian.rules import Objective, Rule, RulePack, Threshold
+from prodguardian.unknown_errors import ErrorTemplate, UnknownErrors
 
-SEVERITIES = ("CRITICAL", "DEGRADED", "INFO")
+Severity = Literal["CRITICAL", "DEGRADED", "INFO"]  # a finding's: INFO is under the thresholds
+SEVERITIES: tuple[Severity, ...] = ("CRITICAL", "DEGRADED", "INFO")
 SPIKE_P_VALUE = 0.01
 
 
 @dataclass
 class Finding:
+    """What one rule found in the window: its severity, count, rate and evidence."""
+
     rule: str
     category: str
-    severity: str
-    kind: str  # failure | metric | latency
+    severity: Severity
+    kind: str  # failure | metric | latency | new_error
     description: str
     count: int
     per_hour: float
@@ -40,6 +45,7 @@ class Finding:
     advice: str | None = None
     worst_revision: tuple[str, float, int] | None = None  # (revision, share of its traffic, failures)
     serving_revision: str | None = None  # a failed deploy: the revision that still serves the traffic
+    template_id: str | None = None  # a new error's template (`patterns.template_id`)
 
 
 @dataclass
@@ -86,9 +92,13 @@ class Detection:
     objectives: list[ObjectiveResult]
     revisions: list[RevisionStats] = field(default_factory=list)
     baseline_available: bool = False
+    patterns: list[ErrorTemplate] = field(default_factory=list)  # the window's unknown-error templates
 
 
-def detect(aggs: Aggregates, pack: RulePack) -> Detection:
+def detect(aggs: Aggregates, pack: RulePack, unknown: UnknownErrors | None = None) -> Detection:
+    """`unknown`: the templates of the errors no rule knows; a new one is a finding of its own, in place of
+    the fallback findings whose failures it holds."""
+    unknown = unknown or UnknownErrors()
     window_counts = aggs.counts[aggs.counts["period"] == "window"]
     baseline_counts = aggs.counts[aggs.counts["period"] == "baseline"]
     baseline_available = aggs.baseline_entries > 0
@@ -96,9 +106,11 @@ def detect(aggs: Aggregates, pack: RulePack) -> Detection:
     findings: list[Finding] = []
     for rule in pack.rules:
         if rule.is_failure:
-            findings.extend(
-                _failure_findings(rule, aggs, window_counts, baseline_counts, metrics, baseline_available)
-            )
+            found = _failure_findings(rule, aggs, window_counts, baseline_counts, metrics, baseline_available)
+            if rule.type == "fallback":
+                found = [f for f in found if f.group not in unknown.superseded]
+                findings.extend(_new_error(rule, aggs, t, baseline_available) for t in unknown.new)
+            findings.extend(found)
         elif rule.type == "latency":
             findings.extend(_latency_finding(rule, aggs, baseline_available))
     objectives = [
@@ -108,10 +120,19 @@ def detect(aggs: Aggregates, pack: RulePack) -> Detection:
     findings.extend(
         _metric_findings(pack, aggs, window_counts, baseline_counts, objectives, baseline_available)
     )
-    return Detection(findings, metrics, objectives, _revision_stats(aggs), baseline_available)
+    return Detection(
+        findings, metrics, objectives, _revision_stats(aggs), baseline_available, unknown.templates
+    )
 
 
-def _finding(rule: Rule, aggs: Aggregates, *, severity: str, kind: str, count: int, **fields: Any) -> Finding:
+def _alerting_thresholds(rule: Rule) -> tuple[tuple[Severity, Threshold | None], ...]:
+    """The rule's thresholds, CRITICAL first: the first one crossed is the finding's severity."""
+    return ("CRITICAL", rule.critical), ("DEGRADED", rule.degraded)
+
+
+def _finding(
+    rule: Rule, aggs: Aggregates, *, severity: Severity, kind: str, count: int, **fields: Any
+) -> Finding:
     """A finding of `rule`: what every kind of finding takes from the rule and the window."""
     return Finding(
         rule=rule.id,
@@ -161,6 +182,7 @@ def _failure_findings(
             baseline_rate,
             aggs.window.hours,
             evidence.instances if evidence else 0,
+            evidence.recovered_minutes if evidence else 0.0,
         )
         caused = part[part["caused_by"] != ""]
         findings.append(
@@ -183,6 +205,21 @@ def _failure_findings(
             )
         )
     return findings
+
+
+def _new_error(rule: Rule, aggs: Aggregates, template: ErrorTemplate, baseline_available: bool) -> Finding:
+    """An error never seen before: DEGRADED from its first failure, titled by its template."""
+    return _finding(
+        rule,
+        aggs,
+        severity="DEGRADED",
+        kind="new_error",
+        count=template.count,
+        baseline_per_hour=0.0 if baseline_available else None,
+        group=template.template,
+        evidence=template.evidence,
+        template_id=template.id,
+    )
 
 
 def _min_count(rule: Rule) -> int:
@@ -222,11 +259,12 @@ def _judge(
     baseline_rate: float | None,
     hours: float,
     instances: int,
-) -> tuple[str, dict[str, Any] | None]:
+    recovered_minutes: float,
+) -> tuple[Severity, dict[str, Any] | None]:
     """The severity of a count: CRITICAL or DEGRADED when that threshold is crossed, else INFO."""
-    for severity, threshold in (("CRITICAL", rule.critical), ("DEGRADED", rule.degraded)):
+    for severity, threshold in _alerting_thresholds(rule):
         if threshold is not None and _crossed(
-            threshold, count, rate, per_hour, baseline_rate, hours, instances
+            threshold, count, rate, per_hour, baseline_rate, hours, instances, recovered_minutes
         ):
             return severity, _describe(threshold)
     return "INFO", None
@@ -240,10 +278,13 @@ def _crossed(
     baseline_rate: float | None,
     hours: float,
     instances: int,
+    recovered_minutes: float,
 ) -> bool:
     if count < threshold.min_count:
         return False
     if threshold.instances is not None and instances < threshold.instances:
+        return False
+    if threshold.ongoing_minutes is not None and recovered_minutes > threshold.ongoing_minutes:
         return False
     if threshold.count is not None and count < threshold.count:
         return False
@@ -288,8 +329,9 @@ def _latency_finding(rule: Rule, aggs: Aggregates, baseline_available: bool) -> 
     samples = int(now["samples"])
     base = _latency_row(aggs, "baseline") if baseline_available else None
     baseline_ms = None if base is None else _quantile(aggs, "baseline", rule.quantile, base)
-    severity, threshold = "INFO", None
-    for name, limit in (("CRITICAL", rule.critical), ("DEGRADED", rule.degraded)):
+    severity: Severity = "INFO"
+    threshold = None
+    for name, limit in _alerting_thresholds(rule):
         if limit is not None and limit.ms is not None and samples >= limit.min_count and value > limit.ms:
             severity, threshold = name, _describe(limit)
             break

@@ -49,7 +49,6 @@ from prodguardian.state import (
 
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
-_DAY, _TIME = "%Y-%m-%d %H:%M", "%H:%M"
 # Entries reach Cloud Logging minutes late: a live read re-reads (and replaces) the minutes before its cursor.
 LATENESS_MARGIN = timedelta(minutes=2)
 EXAMPLE_LINES = 20  # of an error group, read for its example
@@ -111,10 +110,10 @@ def record(
     dropped: pd.DataFrame,
     data_start: datetime | None,
     truncated: bool = False,
-) -> list[str]:
+) -> list[tuple[datetime, datetime]]:
     """Write what this read found for `service` into the store: the minutes it covers whole, up to the
-    window's end, in one transaction. Returns warnings: the parts of the window and baseline the store
-    still lacks."""
+    window's end, in one transaction. Returns the parts of the window and baseline the store still lacks
+    (start, end), to warn about."""
     if history.since is not None:
         start = ceil_minute(history.since)
         if truncated and data_start is not None:  # reads go newest first: the oldest part is missing
@@ -137,18 +136,14 @@ def read_totals(history: History, window: Window, read_entries: int, calls: int 
     return {"read": {"calls": calls, "entries": read_entries, "baseline_from_state_hours": stored / HOUR}}
 
 
-def _gaps(store: StateStore, service: str, window: Window, live: bool) -> list[str]:
+def _gaps(store: StateStore, service: str, window: Window, live: bool) -> list[tuple[datetime, datetime]]:
     """The parts of the window and baseline the store lacks. A file's data may just start later (the header
     says so); a live read was asked for all of it."""
     covered = store.coverage(service)
     first = floor_minute(window.baseline_start)
     if not live:
         first = max(first, covered[0][0].to_pydatetime()) if covered else window.end
-    return [
-        f"no logs stored or read for {a.strftime(_DAY)}–{b.strftime(_TIME if a.date() == b.date() else _DAY)}"
-        " UTC (not filled: --max-entries, or the logs are gone): its counts are missing"
-        for a, b in store.missing(service, first, window.end)
-    ]
+    return [(a.to_pydatetime(), b.to_pydatetime()) for a, b in store.missing(service, first, window.end)]
 
 
 def minute_facts(

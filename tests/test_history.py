@@ -74,11 +74,13 @@ def test_a_check_from_the_store_gives_the_stateless_answer(name: str, tmp_path: 
     with StateStore(tmp_path / "state.sqlite") as store:
         cursor = end - CUTS[0]
         cold = [e for e, t in zip(entries, stamps, strict=True) if t < cursor]
-        run_check(cold, _options(cursor), builtin_pack(), History(store))
+        run_check(cold, _options(cursor), builtin_pack(), history=History(store))
         for cut in (*CUTS[1:], timedelta(0)):
             since, cursor = cursor - MARGIN, end - cut
             new = [e for e, t in zip(entries, stamps, strict=True) if since <= t < cursor]
-            report = run_check(new, _options(cursor), builtin_pack(), History(store, since=since)).report
+            report = run_check(
+                new, _options(cursor), builtin_pack(), history=History(store, since=since)
+            ).report
     assert _summary(report) == _summary(expected)
     _same_metrics(report.metrics, expected.metrics)
     assert report.context.totals["entries"] == expected.context.totals["entries"]
@@ -92,10 +94,10 @@ def test_a_check_from_the_store_gives_the_stateless_answer(name: str, tmp_path: 
 def test_the_header_says_what_was_read_and_what_came_from_the_state(tmp_path: Path) -> None:
     entries, stamps, end = _entries("db-outage")
     with StateStore(tmp_path / "state.sqlite") as store:
-        run_check(entries, _options(end - CUTS[-1]), builtin_pack(), History(store))
+        run_check(entries, _options(end - CUTS[-1]), builtin_pack(), history=History(store))
         since = end - CUTS[-1] - MARGIN
         new = [e for e, t in zip(entries, stamps, strict=True) if t >= since]
-        report = run_check(new, _options(end), builtin_pack(), History(store, since=since)).report
+        report = run_check(new, _options(end), builtin_pack(), history=History(store, since=since)).report
     text, french = render(report, "text", "en"), render(report, "text", "fr")
     document = json.loads(render(report, "json", "en"))
     jsonschema.validate(document, json.loads(SCHEMA.read_text(encoding="utf-8")))

@@ -45,7 +45,7 @@ def _warm_check(path: Path, until: datetime, die_reading: bool = False) -> Any:
         since = read_start(store, SERVICE, KEY, until - timedelta(hours=1) - BASELINE)
         new = [e for e, t in zip(entries, stamps, strict=True) if since <= t < until]
         read = _dying_halfway(new) if die_reading else new
-        return run_check(read, _options(until), builtin_pack(), History(store, since, KEY)).report
+        return run_check(read, _options(until), builtin_pack(), history=History(store, since, KEY)).report
 
 
 def _dying_halfway(entries: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:

@@ -25,7 +25,7 @@ LIVE = ["--service", "emergence-app", "--project", "emergence-469005", "--quiet"
 @pytest.fixture
 def logging_api(fake_logging_server: FakeLoggingServer, monkeypatch: pytest.MonkeyPatch) -> FakeLoggingServer:
     monkeypatch.setenv("LOGGING_EMULATOR_HOST", fake_logging_server.host)
-    monkeypatch.setattr("prodguardian.cloud.CALLS_PER_SECOND", 1000.0, raising=False)
+    monkeypatch.setenv("PRODGUARDIAN_CALLS_PER_SECOND", "1000")
     fake_logging_server.add(generate("db-outage"))
     return fake_logging_server
 
@@ -157,9 +157,10 @@ def test_a_backfill_stops_at_its_entries_and_resumes_where_it_stopped(
     end, start = datetime(2025, 10, 11, 12, 4, tzinfo=UTC), datetime(2025, 10, 10, 11, 4, tzinfo=UTC)
 
     def read(first: datetime, last: datetime, entries: int) -> Any:
-        query = cloud.CloudQuery(
-            start=first, end=last, project="emergence-469005", service="emergence-app", max_entries=entries
+        settings = cloud.CloudLogging(
+            project="emergence-469005", emulator=logging_api.host, max_entries=entries, calls_per_second=1000
         )
+        query = cloud.CloudQuery(start=first, end=last, service="emergence-app", settings=settings)
         return cloud.CloudSource(query)
 
     with StateStore(tmp_path / "state.sqlite") as store:
