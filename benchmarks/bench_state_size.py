@@ -97,6 +97,7 @@ class Service:
                         int(self.rng.poisson(0.5)),
                         LatencySketch.from_values(ok).to_bytes() if len(ok) else None,
                         LatencySketch.from_values(bad).to_bytes() if len(bad) else None,
+                        minute * 60 * 10**9 if requests > failed else None,  # last_success
                     )
                 )
                 traffic.setdefault(revision, []).append(minute)

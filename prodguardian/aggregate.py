@@ -369,7 +369,11 @@ def evidence(
             captures=[c for c in part["captures"] if isinstance(c, dict)],
             trace=_most_common(rows["trace"].replace("", None)),
             instance_ids=instances,
-            recovered_minutes=recovered_minutes(rows["ts"], _failure_count(part), served) if served else 0.0,
+            recovered_minutes=(
+                recovered_minutes(rows["ts"].min(), rows["ts"].max(), _failure_count(part), served)
+                if served
+                else 0.0
+            ),
         )
     return found
 
@@ -378,10 +382,12 @@ def _failure_count(part: pd.DataFrame) -> int:
     return int(failure_units(part)["unit"].nunique())
 
 
-def recovered_minutes(stamps: pd.Series, failures: int, served: tuple[pd.Timestamp, datetime]) -> float:
-    """See `Evidence.recovered_minutes`."""
+def recovered_minutes(
+    first: datetime, last: datetime, failures: int, served: tuple[pd.Timestamp, datetime]
+) -> float:
+    """See `Evidence.recovered_minutes`: `failures` between `first` and `last`, `served` from
+    `last_success`."""
     served_until, end = served
-    first, last = stamps.min(), stamps.max()
     if pd.isna(served_until) or served_until <= last:
         return 0.0
     quiet = (_naive(end) - last) / pd.Timedelta(minutes=1)

@@ -22,11 +22,18 @@ from prodguardian.cloud import CloudLogging, CloudQuery, CloudSource, ReadStats
 from prodguardian.detect import detect
 from prodguardian.errors import ConfigError, InputError
 from prodguardian.events import Events, build_events
-from prodguardian.history import History, ceil_minute, read_totals, record, stored_aggregates
+from prodguardian.history import (
+    History,
+    ceil_minute,
+    read_totals,
+    record,
+    stored_aggregates,
+    stored_template_counts,
+)
 from prodguardian.probes import ProbeResult, probe_findings
 from prodguardian.rules import RulePack, load_pack
 from prodguardian.source import PAGE_WARNING, FileSource, ReadOptions
-from prodguardian.unknown_errors import unknown_errors
+from prodguardian.unknown_errors import mine_errors
 from prodguardian.verdict import Context, Reason, Report, Status, build_report, unknown_report
 
 CLOCK_SKEW = timedelta(minutes=5)  # how far past now an entry's timestamp may be before it is not believed
@@ -292,14 +299,27 @@ def _check_service(
     context = Context(service, events.project, region_of(table), window, totals, warnings)
     classified = classify(table, pack)
     clock.lap("classify")
+    mined = mine_errors(classified, pack, window)
+    clock.lap("unknown_errors")
+    counted = None
     if history is not None and service is not None:
         truncated = bool(totals.get("truncated"))
         gaps = record(
-            history, service, classified, pack, window, events.dropped, _data_start(table), truncated
+            history,
+            service,
+            classified,
+            pack,
+            window,
+            events.dropped,
+            _data_start(table),
+            mined.sightings(),
+            truncated,
         )
         warnings.extend(_gap_warning(start, end) for start, end in gaps)
         aggs = stored_aggregates(history.store, service, window)
         context = replace(context, window=aggs.window)  # the store's coverage, not this read's
+        # Counted over the stored window and baseline: a template the baseline holds is not new.
+        counted = stored_template_counts(history.store, service, aggs.window)
     else:
         aggs = aggregate(classified, pack, window, events.dropped)
     totals.update(aggs.totals)
@@ -308,8 +328,7 @@ def _check_service(
         silent = unknown_report(_silence(events, window), context)
         silent.probes = list(probes)
         return silent
-    unknown = unknown_errors(classified, pack, window, aggs.baseline_entries > 0, options.known_templates)
-    clock.lap("unknown_errors")
+    unknown = mined.judged(aggs.baseline_entries > 0, options.known_templates, counted)
     detection = detect(aggs, pack, unknown)
     detection.findings.extend(probe_findings(probes))
     clock.lap("detect")

@@ -29,6 +29,7 @@ from prodguardian.aggregate import (
     background_callers,
     evidence,
     failure_units,
+    recovered_minutes,
 )
 from prodguardian.classify import Classified
 from prodguardian.folding import DUPLICATE, ECHO, MERGED, OTHER_RESOURCE
@@ -42,6 +43,7 @@ from prodguardian.state import (
     REVISION_COLUMNS,
     RULE_MINUTE_COLUMNS,
     SAMPLE_COLUMNS,
+    TEMPLATE_MINUTE_COLUMNS,
     Cursor,
     MinuteFacts,
     StateStore,
@@ -109,6 +111,7 @@ def record(
     window: Window,
     dropped: pd.DataFrame,
     data_start: datetime | None,
+    sightings: pd.DataFrame,
     truncated: bool = False,
 ) -> list[tuple[datetime, datetime]]:
     """Write what this read found for `service` into the store: the minutes it covers whole, up to the
@@ -123,7 +126,7 @@ def record(
     else:
         start = window.end
     start = min(start, window.end)
-    facts = minute_facts(classified, pack, dropped, start, window)
+    facts = minute_facts(classified, pack, dropped, start, window, sightings)
     cursor = Cursor(history.cursor, window.end) if history.cursor else None
     history.store.replace(service, start, window.end, facts, cursor)
     return _gaps(history.store, service, window, live=history.since is not None)
@@ -147,7 +150,12 @@ def _gaps(store: StateStore, service: str, window: Window, live: bool) -> list[t
 
 
 def minute_facts(
-    classified: Classified, pack: RulePack, dropped: pd.DataFrame, start: datetime, window: Window
+    classified: Classified,
+    pack: RulePack,
+    dropped: pd.DataFrame,
+    start: datetime,
+    window: Window,
+    sightings: pd.DataFrame | None = None,
 ) -> MinuteFacts:
     """The facts of the minutes [start, window.end): traffic, rules, failures, groups, revisions, and the
     evidence of each minute of the window in which a rule matched."""
@@ -168,7 +176,32 @@ def minute_facts(
         samples=_samples(matches, events, max(first, _unix_minute(window.start)), stop),
         failure_minutes=_failure_minutes(matches, first, stop),
         folded_minutes=_folded_minutes(folded),
+        template_minutes=_template_minutes(sightings, first, stop),
     )
+
+
+def _template_minutes(sightings: pd.DataFrame | None, first: int, stop: int) -> pd.DataFrame:
+    """Failures per minute and unknown-error template (`unknown_errors.MinedErrors.sightings`)."""
+    if sightings is None or sightings.empty:
+        return MinuteFacts().template_minutes
+    minute = _minutes_of(sightings["ts"])
+    inside = sightings[(minute >= first) & (minute < stop)].assign(
+        minute=minute[(minute >= first) & (minute < stop)]
+    )
+    if inside.empty:
+        return MinuteFacts().template_minutes
+    out = inside.groupby(["minute", "template_id"]).size().rename("failures").reset_index()
+    return out[list(TEMPLATE_MINUTE_COLUMNS)].astype({"minute": "int64", "failures": "int64"})
+
+
+def stored_template_counts(store: StateStore, service: str, window: Window) -> dict[str, tuple[int, int]]:
+    """Each unknown-error template's stored failures in the window and in its baseline."""
+    stored = _with_period(store.template_minutes(service, window.baseline_start, window.end), window)
+    sums = stored.groupby(["template_id", "period"])["failures"].sum()
+    return {
+        str(identity): (int(sums.get((identity, "window"), 0)), int(sums.get((identity, "baseline"), 0)))
+        for identity in stored["template_id"].unique()
+    }
 
 
 def _minutes_of(ts: pd.Series) -> np.ndarray:
@@ -197,6 +230,7 @@ def _minutes(
     failing = matches[matches["is_failure"] & (matches["category"] == "websocket")]
     websocket = _counted(failing, "unit_minute", first, stop).drop_duplicates(["unit", "revision"])
     ok, failed = _timed(counted)
+    served = counted[kind.isin(("request", "websocket")) & (status < 500) & (status != 429)]
     out = pd.DataFrame(
         {
             **{column: traffic.groupby(keys)[column].sum() for column in _TRAFFIC_COLUMNS},
@@ -208,6 +242,7 @@ def _minutes(
             "merged": _unrevisioned(folded, MERGED),
             "latency": _sketches(ok, keys),
             "failed_latency": _sketches(failed, keys),
+            "last_success": served.groupby(keys)["ts"].max().astype("datetime64[ns]").astype("int64"),
         }
     )
     counts = [*_TRAFFIC_COLUMNS, "websocket_failed", "events", "suppressed", "echoes", "merged"]
@@ -215,6 +250,7 @@ def _minutes(
     out["entries"] = out["events"] + out["echoes"] + out["merged"]
     for column in ("latency", "failed_latency"):
         out[column] = [v if isinstance(v, bytes) else None for v in out[column]]
+    out["last_success"] = out["last_success"].astype("Int64")
     out = out.rename_axis(keys).reset_index()
     return out[list(MINUTE_COLUMNS)].astype({"minute": "int64", "revision": str})
 
@@ -366,7 +402,7 @@ def stored_aggregates(store: StateStore, service: str, window: Window) -> Aggreg
             _TRAFFIC_COLUMNS
         ].sum(),
         latency=_stored_latency(minutes),
-        evidence=_stored_evidence(store.samples(service), window),
+        evidence=_stored_evidence(store.samples(service), window, rules, _last_success(in_window, window)),
         failures=_failure_ids(failures),
         totals=_stored_totals(in_window, folded[folded["period"] == "window"]),
         baseline_entries=int(minutes.loc[minutes["period"] == "baseline", "entries"].sum()),
@@ -455,14 +491,26 @@ def _stored_first_failure(rules: pd.DataFrame) -> dict[str, datetime]:
     return {str(r): _naive_time(int(m) * _NS_PER_MINUTE) for r, m in firsts.items()}
 
 
-def _stored_evidence(samples: pd.DataFrame, window: Window) -> dict[tuple[str, str], Evidence]:
+def _last_success(in_window: pd.DataFrame, window: Window) -> tuple[pd.Timestamp, datetime]:
+    """`aggregate.last_success` from the window's stored minutes."""
+    stamps = in_window["last_success"].dropna()
+    return pd.Timestamp(int(stamps.max()) if len(stamps) else "NaT"), window.end  # NaT when nothing succeeded
+
+
+def _stored_evidence(
+    samples: pd.DataFrame, window: Window, rules: pd.DataFrame, served: tuple[pd.Timestamp, datetime]
+) -> dict[tuple[str, str], Evidence]:
     """Each (rule, group)'s evidence in the window, merged from its minutes' samples (oldest first)."""
     start, end = _unix_minute(window.start), _unix_minute(window.end)
     kept = samples[(samples["minute"] >= start) & (samples["minute"] < end)].iloc[::-1]
-    return {
-        (str(rule), str(grp)): _merged_evidence(list(part["payload"]))
-        for (rule, grp), part in kept.groupby(["rule", "grp"], sort=False)
-    }
+    failures = rules[rules["period"] == "window"].groupby(["rule", "grp"])["failures"].sum()
+    found = {}
+    for (rule, grp), part in kept.groupby(["rule", "grp"], sort=False):
+        proof = _merged_evidence(list(part["payload"]))
+        count = int(failures.get((rule, grp), 0))
+        proof.recovered_minutes = recovered_minutes(proof.first_seen, proof.last_seen, count, served)
+        found[(str(rule), str(grp))] = proof
+    return found
 
 
 def _merged_evidence(payloads: list[dict[str, Any]]) -> Evidence:

@@ -52,6 +52,7 @@ MINUTE_COLUMNS = (
     "suppressed",
     "latency",
     "failed_latency",
+    "last_success",  # ns: the minute's last request or session that succeeded began then (recovered bursts)
 )
 RULE_MINUTE_COLUMNS = ("revision", "minute", "rule", "category", "grp", "caused_by", "failures", "events")
 ERROR_GROUP_COLUMNS = ("rule", "grp", "first_seen", "last_seen", "example")
@@ -61,14 +62,15 @@ SAMPLE_COLUMNS = ("minute", "rule", "grp", "payload")
 # counts once in "" and once in each category, so rates and error counts need no failure ids.
 FAILURE_MINUTE_COLUMNS = ("revision", "minute", "category", "failures")
 FOLDED_MINUTE_COLUMNS = ("minute", "reason", "entries")  # entries folded away: merged, duplicates...
+TEMPLATE_MINUTE_COLUMNS = ("minute", "template_id", "failures")  # unknown errors' failures per template
 COUNT_COLUMNS = MINUTE_COLUMNS[2:9]
 # What each column holds, wherever it appears: a column name means one thing in every table.
 _KINDS = {
-    **dict.fromkeys(("revision", "rule", "category", "grp", "caused_by", "reason"), "text"),
+    **dict.fromkeys(("revision", "rule", "category", "grp", "caused_by", "reason", "template_id"), "text"),
     "example": "line",
     **dict.fromkeys((*COUNT_COLUMNS, "failures", "events", "entries"), "count"),
     **dict.fromkeys(("minute", "first_seen", "last_seen"), "integer"),
-    **dict.fromkeys(("first_traffic", "last_traffic", "created"), "integer?"),
+    **dict.fromkeys(("first_traffic", "last_traffic", "created", "last_success"), "integer?"),
     **dict.fromkeys(("latency", "failed_latency"), "sketch?"),
     "payload": "json",
 }
@@ -123,9 +125,22 @@ _FAILURES_AND_FOLDED: Migration = (
         service TEXT NOT NULL, minute INTEGER NOT NULL, reason TEXT NOT NULL, entries INTEGER NOT NULL,
         PRIMARY KEY (service, minute, reason)) WITHOUT ROWID""",
 )
-MIGRATIONS: tuple[Migration, ...] = (_SCHEMA_V1, _FAILURES_AND_FOLDED)
+_TEMPLATES_AND_LAST_SUCCESS: Migration = (
+    """CREATE TABLE template_minutes (
+        service TEXT NOT NULL, minute INTEGER NOT NULL, template_id TEXT NOT NULL, failures INTEGER NOT NULL,
+        PRIMARY KEY (service, minute, template_id)) WITHOUT ROWID""",
+    "ALTER TABLE minutes ADD COLUMN last_success INTEGER",
+)
+MIGRATIONS: tuple[Migration, ...] = (_SCHEMA_V1, _FAILURES_AND_FOLDED, _TEMPLATES_AND_LAST_SUCCESS)
 # The tables of per-minute facts, which a replace or a prune cuts by minute.
-_MINUTE_TABLES = ("minutes", "rule_minutes", "failure_minutes", "folded_minutes", "samples")
+_MINUTE_TABLES = (
+    "minutes",
+    "rule_minutes",
+    "failure_minutes",
+    "folded_minutes",
+    "template_minutes",
+    "samples",
+)
 _TABLES = (*_MINUTE_TABLES, "error_groups", "revisions", "coverage", "cursors")
 
 
@@ -162,6 +177,7 @@ class MinuteFacts:
     samples: pd.DataFrame = field(default_factory=lambda: _empty(SAMPLE_COLUMNS))
     failure_minutes: pd.DataFrame = field(default_factory=lambda: _empty(FAILURE_MINUTE_COLUMNS))
     folded_minutes: pd.DataFrame = field(default_factory=lambda: _empty(FOLDED_MINUTE_COLUMNS))
+    template_minutes: pd.DataFrame = field(default_factory=lambda: _empty(TEMPLATE_MINUTE_COLUMNS))
 
 
 @dataclass(frozen=True)
@@ -213,6 +229,7 @@ _FACT_TABLES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("samples", SAMPLE_COLUMNS, ()),
     ("failure_minutes", FAILURE_MINUTE_COLUMNS, ("minute", "revision", "category")),
     ("folded_minutes", FOLDED_MINUTE_COLUMNS, ("minute", "reason")),
+    ("template_minutes", TEMPLATE_MINUTE_COLUMNS, ("minute", "template_id")),
 )
 
 
@@ -319,6 +336,11 @@ class StateStore:
 
     def folded_minutes(self, service: str, start: datetime, end: datetime) -> pd.DataFrame:
         return self._range("folded_minutes", FOLDED_MINUTE_COLUMNS, service, start, end, "minute, reason")
+
+    def template_minutes(self, service: str, start: datetime, end: datetime) -> pd.DataFrame:
+        return self._range(
+            "template_minutes", TEMPLATE_MINUTE_COLUMNS, service, start, end, "minute, template_id"
+        )
 
     def samples(self, service: str) -> pd.DataFrame:
         """The kept failure events of each (rule, grp), newest first."""

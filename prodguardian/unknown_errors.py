@@ -11,8 +11,8 @@ templates nothing can be new.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -61,22 +61,54 @@ class _Unit:
     kind: str = "message"
 
 
-def unknown_errors(
-    classified: Classified,
-    pack: RulePack,
-    window: Window,
-    baseline_available: bool,
-    known: Collection[str] = frozenset(),
-) -> UnknownErrors:
-    """Template the fallback rules' rows; `known`: template ids seen before (never new)."""
+@dataclass(frozen=True)
+class MinedErrors:
+    """The fallback rules' failures in the window and baseline, each with its template: the costly part of
+    the stage, made once; `judged` says which templates are new."""
+
+    events: pd.DataFrame
+    by_key: dict[str, list[_Unit]] = field(default_factory=dict)
+    in_window: frozenset[int] = frozenset()
+    groups: dict[int, set[str]] = field(default_factory=dict)
+
+    def sightings(self) -> pd.DataFrame:
+        """When each failure began (ts) and its template's id: a state store keeps them, for `known`."""
+        starts = [(unit.rows[0], template_id(key)) for key, units in self.by_key.items() for unit in units]
+        rows = [row for row, _ in starts]
+        return pd.DataFrame(
+            {"ts": self.events["ts"].to_numpy()[rows], "template_id": [identity for _, identity in starts]}
+        )
+
+    def judged(
+        self,
+        baseline_available: bool,
+        known: Collection[str] = frozenset(),
+        counted: Mapping[str, tuple[int, int]] | None = None,
+    ) -> UnknownErrors:
+        """The window's templates; `known`: template ids seen before (never new); `counted`: each template's
+        failures in the window and in the baseline, when a state store holds more than these rows."""
+        comparable = baseline_available or bool(known)  # else nothing can be new
+        templates = [
+            template
+            for key, members in self.by_key.items()
+            if (template := _template(key, members, self, comparable, known)) is not None
+        ]
+        if counted is not None:
+            templates = [_recounted(template, *counted.get(template.id, (0, 0))) for template in templates]
+        templates.sort(key=lambda t: (-t.count, t.template))
+        return UnknownErrors(templates, _superseded(templates))
+
+
+def mine_errors(classified: Classified, pack: RulePack, window: Window) -> MinedErrors:
+    """Each failure of the fallback rules' rows in the window and baseline, under its template."""
     fallback = [rule.id for rule in pack.rules if rule.type == "fallback"]
     matches = classified.matches[classified.matches["rule"].isin(fallback)]
-    if matches.empty:
-        return UnknownErrors()
     events = classified.events
+    if matches.empty:
+        return MinedErrors(events)
     rows = np.unique(matches["row"].to_numpy())
     period = periods(events["ts"].iloc[rows], window)
-    in_window = set(rows[period == "window"].tolist())
+    in_window = frozenset(rows[period == "window"].tolist())
     rows = rows[period != ""]
     groups: dict[int, set[str]] = {}
     for row, group in zip(matches["row"].tolist(), matches["group"].tolist(), strict=True):
@@ -85,26 +117,14 @@ def unknown_errors(
     by_key: dict[str, list[_Unit]] = {}
     for unit in _units(events, rows):
         by_key.setdefault(unit.key, []).append(unit)
-    comparable = baseline_available or bool(known)  # else nothing can be new
-    templates = [
-        template
-        for key, members in by_key.items()
-        if (template := _template(key, members, events, in_window, groups, comparable, known)) is not None
-    ]
-    templates.sort(key=lambda t: (-t.count, t.template))
-    return UnknownErrors(templates, _superseded(templates))
+    return MinedErrors(events, by_key, in_window, groups)
 
 
 def _template(
-    key: str,
-    members: list[_Unit],
-    events: pd.DataFrame,
-    in_window: set[int],
-    groups: dict[int, set[str]],
-    comparable: bool,
-    known: Collection[str],
+    key: str, members: list[_Unit], mined: MinedErrors, comparable: bool, known: Collection[str]
 ) -> ErrorTemplate | None:
     """The template of the failures `members`, if any of them is in the window."""
+    events, in_window, groups = mined.events, mined.in_window, mined.groups
     now = [unit for unit in members if in_window.intersection(unit.rows)]
     if not now:
         return None
@@ -120,6 +140,14 @@ def _template(
         new=comparable and not baseline and identity not in known,
         evidence=_evidence(events, window_rows),
         groups=frozenset(group for row in window_rows for group in groups.get(row, ())),
+    )
+
+
+def _recounted(template: ErrorTemplate, count: int, baseline_count: int) -> ErrorTemplate:
+    """The template with the failures a store counted (never fewer than this read holds)."""
+    count, baseline_count = max(count, template.count), max(baseline_count, template.baseline_count)
+    return replace(
+        template, count=count, baseline_count=baseline_count, new=template.new and not baseline_count
     )
 
 

@@ -113,6 +113,7 @@ class Recorded:
                 }
             )
         minutes = minutes.reset_index().merge(pd.DataFrame(sketches), on=["revision", "minute"])
+        minutes["last_success"] = pd.array([None] * len(minutes), dtype="Int64")
         keys = ["revision", "minute", "rule", "category", "grp"]
         rule_minutes = (
             matches.groupby(keys).agg(failures=("unit", "nunique"), events=("row", "size")).reset_index()
@@ -293,7 +294,7 @@ def test_hours_of_the_day_follow_the_local_clock_across_daylight_saving(tmp_path
     start = int(datetime(2025, 10, 25, 22, tzinfo=UTC).timestamp()) // 60
     quiet = start + 180  # an hour with no traffic, still covered: a row of zeros
     traffic = [m for m in range(start, start + 360) if not quiet <= m < quiet + 60]
-    rows = [("rev", m, 2, 1, 0, 0, 3, 0, 0, None, None) for m in traffic]
+    rows = [("rev", m, 2, 1, 0, 0, 3, 0, 0, None, None, None) for m in traffic]
     rules = [("rev", m, "db", "database", "", "", 1, 2) for m in traffic[::10]]
     facts = MinuteFacts(
         pd.DataFrame(rows, columns=MINUTE_COLUMNS), pd.DataFrame(rules, columns=RULE_MINUTE_COLUMNS)
@@ -321,7 +322,7 @@ def test_info_prune_and_reset(tmp_path: Path) -> None:
     with StateStore(path) as store:
         for first, revision in ((old, "rev-1"), (recent, "rev-2")):
             rows = [
-                (revision, m, 1, 0, 0, 0, 1, 0, 0, b"\x01\x01\x00\x00\x05", None)
+                (revision, m, 1, 0, 0, 0, 1, 0, 0, b"\x01\x01\x00\x00\x05", None, None)
                 for m in range(first, first + 2880)
             ]
             groups = pd.DataFrame([(revision, "", first * NS, first * NS, "x")], columns=ERROR_GROUP_COLUMNS)
@@ -361,6 +362,7 @@ def test_info_prune_and_reset(tmp_path: Path) -> None:
             "samples": 0,
             "failure_minutes": 0,
             "folded_minutes": 0,
+            "template_minutes": 0,
             "coverage": 1,
             "error_groups": 1,
             "revisions": 1,
@@ -421,6 +423,7 @@ def _broken(**changes: Any) -> MinuteFacts:
         "minute": BASE,
         "latency": None,
         "failed_latency": None,
+        "last_success": None,
     }
     return MinuteFacts(minutes=pd.DataFrame([row | changes], columns=MINUTE_COLUMNS))
 
@@ -538,7 +541,7 @@ def _overwrite(path: Path, offset: int, data: bytes) -> None:
         ),
         (_foreign_id, r"another application \(application_id 0x12345678\)"),
         (_tables_no_id, r"another application \(tables but no ProdGuardian id\)"),
-        (_newer, r"written by a newer ProdGuardian \(schema 9, this one knows 2\): upgrade prodguardian"),
+        (_newer, r"written by a newer ProdGuardian \(schema 9, this one knows 3\): upgrade prodguardian"),
         (
             lambda p, r: (_store_with_data(p, r), _overwrite(p, p.stat().st_size // 2, b"\xff" * 4096)),
             r"corrupt \(.+\): move it away to start a new one",
@@ -590,13 +593,13 @@ def test_a_file_migrates_to_the_next_schema_keeping_its_facts(tmp_path: Path, re
     with StateStore(path) as store:
         before = _dump(store)
     with StateStore(path, migrations=(*MIGRATIONS, CPU_COLUMN)) as store:
-        assert store.schema_version == 3
+        assert store.schema_version == len(MIGRATIONS) + 1
         assert _dump(store) == before
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) + 1
     assert raw.execute("SELECT count(*), sum(cpu_ms) FROM minutes").fetchone() == (len(before["minutes"]), 0)
     raw.close()
-    with pytest.raises(StateError, match=r"schema 3, this one knows 2"):
+    with pytest.raises(StateError, match=r"schema 4, this one knows 3"):
         StateStore(path)
 
 
@@ -608,7 +611,7 @@ def test_a_schema_1_file_gains_the_failure_and_folded_tables(tmp_path: Path) -> 
     raw.commit()
     raw.close()
     with StateStore(path) as store:
-        assert store.schema_version == len(MIGRATIONS) == 2
+        assert store.schema_version == len(MIGRATIONS) == 3
         assert store.minutes("svc", at(BASE), at(BASE + 1))["requests"].tolist() == [3]
         assert store.failure_minutes("svc", at(BASE), at(BASE + 1)).empty
         assert store.folded_minutes("svc", at(BASE), at(BASE + 1)).empty
@@ -621,11 +624,11 @@ def test_a_failed_migration_leaves_the_file_as_it_was(tmp_path: Path, recorded: 
         v1 = _dump(store)
     broken = ("ALTER TABLE minutes ADD COLUMN cpu_ms INTEGER", "CREATE TABLE minutes (minute INTEGER)")
     with pytest.raises(
-        StateError, match=r"migration to schema 3 failed \(.*already exists\); the file is unchanged"
+        StateError, match=r"migration to schema 4 failed \(.*already exists\); the file is unchanged"
     ):
         StateStore(path, migrations=(*MIGRATIONS, broken))
     with StateStore(path) as store:
-        assert store.schema_version == 2
+        assert store.schema_version == 3
         assert _dump(store) == v1
     raw = sqlite3.connect(path)
     assert "cpu_ms" not in [row[1] for row in raw.execute("PRAGMA table_info(minutes)")]
@@ -638,7 +641,7 @@ def test_a_failed_migration_leaves_the_file_as_it_was(tmp_path: Path, recorded: 
 def _facts_of(first: int, stop: int, value: Callable[[int], int], tag: int = 0) -> MinuteFacts:
     """Facts whose every number is `value(minute)`: any torn or doubled write shows."""
     minutes = range(first, stop)
-    rows = [("rev", m, value(m), 0, 0, 0, value(m), 0, 0, None, None) for m in minutes]
+    rows = [("rev", m, value(m), 0, 0, 0, value(m), 0, 0, None, None, m * NS) for m in minutes]
     rules = [("rev", m, "db", "database", "", "", value(m), value(m)) for m in minutes]
     samples = [(m, "db", "", {"value": value(m), "tag": tag}) for m in minutes]
     group = [("db", "", first * NS, stop * NS, f"tag {tag}")]
@@ -833,3 +836,16 @@ def test_a_writer_waits_for_another_and_says_so_when_it_waits_too_long(tmp_path:
     with StateStore(path) as store:
         store.replace(SERVICE, at(BASE), at(BASE + 1), MinuteFacts())
         assert store.coverage(SERVICE) == [(at(BASE), at(BASE + 1))]
+
+
+def test_a_schema_2_file_gains_the_template_minutes_and_last_success(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
+    StateStore(path, migrations=MIGRATIONS[:2]).close()
+    raw = sqlite3.connect(path)
+    raw.execute("INSERT INTO minutes VALUES ('svc', ?, 'rev', 3, 0, 0, 0, 3, 0, 0, NULL, NULL)", (BASE,))
+    raw.commit()
+    raw.close()
+    with StateStore(path) as store:
+        minutes = store.minutes("svc", at(BASE), at(BASE + 1))
+        assert minutes["requests"].tolist() == [3] and minutes["last_success"].isna().all()
+        assert store.template_minutes("svc", at(BASE), at(BASE + 1)).empty
