@@ -508,6 +508,28 @@ def rules_test(ctx: click.Context, rules_dirs: tuple[str, ...], directories: tup
         ctx.exit(3)
 
 
+@cli.group("series")
+def series_group() -> None:
+    """Anomaly scores for a plain time series (requests or errors per 5 minutes, any metric)."""
+
+
+@series_group.command("score")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+def series_score(file: str) -> None:
+    """Score a `timestamp,value` CSV (FILE, or - for stdin) online: print `timestamp,value,anomaly_score,
+    is_anomaly`, each point's score computed from the points before it only.
+
+    \b
+    Example:
+      prodguardian series score requests_per_5min.csv > scored.csv
+    """
+    from prodguardian.series import read_series, read_series_csv, score_series, scores_csv
+
+    data = read_series(sys.stdin, "<stdin>") if file == "-" else read_series_csv(Path(file))
+    for line in scores_csv(data, score_series(data.timestamps, data.values)):
+        click.echo(line)
+
+
 @cli.group()
 def hooks() -> None:
     """Git hooks that check production: a pre-push hook that blocks pushes while production is CRITICAL."""

@@ -1,44 +1,53 @@
 """Online anomaly scores for a plain time series: each point judged only against the points before it.
 
-A point's surprise is a robust z-score of its value against two references built from earlier points: the
-recent past (the median and the median absolute deviation of the last day) and, once there are enough days,
-the same time of day on earlier days (the daily cycle), whichever explains the point better. For counts
-(non-negative integers), the spread is at least Poisson's, so 2 events where 0 are usual is no anomaly.
-The score, in [0, 1), is 1 − the two-sided normal tail of that z; a point is flagged when its score first
-crosses `FLAG_SCORE` after a quiet spell, so a lasting anomaly is flagged once, at its start.
+Three views of the series, each a robust z-score against its own recent past (the median and interquartile
+range of the last day, the point itself excluded): the value, the mean of the last few values (a shift too
+small for one point), and the log of the spread of the last values (noise that starts or stops). A view
+is surprising when its z is large in absolute terms (`MIN_Z`) and well above what that view usually
+reaches in this series (`MARGIN` × the 99th percentile of its z over the week before). That second
+condition is what makes one configuration fit every series: a noisy or cyclic series (a daily cycle, heavy
+tails) raises its own bar, a smooth one lowers it. For counts (non-negative integers) the value's spread
+is at least Poisson's, so 2 events where 0 are usual is no anomaly.
+
+The score is e / (1 + e), e being the largest of the views' z over its bar, so 0.5 is the bar; a point
+is flagged when it reaches the bar and no flag was raised in the `QUIET` before, so a lasting anomaly is
+flagged once, at its start. The constants are one configuration for every series, chosen once on a small
+grid (docs/design.md says which, and what the NAB benchmark makes of them).
 """
 
 from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TextIO
 
 import numpy as np
 import pandas as pd
 
 from prodguardian.errors import InputError, Location
-from prodguardian.stats import normal_upper_tail
 
-RECENT = np.timedelta64(1, "D")  # the recent past a point is compared with
-SEASON = np.timedelta64(1, "D")  # the daily cycle
-SEASONS = 7  # earlier days at the same time of day, at most
-SEASON_TOLERANCE = np.timedelta64(30, "m")  # "the same time of day", either side
-MIN_HISTORY = 24  # points before the first score
-MIN_SEASONAL = 3  # earlier days needed before the daily reference is used
-FLAG_SCORE = 0.99999  # a two-sided z of about 4.4
-QUIET = np.timedelta64(12, "h")  # after a flag, no new flag until the score stays below it this long
-_MAD_TO_SIGMA = 1.4826  # the median absolute deviation of a normal distribution is 0.6745 σ
-_IQR_TO_SIGMA = 1.349  # its interquartile range is 1.349 σ
+RECENT = pd.Timedelta(days=1)  # the past a view's value is compared with
+USUAL = pd.Timedelta(days=7)  # the past whose z-scores set a view's bar
+MEAN_OF = 6  # values averaged by the shift view
+SPREAD_OF = 12  # values whose standard deviation the noise view follows
+MIN_HISTORY = 24  # points before a view is judged
+MIN_USUAL = 144  # z-scores of a view before its bar is set (half a day of 5-minute points)
+MIN_Z = 4.0
+MIN_Z_SPREAD = 5.0  # the log of a 12-value spread has a long lower tail: a calm hour is no anomaly
+MARGIN = 1.5
+USUAL_QUANTILE = 0.99
+QUIET = np.timedelta64(6, "h")
+_IQR_TO_SIGMA = 1.349  # the interquartile range of a normal distribution is 1.349 σ
 
 
 @dataclass(frozen=True)
 class SeriesScores:
-    scores: np.ndarray  # float, in [0, 1)
-    flags: np.ndarray  # bool
+    scores: np.ndarray  # float, in [0, 1); 0.5 is the bar
+    flags: np.ndarray  # bool: the first point of each anomaly
 
 
 def score_series(
@@ -49,74 +58,63 @@ def score_series(
     Points are taken in the order given; a timestamp earlier than one before it (a clock set back) counts
     as the latest time seen, so time never runs backwards.
     """
-    times = np.maximum.accumulate(np.asarray(timestamps, dtype="datetime64[ns]"))
+    times = pd.DatetimeIndex(np.maximum.accumulate(np.asarray(timestamps, dtype="datetime64[ns]")))
     data = np.asarray(values, dtype=float)
-    if times.shape != data.shape:
+    if len(times) != len(data):
         raise ValueError(f"{len(times)} timestamps for {len(data)} values")
     if not len(data):
         return SeriesScores(np.zeros(0), np.zeros(0, dtype=bool))
     counts = bool(np.all(data >= 0)) and bool(np.all(data == np.round(data)))
-    z = _z(data, *_recent(times, data), counts)
-    seasonal = _same_time_earlier(times, data)
-    enough = np.sum(~np.isnan(seasonal), axis=1) >= MIN_SEASONAL
-    if enough.any():
-        median, spread = _robust(seasonal[enough])
-        z[enough] = np.minimum(z[enough], _z(data[enough], median, spread, counts))
-    scores = 1.0 - 2 * _normal_tail(z)
-    return SeriesScores(scores, _flags(times, scores))
+    excess = np.maximum.reduce(
+        [
+            _excess(times, _z(times, data, 1 if counts else None)),
+            _excess(times, _z(times, _rolling(data, MEAN_OF).mean().to_numpy(), MEAN_OF if counts else None)),
+            _excess(times, _z(times, _log_spread(data, counts), None), MIN_Z_SPREAD),
+        ]
+    )
+    return SeriesScores(excess / (1 + excess), _flags(times.to_numpy(), excess >= 1))
 
 
-def _recent(times: np.ndarray, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The median and robust spread (the interquartile range's σ) of the values in the RECENT before each
-    point, itself excluded; NaN where fewer than MIN_HISTORY points precede it."""
-    frame = pd.Series(data, index=pd.DatetimeIndex(times))
-    rolling = frame.rolling(pd.Timedelta(RECENT), closed="left", min_periods=MIN_HISTORY)
+def _rolling(data: np.ndarray, size: int) -> Any:
+    return pd.Series(data).rolling(size, min_periods=1)
+
+
+def _log_spread(data: np.ndarray, counts: bool) -> np.ndarray:
+    """The log of the standard deviation of the last SPREAD_OF values, plus a floor: one event for counts
+    (a lone event among zeros is no change of noise), a negligible one otherwise (flat values stay finite)."""
+    spread = _rolling(data, SPREAD_OF).std().fillna(0.0).to_numpy()
+    floor = 1.0 if counts else 1e-9 * np.maximum(1.0, np.abs(data))
+    return np.asarray(np.log(spread + floor))
+
+
+def _z(times: pd.DatetimeIndex, data: np.ndarray, counts_averaged: int | None) -> np.ndarray:
+    """Each value's robust z against the RECENT before it (0 until MIN_HISTORY values precede it); for a
+    mean of `counts_averaged` counts, the spread is at least Poisson's."""
+    rolling = pd.Series(data, index=times).rolling(RECENT, closed="left", min_periods=MIN_HISTORY)
     median = rolling.median().to_numpy()
     spread = (rolling.quantile(0.75).to_numpy() - rolling.quantile(0.25).to_numpy()) / _IQR_TO_SIGMA
-    return median, spread
-
-
-def _same_time_earlier(times: np.ndarray, data: np.ndarray) -> np.ndarray:
-    """Per point, the values at about its time of day on each of the SEASONS days before (NaN if none)."""
-    found = np.full((len(data), SEASONS), np.nan)
-    rows = np.arange(len(data))
-    for day in range(1, SEASONS + 1):
-        target = times - day * SEASON
-        after = np.clip(np.searchsorted(times, target), 0, len(times) - 1)
-        before = np.clip(after - 1, 0, len(times) - 1)
-        nearest = np.where(np.abs(times[before] - target) < np.abs(times[after] - target), before, after)
-        close = (np.abs(times[nearest] - target) <= SEASON_TOLERANCE) & (nearest < rows)
-        found[close, day - 1] = data[nearest[close]]
-    return found
-
-
-def _robust(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise median and MAD-based σ, ignoring NaN."""
-    median = np.nanmedian(samples, axis=1)
-    return median, _MAD_TO_SIGMA * np.nanmedian(np.abs(samples - median[:, None]), axis=1)
-
-
-def _z(value: np.ndarray, median: np.ndarray, spread: np.ndarray, counts: bool) -> np.ndarray:
-    """How many robust standard deviations each value lies from its reference's median (0 without one)."""
-    if counts:
-        spread = np.maximum(spread, np.sqrt(np.maximum(median, 1.0)))
+    if counts_averaged:
+        spread = np.maximum(spread, np.sqrt(np.maximum(median, 1.0) / counts_averaged))
     spread = np.maximum(spread, 1e-9 * np.maximum(np.abs(median), 1.0))
-    z = np.abs(value - median) / spread
+    z = np.abs(data - median) / spread
     return np.where(np.isnan(z), 0.0, z)
 
 
-def _normal_tail(z: np.ndarray) -> np.ndarray:
-    return np.array([normal_upper_tail(float(v)) for v in z])
+def _excess(times: pd.DatetimeIndex, z: np.ndarray, min_z: float = MIN_Z) -> np.ndarray:
+    """z over the bar: the larger of MIN_Z and MARGIN × the USUAL_QUANTILE of the z before (none: no bar)."""
+    usual = pd.Series(z, index=times).rolling(USUAL, closed="left", min_periods=MIN_USUAL)
+    bar = np.maximum(min_z, MARGIN * usual.quantile(USUAL_QUANTILE).to_numpy())
+    return np.where(np.isnan(bar), 0.0, z / bar)
 
 
-def _flags(times: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """A flag where the score crosses FLAG_SCORE after at least QUIET without crossing it."""
-    flags = np.zeros(len(scores), dtype=bool)
-    last_high: np.datetime64 | None = None
-    for i in np.flatnonzero(scores >= FLAG_SCORE):
-        if last_high is None or times[i] - last_high > QUIET:
+def _flags(times: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """A flag where the score reaches the bar, unless a flag was raised in the QUIET before."""
+    flags = np.zeros(len(high), dtype=bool)
+    last: np.datetime64 | None = None
+    for i in np.flatnonzero(high):
+        if last is None or times[i] - last > QUIET:
             flags[i] = True
-        last_high = times[i]
+            last = times[i]
     return flags
 
 
@@ -124,25 +122,38 @@ def _flags(times: np.ndarray, scores: np.ndarray) -> np.ndarray:
 class Series:
     timestamps: list[datetime]  # naive UTC
     values: list[float]
+    texts: list[tuple[str, str]]  # each row's timestamp and value as written, to echo them back
 
 
-def read_series_csv(path: Path, name: str | None = None) -> Series:
-    """A `timestamp,value` CSV (a header row is optional); InputError naming file:line on a bad row."""
-    where = name or str(path)
+def read_series_csv(path: Path) -> Series:
+    """A `timestamp,value` CSV file (a header row is optional); InputError naming file:line on a bad row."""
     try:
         with path.open(encoding="utf-8", newline="") as file:
-            return parse_series_rows(csv.reader(file), where)
+            return read_series(file, str(path))
     except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror or exc}", where) from None
+        raise InputError(f"cannot read: {exc.strerror or exc}", str(path)) from None
+
+
+def read_series(file: TextIO, where: str) -> Series:
+    """A `timestamp,value` CSV from an open text file; `where` names it in errors."""
+    try:
+        return parse_series_rows(csv.reader(file), where)
     except UnicodeDecodeError:
         raise InputError("not a UTF-8 text file", where) from None
     except csv.Error as exc:
         raise InputError(f"not CSV: {exc}", where) from None
 
 
+def scores_csv(series: Series, scores: SeriesScores) -> Iterator[str]:
+    """The lines of `timestamp,value,anomaly_score,is_anomaly`, the header first."""
+    yield "timestamp,value,anomaly_score,is_anomaly"
+    for (stamp, value), score, flag in zip(series.texts, scores.scores, scores.flags, strict=True):
+        yield f"{stamp},{value},{score:.6f},{int(flag)}"
+
+
 def parse_series_rows(rows: Iterable[list[str]], where: str) -> Series:
     """Rows of `timestamp,value`: ISO 8601 times (naive ones are UTC) and finite numbers, in file order."""
-    series = Series([], [])
+    series = Series([], [], [])
     for line, row in enumerate(rows, start=1):
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
@@ -151,6 +162,7 @@ def parse_series_rows(rows: Iterable[list[str]], where: str) -> Series:
         stamp, value = _parse_row(row, Location(where, line))
         series.timestamps.append(stamp)
         series.values.append(value)
+        series.texts.append((row[0].strip(), row[1].strip()))
     if not series.values:
         raise InputError("no rows of timestamp,value", where)
     return series
