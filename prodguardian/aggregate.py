@@ -18,6 +18,7 @@ import pandas as pd
 from prodguardian.classify import Classified
 from prodguardian.folding import DROP_REASONS, DUPLICATE, ECHO, MERGED, OTHER_RESOURCE
 from prodguardian.rules import RulePack
+from prodguardian.sketch import LatencySketch
 from prodguardian.texts import per_distinct_text
 
 QUANTILES = (0.5, 0.95, 0.99)
@@ -116,6 +117,7 @@ class Aggregates:
     baseline_entries: int = 0
     revision_first_seen: dict[str, datetime] = field(default_factory=dict)
     revision_first_failure: dict[str, datetime] = field(default_factory=dict)
+    last_request: datetime | None = None  # the window's last counted request or WebSocket attempt (aware)
 
 
 def aggregate(
@@ -143,7 +145,16 @@ def aggregate(
         baseline_entries=int((in_scope["period"] == "baseline").sum()),
         revision_first_seen=_first_seen(events),
         revision_first_failure=_first_failure(matches, events),
+        last_request=_last_request(events[period == "window"]),
     )
+
+
+def _last_request(window_events: pd.DataFrame) -> datetime | None:
+    """When the window's last request (or WebSocket attempt) that a suppress rule did not take began."""
+    served = window_events[
+        window_events["kind"].isin(("request", "websocket")) & window_events["suppressed_by"].isna()
+    ]
+    return None if served.empty else served["ts"].max().tz_localize("UTC").to_pydatetime(warn=False)
 
 
 def _first_seen(events: pd.DataFrame) -> dict[str, datetime]:
@@ -271,7 +282,8 @@ def _traffic(counted: pd.DataFrame) -> pd.DataFrame:
 
 
 def _latency(counted: pd.DataFrame) -> pd.DataFrame:
-    """Quantiles of the latency of interactive HTTP requests that succeeded, per period (and per revision).
+    """Quantiles of the latency of interactive HTTP requests that succeeded, per period (and per revision),
+    and their distribution (a `LatencySketch`), for the test against the baseline's.
 
     WebSocket sessions never enter (their latency is the session's length); nor do failed requests (a
     timeout's latency is the timeout, counted as a failure already), nor background callers (Cloud
@@ -298,9 +310,11 @@ def _latency(counted: pd.DataFrame) -> pd.DataFrame:
                 "outcome": outcome,
                 "samples": len(values),
                 **{f"p{round(q * 100)}": float(v) for q, v in zip(QUANTILES, quantiles, strict=True)},
+                "sketch": LatencySketch.from_values(values),
             }
         )
-    return pd.DataFrame(rows, columns=["period", "revision", "outcome", "samples", "p50", "p95", "p99"])
+    columns = ["period", "revision", "outcome", "samples", "p50", "p95", "p99", "sketch"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def background_callers(user_agents: pd.Series) -> np.ndarray:

@@ -14,6 +14,7 @@ from typing import Any
 
 from prodguardian.aggregate import Window
 from prodguardian.detect import SEVERITIES, Detection, Finding, Metrics, ObjectiveResult, RevisionStats
+from prodguardian.reference import Reference
 
 STATUS_ICONS = {"OK": "🟢", "DEGRADED": "🟡", "CRITICAL": "🔴", "UNKNOWN": "⚪"}
 EXIT_CODES = {"OK": 0, "DEGRADED": 1, "CRITICAL": 2, "UNKNOWN": 3}
@@ -91,6 +92,7 @@ class Report:
     recommendations: list[Recommendation]
     areas: list[Area] = field(default_factory=list)
     baseline_available: bool = False
+    reference: Reference | None = None  # what "usual" was, when a seasonal reference names its hour
     reason: Reason | None = None  # why the status is UNKNOWN
     services: list[Report] = field(default_factory=list)  # every service's report, worst first, when several
 
@@ -116,6 +118,7 @@ def build_report(detection: Detection, context: Context) -> Report:
         recommendations=recommend(status, problems, detection.revisions, context),
         areas=_areas(findings, detection.objectives),
         baseline_available=detection.baseline_available,
+        reference=detection.reference,
     )
 
 
