@@ -157,3 +157,18 @@ def test_the_reference_is_the_baseline_period_without_a_week(pack: RulePack) -> 
     reference = from_baseline(aggs)
     assert reference is not None and not reference.seasonal
     assert (reference.hours, reference.requests, reference.quietest_per_hour) == (24, 144, 6)
+
+
+def test_a_new_error_is_flagged_once_it_repeats(pack: RulePack) -> None:
+    """An error the baseline never logged: once is a note, three times in the hour is DEGRADED."""
+    traffic = baseline(60) + requests(60, WINDOW_START, 1800)
+    new = [
+        logs.text_line(WINDOW_START + 300 + i * 600, "ValueError: invoice total is negative", "ERROR")
+        for i in range(3)
+    ]
+    once, _ = check(traffic + new[:1], pack)
+    assert finding(once, "unknown-error").severity == "INFO"
+    thrice, report = check(traffic + new, pack)
+    error = finding(thrice, "unknown-error")
+    assert (error.count, error.baseline_per_hour, error.severity) == (3, 0.0, "DEGRADED")
+    assert "3 failures in 1 h (usual: 0/h, p = 6e-5)" in render(report, "text")
