@@ -118,6 +118,7 @@ class Aggregates:
     revision_first_seen: dict[str, datetime] = field(default_factory=dict)
     revision_first_failure: dict[str, datetime] = field(default_factory=dict)
     last_request: datetime | None = None  # the window's last counted request or WebSocket attempt (aware)
+    hourly_latency: pd.DataFrame | None = None  # period, bucket → p50, p95 (ms), for `multivariate`
 
 
 def aggregate(
@@ -139,6 +140,7 @@ def aggregate(
         counts=_counts(matches),
         traffic=_traffic(counted),
         latency=_latency(counted),
+        hourly_latency=_hourly_latency(counted),
         evidence=_evidence(matches[matches["period"] == "window"], events),
         failures=_failure_units(matches),
         totals=_totals(in_scope, dropped, window),
@@ -290,9 +292,7 @@ def _latency(counted: pd.DataFrame) -> pd.DataFrame:
     Scheduler, Pub/Sub push, Cloud Tasks, Eventarc), whose endpoints may take minutes by design. The failed
     requests' latency is reported apart (`outcome` "failed", all revisions).
     """
-    timed = counted[(counted["kind"] == "request") & counted["latency_s"].notna()]
-    status = timed["status"].fillna(0)
-    failed = (status >= 500) | (status == 429)
+    timed, failed = _timed(counted)
     requests = timed[~failed & ~background_callers(timed["user_agent"])]
     rows = []
     groups = [
@@ -315,6 +315,21 @@ def _latency(counted: pd.DataFrame) -> pd.DataFrame:
         )
     columns = ["period", "revision", "outcome", "samples", "p50", "p95", "p99", "sketch"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def _timed(counted: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """The HTTP requests with a latency, and which of them failed (5xx, 429)."""
+    timed = counted[(counted["kind"] == "request") & counted["latency_s"].notna()]
+    status = timed["status"].fillna(0)
+    return timed, (status >= 500) | (status == 429)
+
+
+def _hourly_latency(counted: pd.DataFrame) -> pd.DataFrame:
+    """p50 and p95 of the `_latency` requests (interactive, successful) per period and hour bucket."""
+    timed, failed = _timed(counted)
+    requests = timed[~failed & ~background_callers(timed["user_agent"])]
+    grouped = (requests["latency_s"] * 1000).groupby([requests["period"], requests["bucket"]])
+    return pd.DataFrame({"p50": grouped.quantile(0.5), "p95": grouped.quantile(0.95)}).reset_index()
 
 
 def background_callers(user_agents: pd.Series) -> np.ndarray:

@@ -28,6 +28,7 @@ class CheckOptions:
     until: datetime | None = None  # default: just after the newest entry
     baseline: timedelta = timedelta(hours=24)
     rules: tuple[str, ...] = ()
+    multivariate: bool = False  # also look for an unusual mix of the hour's numbers (loads scikit-learn)
 
 
 @dataclass
@@ -69,7 +70,9 @@ def run_check(entries: Iterable[Any], options: CheckOptions, pack: RulePack | No
     }
     services = _services(events, options.service, where)
     if len(services) == 1:
-        report = _check_service(events, table, services[0], window, totals, warnings, pack, clock)
+        report = _check_service(
+            events, table, services[0], window, totals, warnings, pack, clock, options.multivariate
+        )
         return CheckRun(report, clock.laps)
     reports = []
     names = table["service"].to_numpy()
@@ -77,7 +80,11 @@ def run_check(entries: Iterable[Any], options: CheckOptions, pack: RulePack | No
         mine = table[names == name].reset_index(drop=True)
         # The service's own folded-away entries; the input's coverage (the window) is every service's.
         part = replace(events, dropped=events.dropped_of(name))
-        reports.append(_check_service(part, mine, name, window, dict(totals), warnings, pack, clock))
+        reports.append(
+            _check_service(
+                part, mine, name, window, dict(totals), warnings, pack, clock, options.multivariate
+            )
+        )
     reports.sort(key=lambda r: (OVERALL_ORDER.index(r.status), r.context.service or ""))
     return CheckRun(replace(reports[0], services=reports), clock.laps)
 
@@ -95,6 +102,7 @@ def _check_service(
     warnings: list[str],
     pack: RulePack,
     clock: _Stopwatch,
+    multivariate: bool = False,
 ) -> Report:
     """classify → aggregate → detect → verdict for one service's rows of the events table."""
     context = Context(service, events.project, _region(table), window, totals, warnings)
@@ -105,7 +113,7 @@ def _check_service(
     clock.lap("aggregate")
     if aggs.totals["entries"] == 0:
         return unknown_report(_silence(events, window), context)
-    detection = detect(aggs, pack)
+    detection = detect(aggs, pack, multivariate=multivariate)
     clock.lap("detect")
     report = build_report(detection, context)
     clock.lap("verdict")

@@ -258,6 +258,11 @@ _cloud_options = _stack(
     help="cloud (Cloud Logging), an export file (JSON array, JSON Lines, entries:list, .gz), or - for stdin.",
 )
 @_window_options
+@_option(
+    "--multivariate",
+    is_flag=True,
+    help="Also look for an hour whose mix of numbers no single test flags (IsolationForest; slower).",
+)
 @_report_options()
 @_rules_option
 @_cloud_options
@@ -309,6 +314,7 @@ def _check_options(opts: dict[str, Any]) -> CheckOptions:
         until=until,
         baseline=parse_duration(opts["baseline"], "--baseline"),
         rules=tuple(opts.get("rules_dirs") or ()),
+        multivariate=bool(opts.get("multivariate")),
     )
 
 

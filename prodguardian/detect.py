@@ -12,6 +12,8 @@ import pandas as pd
 
 from prodguardian import stats
 from prodguardian.aggregate import Aggregates, Evidence
+from prodguardian.multivariate import RULE as MIX_RULE
+from prodguardian.multivariate import Feature, unusual_hour
 from prodguardian.reference import Reference, from_baseline
 from prodguardian.rules import Objective, Rule, RulePack, Threshold
 
@@ -49,6 +51,7 @@ class Finding:
     caused_count: int = 0
     threshold: dict[str, Any] | None = None
     p_value: float | None = None  # how surprising the count (or latency) is for the reference's
+    features: list[Feature] = field(default_factory=list)  # an unusual mix: what made the hour unusual
     value_ms: float | None = None
     baseline_ms: float | None = None
     evidence: Evidence | None = None
@@ -118,8 +121,11 @@ class _Observed:
     instances: int
 
 
-def detect(aggs: Aggregates, pack: RulePack, reference: Reference | None = None) -> Detection:
-    """Findings of the window's tables against `reference` (default: the input's own baseline period)."""
+def detect(
+    aggs: Aggregates, pack: RulePack, reference: Reference | None = None, *, multivariate: bool = False
+) -> Detection:
+    """Findings of the window's tables against `reference` (default: the input's own baseline period);
+    `multivariate` adds the unusual-mix finding (an IsolationForest over the hours, scikit-learn)."""
     reference = reference or from_baseline(aggs)
     window_counts = aggs.counts[aggs.counts["period"] == "window"]
     metrics = _metrics(aggs, window_counts, pack)
@@ -135,6 +141,8 @@ def detect(aggs: Aggregates, pack: RulePack, reference: Reference | None = None)
     ]
     findings.extend(_metric_findings(pack, aggs, window_counts, objectives, reference))
     findings.extend(_traffic_findings(aggs, metrics, reference))
+    if multivariate:
+        findings.extend(_mix_finding(aggs))
     return Detection(findings, metrics, objectives, _revision_stats(aggs), reference is not None, reference)
 
 
@@ -452,6 +460,25 @@ def _traffic_findings(aggs: Aggregates, metrics: Metrics, reference: Reference |
             threshold={"below_quietest_hour": 1 / DROP_RATIO, "p_below": DROP_P_VALUE}
             if rule == TRAFFIC_RULE
             else {"silent_minutes": SILENCE_MIN / timedelta(minutes=1), "p_below": SILENCE_P_VALUE},
+        )
+    ]
+
+
+def _mix_finding(aggs: Aggregates) -> list[Finding]:
+    unusual = unusual_hour(aggs)
+    if unusual is None:
+        return []
+    return [
+        Finding(
+            rule=MIX_RULE,
+            category="mix",
+            severity=unusual.severity,
+            kind="mix",
+            description="An hour unlike the baseline's",
+            count=unusual.baseline_hours,
+            per_hour=0.0,
+            baseline_per_hour=None,
+            features=unusual.features,
         )
     ]
 

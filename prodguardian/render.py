@@ -23,6 +23,7 @@ from wcwidth import wcswidth
 
 from prodguardian.detect import SILENCE_RULE, Finding, ObjectiveResult
 from prodguardian.errors import ConfigError
+from prodguardian.multivariate import Feature
 from prodguardian.reference import Reference
 from prodguardian.resources import data_dir
 from prodguardian.verdict import STATUS_ICONS, LogText, Recommendation, Report
@@ -358,9 +359,25 @@ def seasonal_hour(reference: Reference, t: Translator) -> str:
     return t("seasonal_hour", weekday=weekday, time=f"{reference.start:%H:%M}")
 
 
+def _feature_text(feature: Feature, t: Translator) -> str:
+    """`WebSocket failure rate 5% (usual 0%)`: one number of an unusual hour, in its unit."""
+    kind, _, category = feature.name.partition(":")
+    name = t(f"features.{kind}", category=category)
+    if kind.endswith("_rate"):
+        value, usual = t.pct(feature.value), t.pct(feature.usual)
+    elif kind.startswith("latency"):
+        value, usual = t.ms(feature.value), t.ms(feature.usual)
+    else:
+        value, usual = t.rate(feature.value), t.rate(feature.usual)
+    return t("mix_feature", name=name, value=value, usual=usual)
+
+
 def _headline(finding: Finding, report: Report, t: Translator) -> str:
     hours = report.context.window.hours
     usual = _usual(finding, report, t)
+    if finding.kind == "mix":
+        features = ", ".join(_feature_text(feature, t) for feature in finding.features)
+        return t("mix_headline", n=t.num(finding.count), count=finding.count, features=features)
     if finding.kind == "traffic":
         if finding.rule == SILENCE_RULE:
             return t("silence_headline", minutes=t.num(finding.count), usual=usual)
@@ -443,7 +460,7 @@ def _notes(report: Report, t: Translator, shown: set[int]) -> list[dict[str, Any
     latency_noted = any(area.id == "latency" and area.state == "noted" for area in report.areas)
     notes = []
     for finding in report.findings:
-        listed = finding.kind == "failure" or (finding.kind == "latency" and latency_noted)
+        listed = finding.kind in ("failure", "mix") or (finding.kind == "latency" and latency_noted)
         if finding.severity != "INFO" or not listed or id(finding) in shown:
             continue
         symptoms = [s for s in _symptoms_of(report.findings, finding) if id(s) not in shown]
@@ -697,6 +714,9 @@ def _finding_dict(finding: Finding, report: Report, t: Translator) -> dict[str, 
         "value_ms": finding.value_ms,
         "baseline_ms": finding.baseline_ms,
         "p_value": finding.p_value,
+        "features": [
+            {"name": f.name, "value": f.value, "usual": f.usual, "z": f.z} for f in finding.features
+        ],
         "first_seen": _iso(evidence.first_seen) if evidence else None,
         "last_seen": _iso(evidence.last_seen) if evidence else None,
         "revisions": evidence.revisions if evidence else [],
