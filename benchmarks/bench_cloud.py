@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import math
 import os
 import sys
 import time
@@ -83,18 +84,16 @@ class VirtualClock:
         self.waited += seconds
 
 
-def read(query: cloud.CloudQuery, paced: bool) -> dict[str, Any]:
+def read(query: cloud.CloudQuery, paced: bool, **settings: Any) -> dict[str, Any]:
+    """One read of the query, with these settings changed (paced or not)."""
     clock = VirtualClock()
-    saved = cloud.CALLS_PER_SECOND
-    cloud.CALLS_PER_SECOND = saved if paced else float("inf")
-    try:
-        source = cloud.CloudSource(query, sleep=clock.sleep, clock=clock)
-        gc.collect()
-        began = time.perf_counter()
-        count = sum(1 for _ in source)
-        measured = time.perf_counter() - began
-    finally:
-        cloud.CALLS_PER_SECOND = saved
+    pace = cloud.CALLS_PER_SECOND if paced else math.inf
+    query = replace(query, settings=replace(query.settings, calls_per_second=pace, **settings))
+    source = cloud.CloudSource(query, sleep=clock.sleep, clock=clock)
+    gc.collect()
+    began = time.perf_counter()
+    count = sum(1 for _ in source)
+    measured = time.perf_counter() - began
     stats = source.stats
     return {
         "entries": count,
@@ -136,21 +135,17 @@ def main() -> None:
     args = parser.parse_args()
     rps = 10 if args.quick else args.rps
     os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
-    os.environ.pop(cloud.TRANSPORT_ENV, None)
 
     print(f"Building {args.hours:g} h of one service at {rps} requests/s ...")
     entries = timed("generated", lambda: build(rps, args.hours))
     server = FakeLoggingServer().start()
     timed("stored in the fake", lambda: server.add(entries))
-    os.environ[cloud.EMULATOR_ENV] = server.host
-
     query = cloud.CloudQuery(
         start=END - timedelta(hours=args.hours),
         end=END,
-        project="bench-project",
         service="emergence-app",
         message_regexes=REGEXES,
-        max_entries=10_000_000,
+        settings=cloud.CloudLogging(project="bench-project", emulator=server.host, max_entries=10_000_000),
     )
     source = cloud.CloudSource(query)
     body = {"resourceNames": ["projects/bench-project"], "filter": source.filter, "orderBy": cloud.ORDER_BY}
@@ -177,19 +172,17 @@ def main() -> None:
     print(line("pacing disabled", results["http"]))
     results["http paced"] = read(query, paced=True)
     print(line("realistic pacing (1 call/s)", results["http paced"]))
-    results["http default max"] = read(replace(query, max_entries=200_000), paced=True)
+    results["http default max"] = read(query, paced=True, max_entries=200_000)
     print(line("realistic pacing, max_entries=200k", results["http default max"]))
 
     if not args.no_grpc:
-        os.environ[cloud.EMULATOR_ENV] = server.start_grpc()
-        os.environ[cloud.TRANSPORT_ENV] = "grpc"
+        grpc = {"emulator": server.start_grpc(), "transport": "grpc"}
         print()
         print("gRPC")
-        results["grpc warm-up"] = read(query, paced=False)
+        results["grpc warm-up"] = read(query, paced=False, **grpc)
         print(line("pacing disabled, first read (fake)", results["grpc warm-up"]))
-        results["grpc"] = read(query, paced=False)
+        results["grpc"] = read(query, paced=False, **grpc)
         print(line("pacing disabled", results["grpc"]))
-        os.environ.pop(cloud.TRANSPORT_ENV)
         ratio = results["grpc"]["measured"] / results["http"]["measured"]
         print(f"  gRPC / HTTP client time per read: {ratio:.1f}x")
 

@@ -34,6 +34,8 @@ _SCOPE_COLUMNS = (
     "period",
     "bucket",
 )
+# A quiet this many times the failures' mean spacing: exp(-5) < 1% if they were still arriving at that pace.
+RECOVERY_SPACINGS = 5
 MAX_EXAMPLES = 3
 MAX_EXAMPLE_CHARS = 300
 # Google's callers that run work in the background: judged by success and timeouts, not by how fast they are.
@@ -103,6 +105,10 @@ class Evidence:
     exc_type: str | None
     captures: list[dict[str, str]]
     trace: str | None
+    # Minutes from the last failure to the window's end once the failures have stopped: requests succeeded
+    # after the last one, and the quiet since is at least RECOVERY_SPACINGS times their mean spacing (still
+    # going at their own pace, so long a quiet would have under a 1% chance). 0 while they go on.
+    recovered_minutes: float = 0.0
 
 
 @dataclass
@@ -126,7 +132,7 @@ def aggregate(
 ) -> Aggregates:
     """`dropped`: the entries events folded away (`Events.dropped`: ts, service, reason)."""
     events = classified.events
-    period = _periods(events["ts"], window)
+    period = periods(events["ts"], window)
     age_ns = _naive(window.end).value - events["ts"].to_numpy().astype("datetime64[ns]").astype("int64")
     bucket = age_ns // 3_600_000_000_000
     events = events.assign(period=period, bucket=bucket)
@@ -141,7 +147,9 @@ def aggregate(
         traffic=_traffic(counted),
         latency=_latency(counted),
         hourly_latency=_hourly_latency(counted),
-        evidence=_evidence(matches[matches["period"] == "window"], events),
+        evidence=_evidence(
+            matches[matches["period"] == "window"], events, _last_success(counted, events, window)
+        ),
         failures=_failure_units(matches),
         totals=_totals(in_scope, dropped, window),
         baseline_entries=int((in_scope["period"] == "baseline").sum()),
@@ -180,7 +188,8 @@ def _naive(moment: datetime) -> pd.Timestamp:
     return stamp.tz_convert(None) if stamp.tzinfo else stamp
 
 
-def _periods(ts: pd.Series, window: Window) -> np.ndarray:
+def periods(ts: pd.Series, window: Window) -> np.ndarray:
+    """Each time's period: "window", "baseline", or "" (before the baseline)."""
     start, end, base = (_naive(t).to_datetime64() for t in (window.start, window.end, window.baseline_start))
     values = ts.to_numpy()
     in_window = (values >= start) & (values < end)
@@ -342,8 +351,26 @@ def _all_revisions(requests: pd.DataFrame) -> list[tuple[tuple[str, str], pd.Dat
     return [((str(period), "*"), group) for period, group in requests.groupby("period")]
 
 
-def _evidence(window_matches: pd.DataFrame, events: pd.DataFrame) -> dict[tuple[str, str], Evidence]:
+def _last_success(
+    counted: pd.DataFrame, events: pd.DataFrame, window: Window
+) -> tuple[pd.Timestamp, datetime]:
+    """When the window's last request or WebSocket session that succeeded started, and the window's end."""
+    status = counted["status"].fillna(0)
+    served = (
+        (counted["period"] == "window")
+        & counted["kind"].isin(("request", "websocket"))
+        & (status < 500)
+        & (status != 429)
+    )
+    stamps = events["ts"].loc[served[served].index]
+    return pd.Timestamp(stamps.max()), window.end  # NaT when nothing succeeded
+
+
+def _evidence(
+    window_matches: pd.DataFrame, events: pd.DataFrame, last_success: tuple[pd.Timestamp, datetime]
+) -> dict[tuple[str, str], Evidence]:
     evidence = {}
+    served_until, end = last_success
     failures = events["failure"].to_numpy()
     traced = events["exc_type"].notna().to_numpy()
     for (rule, group), part in window_matches.groupby(["rule", "group"], sort=False):
@@ -356,14 +383,29 @@ def _evidence(window_matches: pd.DataFrame, events: pd.DataFrame) -> dict[tuple[
             first_seen=rows["ts"].min().to_pydatetime(warn=False),
             last_seen=rows["ts"].max().to_pydatetime(warn=False),
             revisions=sorted({r for r in rows["revision"] if r}),
-            instances=rows["instance"].nunique(),
+            instances=rows.loc[rows["instance"] != "", "instance"].nunique(),  # an audit event has none
             examples=_examples(told),
             frame=_most_common_frame(told),
             exc_type=_most_common(told["exc_type"]),
             captures=[c for c in part["captures"] if isinstance(c, dict)],
             trace=_most_common(rows["trace"].replace("", None)),
+            recovered_minutes=_recovered_minutes(rows["ts"], _failure_count(part), served_until, end),
         )
     return evidence
+
+
+def _failure_count(part: pd.DataFrame) -> int:
+    return int(_units(part)["unit"].nunique())
+
+
+def _recovered_minutes(stamps: pd.Series, failures: int, served_until: pd.Timestamp, end: datetime) -> float:
+    """See `Evidence.recovered_minutes`."""
+    first, last = stamps.min(), stamps.max()
+    if pd.isna(served_until) or served_until <= last:
+        return 0.0
+    quiet = (_naive(end) - last) / pd.Timedelta(minutes=1)
+    spacing = (last - first) / pd.Timedelta(minutes=1) / max(failures - 1, 1)
+    return quiet if quiet >= RECOVERY_SPACINGS * spacing else 0.0
 
 
 def _examples(rows: pd.DataFrame) -> list[str]:
@@ -421,7 +463,7 @@ def _totals(in_scope: pd.DataFrame, dropped: pd.DataFrame | None, window: Window
     events = in_scope[in_scope["period"] == "window"]
     folded = dict.fromkeys(DROP_REASONS, 0)
     if dropped is not None and len(dropped):
-        reasons = dropped["reason"][_periods(dropped["ts"], window) == "window"]
+        reasons = dropped["reason"][periods(dropped["ts"], window) == "window"]
         folded.update({str(k): int(v) for k, v in reasons.value_counts().items()})
     return {
         "entries": len(events) + folded[ECHO] + folded[MERGED],

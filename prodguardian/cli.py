@@ -7,12 +7,12 @@ options, logs that could not be fetched), so a broken check never looks like a d
 from __future__ import annotations
 
 import os
-import re
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import suppress
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,36 +20,33 @@ import click
 import yaml
 
 from prodguardian import __version__
-from prodguardian.check import CheckOptions, failed_report, run_check
+from prodguardian import hooks as git_hooks
+from prodguardian.check import CheckOptions, failed_report, live_source, parse_duration, parse_time, run_check
+from prodguardian.cloud import (
+    CALLS_PER_SECOND,
+    DEFAULT_TRANSPORT,
+    EMULATOR_ENV,
+    TRANSPORTS,
+    CloudLogging,
+    CloudSource,
+    ReadStats,
+)
 from prodguardian.errors import ConfigError, ProdGuardianError
 from prodguardian.files import STDOUT, write_text
+from prodguardian.patterns import csv_rows
+from prodguardian.probes import check_url, probe_all, service_probes
 from prodguardian.render import FORMATS, LANGUAGES, clean, render
-from prodguardian.rules import collect_pack, load_pack
-from prodguardian.source import FileSource, write_export
-from prodguardian.verdict import Report
+from prodguardian.render_verify import render_verification
+from prodguardian.rules import RulePack, collect_pack, load_pack
+from prodguardian.source import PART_BYTES, FileSource, ReadOptions, write_export
+from prodguardian.verdict import EXIT_CODES, Report
+from prodguardian.verify import Verification, VerifyOptions, run_verify, wait_for_traffic
 
 CONFIG_FILE = "prodguardian.yaml"
 ENV_PREFIX = "PRODGUARDIAN_"
 DEBUG_ENV = "PRODGUARDIAN_DEBUG"  # set (not 0): an internal error prints its traceback
 PREFIX = "prodguardian: "  # what every message on stderr starts with
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)$")
-_UNITS = {"s": "seconds", "m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_duration(text: str, name: str = "duration") -> timedelta:
-    """`90s`, `15m`, `1h`, `2d`, `1w` as a timedelta."""
-    found = _DURATION.match(str(text).strip())
-    if not found or float(found[1]) <= 0:
-        raise ConfigError(f"{name}: {text!r} is not a duration like 15m, 1h, 24h or 7d")
-    return timedelta(**{_UNITS[found[2]]: float(found[1])})
-
-
-def parse_time(text: str, name: str = "time") -> datetime:
-    try:
-        moment = datetime.fromisoformat(str(text).strip())
-    except ValueError:
-        raise ConfigError(f"{name}: {text!r} is not an ISO 8601 time like 2025-10-11T12:04:00Z") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+STATUSES = {code: status for status, code in EXIT_CODES.items()}  # a check's exit code, named
 
 
 class _Setting(click.Option):
@@ -237,6 +234,26 @@ _cloud_options = _stack(
     _option("--region", help="Cloud Run region, to narrow the read and for commands."),
     _option("--endpoint", envvar="PRODGUARDIAN_LOGGING_ENDPOINT", help="Logging API endpoint URL."),
     _option(
+        "--emulator",
+        envvar=EMULATOR_ENV,
+        help="HOST:PORT of a Logging emulator, read anonymously (instead of --endpoint).",
+    ),
+    _option(
+        "--transport",
+        envvar="PRODGUARDIAN_LOGGING_TRANSPORT",
+        type=click.Choice(TRANSPORTS, case_sensitive=False),
+        default=DEFAULT_TRANSPORT,
+        show_default=True,
+        help="How to call the Logging API: http (REST/JSON, faster here) or grpc.",
+    ),
+    _option(
+        "--calls-per-second",
+        type=click.FloatRange(min=0, min_open=True),
+        default=CALLS_PER_SECOND,
+        show_default=True,
+        help="Pace of entries.list calls after a burst of 5 (the project's quota is about 1 a second).",
+    ),
+    _option(
         "--max-entries",
         type=click.IntRange(min=1),
         default=200_000,
@@ -250,22 +267,50 @@ _cloud_options = _stack(
 )
 
 
-@cli.command()
-@_option(
+_source_option = _option(
     "--source",
     default="cloud",
     show_default=True,
     help="cloud (Cloud Logging), an export file (JSON array, JSON Lines, entries:list, .gz), or - for stdin.",
 )
+_read_options = _stack(
+    _option(
+        "--workers",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Worker processes reading a large export (default: one per CPU; 1 reads it in this process).",
+    ),
+    _option(
+        "--part-size",
+        type=click.IntRange(min=1),
+        default=PART_BYTES >> 20,
+        show_default=True,
+        metavar="MIB",
+        help="MiB of a large export a worker reads at a time.",
+    ),
+)
+_probe_option = _option(
+    "--probe",
+    "probes",
+    setting="probes",
+    multiple=True,
+    help="GET this health URL (repeatable): it must answer 200 and, for a JSON body, a healthy `status`.",
+)
+
+
+@cli.command()
+@_source_option
 @_window_options
 @_option(
     "--multivariate",
     is_flag=True,
     help="Also look for an hour whose mix of numbers no single test flags (IsolationForest; slower).",
 )
+@_probe_option
 @_report_options()
 @_rules_option
 @_cloud_options
+@_read_options
 @click.pass_context
 def check(ctx: click.Context, /, **opts: Any) -> None:
     """Check the service's logs and print a 🟢/🟡/🔴 report.
@@ -291,17 +336,23 @@ def check(ctx: click.Context, /, **opts: Any) -> None:
 def _check(opts: dict[str, Any], options: CheckOptions) -> int:
     """Run the check the options describe and emit its report; the exit code."""
     pack = load_pack(options.rules)
-    if opts["source"] == "cloud":
-        source: Any = _cloud_source(opts, options, pack)
-        if opts["show_filter"]:
-            click.echo(source.filter)
-            return 0
-    else:
-        source = FileSource(opts["source"])
-    report = run_check(source, options, pack).report
+    source = _open_source(opts, options, pack)
+    if opts["source"] == "cloud" and opts["show_filter"]:
+        click.echo(source.filter)
+        return 0
+    report = run_check(source, options, pack, probe_all(opts["probes"])).report
     if getattr(source, "stats", None) and _shows_progress(opts):
         _end_progress_line()
     return _emit(report, opts)
+
+
+def _open_source(opts: dict[str, Any], options: CheckOptions, pack: Any) -> Any:
+    """The entries `--source` names: Cloud Logging, a file, or stdin."""
+    if opts["source"] == "cloud":
+        return _live_source(opts, options, pack)
+    return FileSource(
+        opts["source"], ReadOptions(workers=opts["workers"], part_bytes=opts["part_size"] << 20)
+    )
 
 
 def _check_options(opts: dict[str, Any]) -> CheckOptions:
@@ -312,28 +363,24 @@ def _check_options(opts: dict[str, Any]) -> CheckOptions:
         service=opts.get("service") or None,
         freshness=parse_duration(opts["freshness"], "--freshness"),
         until=until,
-        baseline=parse_duration(opts["baseline"], "--baseline"),
+        baseline=parse_duration(opts["baseline"], "--baseline", zero=True),  # 0: judge without "usual"
         rules=tuple(opts.get("rules_dirs") or ()),
         multivariate=bool(opts.get("multivariate")),
     )
 
 
-def _cloud_source(opts: dict[str, Any], options: CheckOptions, pack: Any) -> Any:
-    from prodguardian import cloud  # imported here: the Google libraries take a while to load
-
-    assert options.until is not None
-    query = cloud.CloudQuery(
-        start=options.until - options.freshness - options.baseline,
-        end=options.until,
+def _live_source(opts: dict[str, Any], options: CheckOptions, pack: RulePack) -> CloudSource:
+    """The live read the cloud options describe."""
+    settings = CloudLogging(
         project=opts.get("project") or None,
-        service=options.service,
         region=opts.get("region") or None,
-        message_regexes=pack.pushdown_regexes(),
-        max_entries=opts.get("max_entries") or 200_000,
         endpoint=opts.get("endpoint") or None,
+        emulator=opts.get("emulator") or None,
+        transport=opts["transport"],
+        max_entries=opts["max_entries"],
+        calls_per_second=opts["calls_per_second"],
     )
-    progress = _progress_line if _shows_progress(opts) else None
-    return cloud.CloudSource(query, progress=progress)
+    return live_source(options, pack, settings, _progress_line if _shows_progress(opts) else None)
 
 
 @cli.command()
@@ -361,7 +408,7 @@ def fetch(ctx: click.Context, /, **opts: Any) -> None:
       prodguardian fetch --service emergence-app --freshness 15m --baseline 6h --jsonl --output w.jsonl
     """
     options = _check_options({**opts, "source": "cloud"})
-    source = _cloud_source(opts, options, load_pack(options.rules))
+    source = _live_source(opts, options, load_pack(options.rules))
     if opts["show_filter"]:
         click.echo(source.filter)
         ctx.exit(0)
@@ -379,7 +426,7 @@ def _shows_progress(opts: dict[str, Any]) -> bool:
     return not opts.get("quiet") and sys.stderr is not None and sys.stderr.isatty()
 
 
-def _progress_line(stats: Any) -> None:
+def _progress_line(stats: ReadStats) -> None:
     progress = f"read {stats.entries:,} entries in {stats.pages} pages, {stats.elapsed:.0f} s"
     _say(f"\r{PREFIX}{progress}", prefix="", nl=False)
 
@@ -392,14 +439,77 @@ def _emit(report: Report, opts: dict[str, Any]) -> int:
     """Print or write the report (and the JSON report), all rendered first; the report's exit code."""
     skipped = report.context.totals.get("skipped", 0)
     if skipped and not opts.get("quiet"):
-        _say(f"warning: skipped {skipped} entries that are not objects or have no usable timestamp")
-    text = render(report, opts["fmt"], opts["lang"])
-    document = render(report, "json", opts["lang"]) if opts.get("json_report") else None
+        entries = "entry" if skipped == 1 else "entries"
+        _say(
+            f"warning: skipped {skipped:,} {entries} with no usable timestamp (not a JSON object, no "
+            "timestamp, or one that does not parse, is out of range or is in the future)"
+        )
+    _write_reports(lambda fmt: render(report, fmt, opts["lang"]), opts)
+    return report.exit_code
+
+
+def _write_reports(rendering: Callable[[str], str], opts: dict[str, Any]) -> None:
+    """The report in `--format` to stdout or `--output`, and as JSON to `--json-report`; rendered first."""
+    text = rendering(opts["fmt"])
+    document = rendering("json") if opts.get("json_report") else None
     with suppress(BrokenPipeError):  # the reader stopped reading (`| head -1`): the status still stands
         write_text(opts.get("output") or STDOUT, text)
     if document is not None:
         write_text(opts["json_report"], document)
-    return report.exit_code
+
+
+@cli.command()
+@_source_option
+@_window_options
+@click.option("--revision", help="The revision to verify (default: the newest revision serving).")
+@_option(
+    "--wait",
+    help="Re-read Cloud Logging every minute until the revision has served enough traffic, for at most "
+    "this long (15m).",
+)
+@_option(
+    "--url",
+    setting="service_url",
+    help="The service's URL: probe its /api/health, /health/liveness and /health/readiness.",
+)
+@_probe_option
+@_report_options("verify")
+@_rules_option
+@_cloud_options
+@_read_options
+@click.pass_context
+def verify(ctx: click.Context, /, **opts: Any) -> None:
+    """Verify a deploy: the revision against the one before it, judged by the objectives.
+
+    Exit 0 PASS, 2 FAIL (with the command rolling back to the previous revision), 3 NOT ENOUGH DATA.
+
+    \b
+    Examples:
+      prodguardian verify --service emergence-app --wait 15m --url https://emergence-app-47fmxpbtfq-ew.a.run.app
+      prodguardian verify --source export.json --revision emergence-app-00298-xyz --format markdown
+    """
+    wait = parse_duration(opts["wait"], "--wait") if opts["wait"] else None
+    if wait and (opts["source"] != "cloud" or opts["until"]):
+        raise ConfigError("--wait re-reads Cloud Logging up to now: use --source cloud, without --until")
+    urls = [*(service_probes(opts["url"]) if opts["url"] else ()), *opts["probes"]]
+    for url in urls:
+        check_url(url)
+    pack = load_pack(tuple(opts.get("rules_dirs") or ()))
+    if opts["source"] == "cloud" and opts["show_filter"]:
+        click.echo(_open_source(opts, _check_options(opts), pack).filter)
+        ctx.exit(0)
+
+    def attempt() -> Verification:
+        options = _check_options(opts)
+        source = _open_source(opts, options, pack)
+        found = probe_all(urls)
+        return run_verify(source, VerifyOptions(options, opts["revision"]), pack, found)
+
+    result = wait_for_traffic(attempt, wait) if wait else attempt()
+    if _shows_progress(opts) and opts["source"] == "cloud":
+        _end_progress_line()
+    _write_reports(lambda fmt: render_verification(result, fmt, opts["lang"]), opts)
+    ctx.exit(result.exit_code)
 
 
 @cli.command()
@@ -438,6 +548,45 @@ def demo(scenario: str, list_only: bool, export: str | None, seed: int, **opts: 
         return
     options = CheckOptions(rules=tuple(opts.get("rules_dirs") or ()))
     _emit(run_check(entries, options).report, {**opts, "quiet": False})
+
+
+@cli.command()
+@click.argument("file", required=False)
+@click.option(
+    "--source", "export", help="A Cloud Logging export (as check reads): group its entries' messages."
+)
+@click.option(
+    "--top", type=click.IntRange(min=0), default=10, show_default=True, help="Templates in the summary."
+)
+def patterns(file: str | None, export: str | None, top: int) -> None:
+    """Group log messages into templates: CSV `line,template_id,template` on stdout, the top templates on
+    stderr.
+
+    FILE holds one message a line (- for stdin); with --source, each entry of the export is a message (a
+    traceback split over entries joined back, grouped by its exception type and innermost application
+    frame) and `line` is its number in time order. `<*>` stands where the messages differ.
+
+    \b
+    Examples:
+      prodguardian patterns app.log > templates.csv
+      prodguardian patterns --source export.json 2>&1 >/dev/null | head
+    """
+    from prodguardian.events import build_events
+    from prodguardian.patterns import group_messages, plain_messages
+    from prodguardian.unknown_errors import logged_messages
+
+    if (file is None) == (export is None):
+        raise click.UsageError("give either FILE or --source EXPORT")
+    if export is not None:
+        grouping = group_messages(logged_messages(build_events(FileSource(export)).table))
+    else:
+        grouping = group_messages(plain_messages(file or "-"))
+    with suppress(BrokenPipeError):
+        write_text(STDOUT, csv_rows(grouping))
+    total = sum(t.count for t in grouping.templates)
+    _say(f"{total:,} messages, {len(grouping.templates):,} templates" + (f"; top {top}:" if top else ""))
+    for template in grouping.templates[:top]:
+        _say(f"{template.count:>9,}  {template.id}  {clean(template.text)}", prefix="")
 
 
 @cli.group()
@@ -542,10 +691,10 @@ def hooks() -> None:
 
 
 @hooks.command("install")
-@click.argument("hook", type=click.Choice(["pre-push"]))
+@click.argument("hook", type=click.Choice(git_hooks.HOOKS))
 @click.option(
     "--block-on",
-    type=click.Choice(["critical", "degraded"]),
+    type=click.Choice(git_hooks.BLOCK_ON),
     default="critical",
     show_default=True,
     help="Block the push when production is CRITICAL, or DEGRADED too. UNKNOWN never blocks.",
@@ -571,8 +720,6 @@ def hooks_install(hook: str, block_on: str, force: bool, **opts: Any) -> None:
     """
     from click.core import ParameterSource
 
-    from prodguardian import hooks as git_hooks
-
     ctx = click.get_current_context()
     given = {
         k: v for k, v in opts.items() if v and ctx.get_parameter_source(k) is ParameterSource.COMMANDLINE
@@ -594,10 +741,26 @@ def hooks_install(hook: str, block_on: str, force: bool, **opts: Any) -> None:
     if done.backup is not None:
         click.echo(f"moved the existing {hook} hook to {done.backup}")
     click.echo(f"{'updated' if done.updated else 'installed'} the {hook} hook: {done.path}")
-    click.echo(f"  before each push it runs: {' '.join(['prodguardian check', *args])}")
-    blocking = "DEGRADED or CRITICAL" if block_on == "degraded" else "CRITICAL"
-    click.echo(f"  and blocks the push when production is {blocking}; UNKNOWN never blocks")
-    click.echo("  to push anyway, once: git push --no-verify")
+    for line in git_hooks.describe(block_on, args):
+        click.echo(f"  {line}")
+
+
+@cli.command(git_hooks.COMMAND, hidden=True)
+@click.argument("hook", type=click.Choice(git_hooks.HOOKS))
+@click.option("--block-on", type=click.Choice(git_hooks.BLOCK_ON), default="critical")
+@click.argument("check_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def hook_command(ctx: click.Context, /, hook: str, block_on: str, check_args: tuple[str, ...]) -> None:
+    """What an installed git hook runs: the check, then whether the push goes on (exit 0) or not (BLOCK)."""
+    with tempfile.TemporaryDirectory(prefix="prodguardian-hook-") as folder:
+        report_file = Path(folder) / "report.txt"
+        words = [*check_args, "--format", "text", "--output", str(report_file)]
+        # Whatever goes wrong in the check (a bug included) ends in 3, UNKNOWN, which never blocks.
+        code = _guarded(lambda: check.main(words, "check", standalone_mode=False, parent=ctx.parent))
+        report = report_file.read_text(encoding="utf-8") if report_file.is_file() else ""
+    decision = git_hooks.decide(STATUSES.get(code, "UNKNOWN"), block_on, report)
+    _say(decision.message, prefix="")
+    ctx.exit(decision.exit_code)
 
 
 def _utf8_streams() -> None:
@@ -615,8 +778,13 @@ def main(argv: list[str] | None = None) -> int:
     traceback with PRODGUARDIAN_DEBUG=1), so a broken check never exits 1, which means DEGRADED.
     """
     _utf8_streams()
+    return _guarded(lambda: cli.main(args=argv, prog_name="prodguardian", standalone_mode=False))
+
+
+def _guarded(run: Callable[[], Any]) -> int:
+    """Run a command and return its exit code; every error is one line on stderr and 3."""
     try:
-        code = cli.main(args=argv, prog_name="prodguardian", standalone_mode=False)
+        code = run()
     except ProdGuardianError as exc:
         _say(f"error: {exc}")
     except click.UsageError as exc:

@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 import orjson
 
@@ -49,12 +49,13 @@ SAME_TOKEN_LIMIT = 100  # empty pages in a row that hand back the token sent: th
 # Transport. HTTP/JSON is the default: the API's JSON is already the shape every source yields, so a page
 # costs one orjson parse (~3 ms for 1,000 request logs); gRPC decodes protobuf and then converts each entry
 # to a dict in Python (MessageToDict, ~27 ms), see docs/cloud.md, and turns jsonPayload numbers into floats
-# (normalised back below). gRPC remains available: PRODGUARDIAN_LOGGING_TRANSPORT=grpc.
-DEFAULT_TRANSPORT = "http"
-TRANSPORT_ENV = "PRODGUARDIAN_LOGGING_TRANSPORT"
-EMULATOR_ENV = "LOGGING_EMULATOR_HOST"  # HOST:PORT; plain HTTP (or insecure gRPC), anonymous credentials
-ENDPOINT_ENV = "PRODGUARDIAN_LOGGING_ENDPOINT"  # read by the CLI and passed as CloudQuery.endpoint
-PROJECT_ENV = "PRODGUARDIAN_PROJECT"
+# (normalised back below). gRPC remains available: `CloudLogging(transport="grpc")`, `--transport grpc`.
+Transport = Literal["http", "grpc"]
+TRANSPORTS: tuple[Transport, ...] = get_args(Transport)
+DEFAULT_TRANSPORT: Transport = "http"
+# HOST:PORT of an emulator: plain HTTP (or insecure gRPC), anonymous credentials. The CLI reads this variable
+# (the usual `*_EMULATOR_HOST` convention) and passes it as `CloudLogging.emulator`.
+EMULATOR_ENV = "LOGGING_EMULATOR_HOST"
 READ_SCOPES = ("https://www.googleapis.com/auth/logging.read",)
 DEFAULT_HOST = "logging.googleapis.com"
 # Newest first, like gcloud: a read cut by max_entries keeps the check window and loses the oldest baseline.
@@ -76,20 +77,50 @@ NO_CREDENTIALS = f"no Google credentials: {LOGIN_HINT}"
 
 
 @dataclass(frozen=True)
+class CloudLogging:
+    """Where and how to read Cloud Logging: the project, the API's address, the transport, the pace, the
+    bounds. What to read (the window, the service) is the query's."""
+
+    project: str | None = None  # None → resolve_project()
+    region: str | None = None  # narrows the read to the service's region
+    endpoint: str | None = None  # the API's address (a regional or private endpoint)
+    emulator: str | None = None  # HOST:PORT of an emulator, read anonymously over plain HTTP or gRPC
+    transport: Transport = DEFAULT_TRANSPORT
+    max_entries: int = 200_000  # then the read stops, and the report says it is partial
+    calls_per_second: float = CALLS_PER_SECOND  # sustained pace, after a burst of BURST calls
+    page_size: int = MAX_PAGE_SIZE
+    give_up_after: float = 120.0  # seconds of retrying before SourceError
+
+    def __post_init__(self) -> None:
+        if self.transport not in TRANSPORTS:
+            raise ConfigError(f"the transport must be http or grpc, not {self.transport!r}", "--transport")
+        if self.emulator and self.endpoint:
+            raise ConfigError(
+                f"both an emulator ({self.emulator}, {EMULATOR_ENV}) and an endpoint ({self.endpoint}) are"
+                " set: choose one"
+            )
+        if self.max_entries < 1:
+            raise ConfigError(f"--max-entries must be at least 1, not {self.max_entries}")
+        if not self.calls_per_second > 0:
+            raise ConfigError(
+                f"--calls-per-second must be more than 0, not {self.calls_per_second}", "--calls-per-second"
+            )
+        if not 1 <= self.page_size <= MAX_PAGE_SIZE:
+            raise ConfigError(f"page size must be between 1 and {MAX_PAGE_SIZE}, not {self.page_size}")
+        if not self.give_up_after >= 0:
+            raise ConfigError(f"give_up_after must be zero or more seconds, not {self.give_up_after}")
+
+
+@dataclass(frozen=True)
 class CloudQuery:
-    """What to read: one window of one project's Cloud Run logs, and how hard to try."""
+    """What to read: one window of one project's Cloud Run logs, and where and how (`settings`)."""
 
     start: datetime  # inclusive, tz-aware UTC: covers the check window AND its baseline
     end: datetime  # exclusive
-    project: str | None = None  # None → resolve_project()
     service: str | None = None
     revision: str | None = None
-    region: str | None = None
     message_regexes: tuple[str, ...] = ()  # RE2 patterns from the rules whose lines may be below WARNING
-    max_entries: int = 200_000
-    endpoint: str | None = None  # --endpoint / PRODGUARDIAN_LOGGING_ENDPOINT (the caller passes it)
-    page_size: int = 1000
-    give_up_after: float = 120.0  # seconds of retrying before SourceError
+    settings: CloudLogging = CloudLogging()
 
     def __post_init__(self) -> None:
         for name in ("start", "end"):
@@ -103,12 +134,6 @@ class CloudQuery:
             raise ConfigError(
                 f"empty read window: start {_rfc3339(self.start)} is not before end {_rfc3339(self.end)}"
             )
-        if self.max_entries < 1:
-            raise ConfigError(f"--max-entries must be at least 1, not {self.max_entries}")
-        if not 1 <= self.page_size <= MAX_PAGE_SIZE:
-            raise ConfigError(f"page size must be between 1 and {MAX_PAGE_SIZE}, not {self.page_size}")
-        if not self.give_up_after >= 0:
-            raise ConfigError(f"give_up_after must be zero or more seconds, not {self.give_up_after}")
         object.__setattr__(self, "message_regexes", tuple(self.message_regexes))
 
 
@@ -129,10 +154,10 @@ class ReadStats:
 
 
 def resolve_project(explicit: str | None) -> str:
-    """The project to read: explicit, env vars, the active gcloud configuration, then ADC's project."""
+    """The project to read: explicit, Google's environment variables, the active gcloud configuration, then
+    ADC's project (where every Google tool looks; `--project` and PRODGUARDIAN_PROJECT are the CLI's)."""
     finders: tuple[Callable[[], str | None], ...] = (
         lambda: explicit,
-        lambda: os.environ.get(PROJECT_ENV),
         lambda: os.environ.get("GOOGLE_CLOUD_PROJECT"),
         lambda: os.environ.get("CLOUDSDK_CORE_PROJECT"),
         _gcloud_config_project,
@@ -208,7 +233,7 @@ def _build_filter(query: CloudQuery, project: str) -> tuple[str, bool]:
     for label, value in (
         ("service_name", query.service),
         ("revision_name", query.revision),
-        ("location", query.region),
+        ("location", query.settings.region),
     ):
         if value is not None:
             base.append(f"resource.labels.{label}={_quote(value, label)}")
@@ -411,25 +436,9 @@ def _integral_floats_to_int(value: Any) -> Any:
     return value
 
 
-def _transport() -> str:
-    transport = os.environ.get(TRANSPORT_ENV, "").strip().lower() or DEFAULT_TRANSPORT
-    if transport not in ("http", "grpc"):
-        raise ConfigError(f"{TRANSPORT_ENV} must be http or grpc, not {transport!r}")
-    return transport
-
-
-def _check_settings(endpoint: str | None) -> tuple[str, str]:
-    """The transport and emulator host, refusing contradictory settings."""
-    transport = _transport()
-    emulator = os.environ.get(EMULATOR_ENV, "").strip()
-    if emulator and endpoint:
-        raise ConfigError(f"both {EMULATOR_ENV}={emulator} and the endpoint {endpoint} are set: choose one")
-    return transport, emulator
-
-
-def _open_pager(endpoint: str | None, timeout: float) -> _Pager:
-    """A pager for this endpoint and transport: the REST API, or the generated gRPC client."""
-    transport, emulator = _check_settings(endpoint)
+def _open_pager(settings: CloudLogging, timeout: float) -> _Pager:
+    """A pager for these settings' endpoint and transport: the REST API, or the generated gRPC client."""
+    transport, emulator, endpoint = settings.transport, settings.emulator, settings.endpoint
     client_info = importlib.import_module("google.api_core.gapic_v1.client_info").ClientInfo(
         user_agent=f"prodguardian/{__version__}"
     )
@@ -556,8 +565,7 @@ def _classify(exc: BaseException, project: str, where: str) -> _Failure | None:
     if isinstance(exc, ValueError) and "anonymous credentials" in str(exc).lower():  # a 401 in emulator mode
         return _Failure(
             "fatal",
-            f"Cloud Logging at {where} asked for credentials (HTTP 401), "
-            f"but {EMULATOR_ENV} reads anonymously",
+            f"Cloud Logging at {where} asked for credentials (HTTP 401), but an emulator is read anonymously",
         )
     if isinstance(exc, auth_errors.DefaultCredentialsError):
         return _Failure("fatal", NO_CREDENTIALS)
@@ -632,15 +640,15 @@ class CloudSource:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.query = query
-        self.project = resolve_project(query.project)
+        self.project = resolve_project(query.settings.project)
         self.name = f"Cloud Logging (project {self.project})"
         self._filter, self._coarse = _build_filter(query, self.project)
-        _check_settings(query.endpoint)
         self._progress = progress
         self._sleep, self._clock = sleep, clock
-        self._pacer = _Pacer(CALLS_PER_SECOND, BURST, clock, sleep)
+        self._pacer = _Pacer(query.settings.calls_per_second, BURST, clock, sleep)
         self._random = random.Random()
         self.stats = ReadStats()
+        self.warnings: list[str] = []  # the API's answers carry nothing worth a warning
 
     @property
     def filter(self) -> str:
@@ -664,7 +672,7 @@ class CloudSource:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         self.stats = stats = ReadStats()
         started = self._clock()
-        pager = _open_pager(self.query.endpoint, CALL_TIMEOUT)
+        pager = _open_pager(self.query.settings, CALL_TIMEOUT)
         try:
             yield from self._read(pager, stats, started)
         finally:
@@ -674,14 +682,14 @@ class CloudSource:
         seen: set[tuple[str, str]] = set()
         token: str | None = None
         same_token = 0
-        limit = self.query.max_entries
+        limit = self.query.settings.max_entries
         while True:
             body: dict[str, Any] = {
                 "resourceNames": [f"projects/{self.project}"],
                 "filter": self._filter,
                 "orderBy": ORDER_BY,
                 # one more than still allowed, so a full page tells a cut read from a complete one
-                "pageSize": min(self.query.page_size, limit - stats.entries + 1),
+                "pageSize": min(self.query.settings.page_size, limit - stats.entries + 1),
             }
             if token:
                 body["pageToken"] = token
@@ -738,7 +746,7 @@ class CloudSource:
             spent = self._clock() - first_try
             gave_up = (
                 not failure.retryable
-                or spent >= self.query.give_up_after
+                or spent >= self.query.settings.give_up_after
                 or (failure.kind == "network" and network_failures > NETWORK_RETRIES)
             )
             if gave_up:
@@ -751,7 +759,7 @@ class CloudSource:
                 raise SourceError(failure.message + after) from None
             base = 2.0 if failure.kind == "quota" else 1.0
             delay = min(BACKOFF_CAP, base * 2 ** (failures - 1)) * self._random.uniform(0.5, 1.0)
-            delay = min(delay, max(self.query.give_up_after - spent, 0.0))
+            delay = min(delay, max(self.query.settings.give_up_after - spent, 0.0))
             stats.retries += 1
             stats.elapsed = self._clock() - started
             if self._progress:

@@ -1,11 +1,12 @@
-"""Findings from the aggregate tables: thresholds, the baseline, objectives. Reads nothing else."""
+"""Findings from the aggregate tables and the unknown errors' templates: thresholds, the baseline,
+objectives, new errors. Reads nothing else."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import pandas as pd
@@ -16,8 +17,10 @@ from prodguardian.multivariate import RULE as MIX_RULE
 from prodguardian.multivariate import Feature, unusual_hour
 from prodguardian.reference import Reference, from_baseline
 from prodguardian.rules import Objective, Rule, RulePack, Threshold
+from prodguardian.unknown_errors import ErrorTemplate, UnknownErrors
 
-SEVERITIES = ("CRITICAL", "DEGRADED", "INFO")
+Severity = Literal["CRITICAL", "DEGRADED", "INFO"]  # a finding's: INFO is under the thresholds
+SEVERITIES: tuple[Severity, ...] = ("CRITICAL", "DEGRADED", "INFO")
 # Minimum evidence, so that a quiet service is judged on what its counts can show (docs/design.md).
 SPIKE_P_VALUE = 0.01  # a rule's `above_baseline`: the count must also be this surprising for the usual rate
 SHARE_MIN_COUNT = 2  # a share threshold never fires on fewer failures, whatever the rule's min_count
@@ -35,10 +38,12 @@ SILENCE_P_VALUE = 1e-6  # this unlikely, is a finding of its own
 
 @dataclass
 class Finding:
+    """What one rule found in the window: its severity, count, rate and evidence."""
+
     rule: str
     category: str
-    severity: str
-    kind: str  # failure | metric | latency
+    severity: Severity
+    kind: str  # failure | metric | latency | new_error | probe | traffic | mix
     description: str
     count: int
     per_hour: float
@@ -58,6 +63,7 @@ class Finding:
     advice: str | None = None
     worst_revision: tuple[str, float, int] | None = None  # (revision, share of its traffic, failures)
     serving_revision: str | None = None  # a failed deploy: the revision that still serves the traffic
+    template_id: str | None = None  # a new error's template (`patterns.template_id`)
 
 
 @dataclass
@@ -105,6 +111,7 @@ class Detection:
     revisions: list[RevisionStats] = field(default_factory=list)
     baseline_available: bool = False
     reference: Reference | None = None
+    patterns: list[ErrorTemplate] = field(default_factory=list)  # the window's unknown-error templates
 
 
 @dataclass(frozen=True)
@@ -119,20 +126,34 @@ class _Observed:
     usual_ratio: float | None  # rate (or share) over the usual one; inf when the usual is 0
     hours: float
     instances: int
+    recovered_minutes: float
 
 
 def detect(
-    aggs: Aggregates, pack: RulePack, reference: Reference | None = None, *, multivariate: bool = False
+    aggs: Aggregates,
+    pack: RulePack,
+    unknown: UnknownErrors | None = None,
+    reference: Reference | None = None,
+    *,
+    multivariate: bool = False,
 ) -> Detection:
-    """Findings of the window's tables against `reference` (default: the input's own baseline period);
-    `multivariate` adds the unusual-mix finding (an IsolationForest over the hours, scikit-learn)."""
+    """Findings of the window's tables against `reference` (default: the input's own baseline period).
+
+    `unknown`: the templates of the errors no rule knows; a new one is a finding of its own, in place of
+    the fallback findings whose failures it holds. `multivariate` adds the unusual-mix finding (an
+    IsolationForest over the hours, scikit-learn)."""
+    unknown = unknown or UnknownErrors()
     reference = reference or from_baseline(aggs)
     window_counts = aggs.counts[aggs.counts["period"] == "window"]
     metrics = _metrics(aggs, window_counts, pack)
     findings: list[Finding] = []
     for rule in pack.rules:
         if rule.is_failure:
-            findings.extend(_failure_findings(rule, aggs, window_counts, metrics, reference))
+            found = _failure_findings(rule, aggs, window_counts, metrics, reference)
+            if rule.type == "fallback":
+                found = [f for f in found if f.group not in unknown.superseded]
+                findings.extend(_new_error(rule, aggs, t, reference is not None) for t in unknown.new)
+            findings.extend(found)
         elif rule.type == "latency":
             findings.extend(_latency_finding(rule, aggs, reference))
     objectives = [
@@ -143,10 +164,25 @@ def detect(
     findings.extend(_traffic_findings(aggs, metrics, reference))
     if multivariate:
         findings.extend(_mix_finding(aggs))
-    return Detection(findings, metrics, objectives, _revision_stats(aggs), reference is not None, reference)
+    return Detection(
+        findings,
+        metrics,
+        objectives,
+        _revision_stats(aggs),
+        reference is not None,
+        reference,
+        unknown.templates,
+    )
 
 
-def _finding(rule: Rule, aggs: Aggregates, *, severity: str, kind: str, count: int, **fields: Any) -> Finding:
+def _alerting_thresholds(rule: Rule) -> tuple[tuple[Severity, Threshold | None], ...]:
+    """The rule's thresholds, CRITICAL first: the first one crossed is the finding's severity."""
+    return ("CRITICAL", rule.critical), ("DEGRADED", rule.degraded)
+
+
+def _finding(
+    rule: Rule, aggs: Aggregates, *, severity: Severity, kind: str, count: int, **fields: Any
+) -> Finding:
     """A finding of `rule`: what every kind of finding takes from the rule and the window."""
     return Finding(
         rule=rule.id,
@@ -187,7 +223,7 @@ def _failure_findings(
             denominator,
             of,
             aggs,
-            evidence.instances if evidence else 0,
+            evidence,
             reference,
             reference.failures.get((rule.id, str(group)), 0) if reference else 0,
         )
@@ -222,7 +258,7 @@ def _observe(
     denominator: int | None,
     of: str | None,
     aggs: Aggregates,
-    instances: int,
+    evidence: Evidence | None,
     reference: Reference | None,
     usual_count: int,
 ) -> _Observed:
@@ -230,8 +266,10 @@ def _observe(
     exact test) when the rule has a denominator the reference also has, else a rate (the conditional test)."""
     hours = aggs.window.hours
     per_hour = count / hours
+    instances = evidence.instances if evidence else 0
+    recovered = evidence.recovered_minutes if evidence else 0.0
     if reference is None:
-        return _Observed(count, rate, per_hour, None, None, None, hours, instances)
+        return _Observed(count, rate, per_hour, None, None, None, hours, instances, recovered)
     usual_per_hour = reference.per_hour(usual_count)
     usual_denominator = (
         None if of is None else reference.requests if of == "requests" else reference.websocket
@@ -242,11 +280,26 @@ def _observe(
     else:
         p_value = stats.rate_ratio_test(count, hours, usual_count, reference.hours)
         ratio = _ratio(per_hour, usual_per_hour)
-    return _Observed(count, rate, per_hour, usual_per_hour, p_value, ratio, hours, instances)
+    return _Observed(count, rate, per_hour, usual_per_hour, p_value, ratio, hours, instances, recovered)
 
 
 def _ratio(now: float, usual: float) -> float:
     return now / usual if usual > 0 else (float("inf") if now > 0 else 0.0)
+
+
+def _new_error(rule: Rule, aggs: Aggregates, template: ErrorTemplate, baseline_available: bool) -> Finding:
+    """An error never seen before: DEGRADED from its first failure, titled by its template."""
+    return _finding(
+        rule,
+        aggs,
+        severity="DEGRADED",
+        kind="new_error",
+        count=template.count,
+        baseline_per_hour=0.0 if baseline_available else None,
+        group=template.template,
+        evidence=template.evidence,
+        template_id=template.id,
+    )
 
 
 def _min_count(rule: Rule) -> int:
@@ -278,10 +331,10 @@ def _denominator_of(rule: Rule) -> str | None:
     return None
 
 
-def _judge(rule: Rule, observed: _Observed) -> tuple[str, dict[str, Any] | None]:
+def _judge(rule: Rule, observed: _Observed) -> tuple[Severity, dict[str, Any] | None]:
     """The severity of a count: CRITICAL or DEGRADED when that threshold is crossed; DEGRADED when it is
     clearly above its own history; else INFO."""
-    for severity, threshold in (("CRITICAL", rule.critical), ("DEGRADED", rule.degraded)):
+    for severity, threshold in _alerting_thresholds(rule):
         if threshold is not None and _crossed(threshold, observed):
             return severity, _describe(threshold)
     if _above_history(observed):
@@ -296,6 +349,8 @@ def _crossed(threshold: Threshold, observed: _Observed) -> bool:
     if threshold.share is not None and count < SHARE_MIN_COUNT:
         return False
     if threshold.instances is not None and observed.instances < threshold.instances:
+        return False
+    if threshold.ongoing_minutes is not None and observed.recovered_minutes > threshold.ongoing_minutes:
         return False
     if threshold.count is not None and count < threshold.count:
         return False
@@ -339,8 +394,9 @@ def _latency_finding(rule: Rule, aggs: Aggregates, reference: Reference | None) 
     samples = int(now["samples"])
     usual = reference.latency if reference else None
     baseline_ms = reference.usual_latency(rule.quantile) if reference else None
-    severity, threshold = "INFO", None
-    for name, limit in (("CRITICAL", rule.critical), ("DEGRADED", rule.degraded)):
+    severity: Severity = "INFO"
+    threshold = None
+    for name, limit in _alerting_thresholds(rule):
         if limit is not None and limit.ms is not None and samples >= limit.min_count and value > limit.ms:
             severity, threshold = name, _describe(limit)
             break

@@ -44,7 +44,3 @@ class ConfigError(ProdGuardianError):
 
 class SourceError(ProdGuardianError):
     """Logs could not be fetched (credentials, permissions, network, quota)."""
-
-
-class NoDataError(ProdGuardianError):
-    """No entries in the window: silence is not health, so the status is UNKNOWN."""

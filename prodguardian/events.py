@@ -395,6 +395,8 @@ _ECHO_TAIL = (None,) * 5 + (_ECHO_LINE,) + (None,) * 6 + (True,)  # method … i
 assert len(_ECHO_TAIL) == len(_ROW) - 7
 _OTHER_RESOURCE_TAIL = (None, "", None, 0) + (None,) * 11  # revision … location
 assert len(_OTHER_RESOURCE_TAIL) == len(_ROW) - 5
+# What a nanosecond timestamp can hold (1677-2262); pandas parses times beyond it in coarser units.
+_NANOSECOND_RANGE = (pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC"))
 _TYPED = {"severity": np.int32, "latency_s": np.float64, "echo": np.bool_}
 
 
@@ -410,6 +412,9 @@ def _columnise(rows: list[tuple[Any, ...]], part: _Part) -> dict[str, Any]:
             parsed = pd.to_datetime(
                 pd.Series(column, dtype=object), utc=True, format="ISO8601", errors="coerce"
             )
+            parsed = parsed.where(
+                parsed.between(*_NANOSECOND_RANGE)
+            )  # year 0001 or 99999: no window holds it
             stamps = parsed.dt.tz_localize(None).astype("datetime64[ns]").to_numpy()
             columns["ts"] = stamps.view(np.int64)
             usable = ~np.isnat(stamps)

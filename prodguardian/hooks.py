@@ -2,34 +2,30 @@
 
 `install()` writes `<hooks dir>/pre-push` (git itself names the hooks dir, so `core.hooksPath` is respected):
 a POSIX sh script, which git runs with its bundled sh on Windows too. It calls the Python interpreter found at
-install time (path quoted) on `python -m prodguardian.hooks pre-push`, that is `main()` below, which runs
-`prodguardian check` with the options given at install time and decides:
+install time (path quoted) on `python -P -m prodguardian _hook pre-push --block-on X -- CHECK OPTIONS…`, a
+hidden command of the CLI, which runs `prodguardian check` with those options and asks `decide()`:
 
 - CRITICAL blocks the push (and DEGRADED too with `block_on="degraded"`), saying why and how to bypass it
   once (`git push --no-verify`);
 - OK, DEGRADED (by default) and UNKNOWN (the logs could not be fetched, or hold nothing in the window) let the
   push through; UNKNOWN warns, since a check that cannot see production must never stop a push;
 - a hook that cannot run at all (interpreter gone, package uninstalled, crash) lets the push through too: the
-  runner blocks with exit code BLOCK (10), which the sh script turns into 1, and any other code into 0.
+  command blocks with exit code BLOCK (10), which the sh script turns into 1, and any other code into 0.
 
 An existing hook that ProdGuardian did not write is never overwritten, unless `force=True`, and then it is
-backed up first. This module does not print (except `main`, the hook's runtime) and does not import click.
+backed up first. This module is a core: it neither prints nor imports click (nor the CLI).
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import os
 import shlex
 import subprocess
 import sys
 import sysconfig
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
 
 from prodguardian import __version__
 from prodguardian.errors import ProdGuardianError
@@ -39,12 +35,10 @@ HOOKS = ("pre-push",)
 BLOCK_ON = ("critical", "degraded")
 MARKER = "prodguardian-hook:"  # how a hook written by ProdGuardian is recognised (and may be replaced)
 ALLOW = 0
-BLOCK = 10  # the runner's "block" exit code; 1 would be indistinguishable from a Python traceback
-STATUS = {0: "OK", 1: "DEGRADED", 2: "CRITICAL", 3: "UNKNOWN"}
-_BLOCKING = {"critical": frozenset({2}), "degraded": frozenset({1, 2})}
-_BYPASS = "git push --no-verify"
-
-CheckRunner = Callable[[list[str]], int]
+BLOCK = 10  # the hook command's "block" exit code; 1 would be indistinguishable from a Python traceback
+COMMAND = "_hook"  # the hidden CLI command the script runs
+BYPASS = "git push --no-verify"
+_BLOCKING = {"critical": ("CRITICAL",), "degraded": ("DEGRADED", "CRITICAL")}
 
 
 class HookError(ProdGuardianError):
@@ -60,6 +54,61 @@ class Installed:
     updated: bool  # an earlier ProdGuardian hook was replaced
     check_args: tuple[str, ...]
     block_on: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the hook does with a check's status: block the push or not, and what it tells the user."""
+
+    blocks: bool
+    message: str  # for stderr, the report included when it says why
+
+    @property
+    def exit_code(self) -> int:
+        return BLOCK if self.blocks else ALLOW
+
+
+def blocking_statuses(block_on: str) -> str:
+    """The statuses that block a push, in words: `CRITICAL`, or `DEGRADED or CRITICAL`."""
+    return " or ".join(_BLOCKING[block_on])
+
+
+def describe(block_on: str, check_args: Sequence[str]) -> list[str]:
+    """What a hook with these settings does, a sentence a line (for its comment and the install's output)."""
+    command = " ".join(["prodguardian check", *(shlex.quote(arg) for arg in check_args)])
+    return [
+        f"before each push, it runs: {command}".replace("\n", "\\n"),
+        f"it blocks the push when production is {blocking_statuses(block_on)}; UNKNOWN (logs that cannot be "
+        "fetched) never blocks, nor does a hook that cannot run",
+        f"to push anyway, once: {BYPASS}",
+    ]
+
+
+def decide(status: str, block_on: str, report: str) -> Decision:
+    """Whether a check that ended in `status`, with this text `report` (empty if none), blocks the push."""
+    report = report.rstrip("\n")
+    if status == "OK":
+        first = report.strip().splitlines()[:1]
+        return Decision(False, (first[0] if first else "🟢 Production Status: OK") + " · pushing")
+    shown = f"{report}\n\n" if report else ""
+    if status in _BLOCKING[block_on]:
+        return Decision(
+            True,
+            f"{shown}prodguardian: push blocked: production is {status} (see the report above).\n"
+            "  Fix or roll back first, and check again with `prodguardian check`;\n"
+            f"  to push anyway, once: {BYPASS}",
+        )
+    if status == "UNKNOWN":
+        return Decision(
+            False,
+            f"{shown}prodguardian: could not tell whether production is healthy (UNKNOWN: the logs could not "
+            "be fetched, or hold nothing in the window); not blocking the push.",
+        )
+    return Decision(
+        False,
+        f"{shown}prodguardian: production is {status} (see the report above); the hook blocks only when it "
+        f"is {blocking_statuses(block_on)}, so the push goes on.",
+    )
 
 
 def hooks_dir(repo: str | Path = ".") -> Path:
@@ -147,22 +196,20 @@ def hook_script(
     package_root: str | None = None,
 ) -> str:
     """The POSIX sh text of the hook (LF line ends: git for Windows' sh reads them too)."""
+    interpreter = _sh(_posix(python))
     if package_root is None:
-        call = [_sh(_posix(python)), "-P", "-m", "prodguardian.hooks"]
+        call = [interpreter, "-P", "-m", "prodguardian"]
     else:  # a checkout that is not installed: import it from there
         code = (
             "import sys; sys.path.insert(0, sys.argv.pop(1)); "
-            "from prodguardian.hooks import main; sys.exit(main())"
+            "from prodguardian.cli import entry_point; entry_point()"
         )
-        call = [_sh(_posix(python)), "-P", "-c", _sh(code), _sh(_posix(package_root))]
-    call += [hook, "--block-on", block_on, "--", *(_sh(arg) for arg in check_args)]
-    shown = " ".join(["prodguardian check", *(shlex.quote(arg) for arg in check_args)]).replace("\n", "\\n")
+        call = [interpreter, "-P", "-c", _sh(code), _sh(_posix(package_root))]
+    call += [COMMAND, hook, "--block-on", block_on, "--", *(_sh(arg) for arg in check_args)]
     lines = [
         "#!/bin/sh",
         f"# {MARKER} {hook}, written by `prodguardian hooks install {hook}` (prodguardian {__version__}).",
-        f"# Before each push, runs: {shown}",
-        f"# and blocks the push when production is {_blocking_words(block_on)}. UNKNOWN (logs that cannot be",
-        "# fetched) never blocks, nor does a hook that cannot run. Push anyway, once: git push --no-verify",
+        *(f"# {line}" for line in describe(block_on, check_args)),
         "# To change the options, run the install again; to remove the hook, delete this file.",
         " ".join(call),
         "status=$?",
@@ -178,87 +225,15 @@ def hook_script(
     return "\n".join(lines)
 
 
-def run_pre_push(
-    block_on: str,
-    check_args: Sequence[str],
-    *,
-    check: CheckRunner | None = None,
-    out: TextIO | None = None,
-) -> int:
-    """Run the check, print why the push goes on or not, and return ALLOW or BLOCK."""
-    stream = out if out is not None else sys.stderr
-    runner = check if check is not None else _cli_check
-    with tempfile.TemporaryDirectory(prefix="prodguardian-hook-") as folder:
-        report_file = Path(folder) / "report.txt"
-        # The CLI returns 3 for anything that goes wrong, a bug included: that never blocks.
-        code = runner(["check", *check_args, "--format", "text", "--output", str(report_file)])
-        report = report_file.read_text(encoding="utf-8") if report_file.is_file() else ""
-    status = STATUS.get(code, "UNKNOWN")
-    if code == 0:
-        first = report.strip().splitlines()[:1]
-        print((first[0] if first else "🟢 Production Status: OK") + " · pushing", file=stream)
-        return ALLOW
-    if report:
-        print(report.rstrip("\n"), file=stream)
-        print(file=stream)
-    if code in _BLOCKING.get(block_on, _BLOCKING["critical"]):
-        print(
-            f"prodguardian: push blocked: production is {status} (see the report above).\n"
-            "  Fix or roll back first, and check again with `prodguardian check`;\n"
-            f"  to push anyway, once: {_BYPASS}",
-            file=stream,
-        )
-        return BLOCK
-    if status == "UNKNOWN":
-        print(
-            "prodguardian: could not tell whether production is healthy (UNKNOWN: the logs could not be "
-            "fetched, or hold nothing in the window); not blocking the push.",
-            file=stream,
-        )
-    else:
-        print(
-            f"prodguardian: production is {status} (see the report above); the hook blocks only when it is "
-            f"{_blocking_words(block_on)}, so the push goes on.",
-            file=stream,
-        )
-    return ALLOW
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """The hook's runtime: `python -m prodguardian.hooks pre-push --block-on critical -- CHECK OPTIONS…`."""
-    for stream in (sys.stdout, sys.stderr):
-        reconfigure = getattr(stream, "reconfigure", None)
-        if (
-            reconfigure is not None
-            and (getattr(stream, "encoding", "") or "").lower().replace("-", "") != "utf8"
-        ):
-            reconfigure(encoding="utf-8", errors="replace")
+    """What hooks written by earlier versions run (`python -m prodguardian.hooks pre-push --block-on X -- …`,
+    or `from prodguardian.hooks import main`): the same arguments, handed to today's hook command."""
     words = list(sys.argv[1:] if argv is None else argv)
-    own, check_args = (
-        (words[: words.index("--")], words[words.index("--") + 1 :]) if "--" in words else (words, [])
-    )
-    parser = argparse.ArgumentParser(
-        prog="python -m prodguardian.hooks",
-        usage="%(prog)s pre-push [--block-on critical|degraded] [-- PRODGUARDIAN CHECK OPTIONS…]",
-        allow_abbrev=False,
-    )
-    parser.add_argument("hook", choices=HOOKS)
-    parser.add_argument("--block-on", choices=BLOCK_ON, default="critical")
-    try:
-        args = parser.parse_args(own)
-    except SystemExit:
-        return 3  # a usage error must not block (only BLOCK does)
-    return run_pre_push(args.block_on, check_args)
-
-
-def _cli_check(argv: list[str]) -> int:
-    """`prodguardian check` in-process; the CLI (and click) is loaded only when a hook runs."""
-    cli_main: CheckRunner = importlib.import_module("prodguardian.cli").main
-    return cli_main(argv)
-
-
-def _blocking_words(block_on: str) -> str:
-    return "DEGRADED or CRITICAL" if block_on == "degraded" else "CRITICAL"
+    root = _package_root()
+    env = dict(os.environ)
+    if root is not None:
+        env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+    return subprocess.run([sys.executable, "-P", "-m", "prodguardian", COMMAND, *words], env=env).returncode
 
 
 def _package_root() -> str | None:

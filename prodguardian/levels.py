@@ -11,7 +11,8 @@ of `prodguardian.rules.SEVERITY_RANKS` each gives:
   `2025-10-11T12:00:01.000Z`, bracketed or not) and a bracketed pid/thread (`[8]`, `[main]`), delimited
   by ` - `, ` | `, a tab or spaces: Python logging (`ERROR:root:msg`, `… - app - ERROR - msg`), Flask
   (`[…] ERROR in app: msg`), loguru (`… | ERROR    | …`), gunicorn (`[…] [8] [ERROR] …`), uvicorn
-  (`ERROR:    …`), Go log/slog (`2025/10/11 12:00:01 ERROR msg`), zap console (`…Z\\tERROR\\tmsg`),
+  (`ERROR:    …`), Go log/slog (`2025/10/11 12:00:01 ERROR msg`), zap console (`…Z\\tERROR\\tmsg`), zerolog
+  console (`2024-11-01T03:37:57Z ERR msg`, `3:04PM FTL msg`: TRC DBG INF WRN ERR FTL PNC),
   logback/log4j (`… ERROR 1 --- [main] …`, `… [main] ERROR c.e.App - …`), structlog (`… [error    ] msg`),
   JUL (`SEVERE: msg`). A bare word must be upper case (`ERROR`, `WARN`); a bracketed one (`[error]`) may
   be any case. logrus' `ERRO[0000]` too.
@@ -24,8 +25,9 @@ of `prodguardian.rules.SEVERITY_RANKS` each gives:
   `UnhandledPromiseRejection` → ERROR; a Node or Java exception line (`TypeError: x is not a function`,
   `java.lang.IllegalStateException: …`) → ERROR only when the text goes on with `at` frames.
 
-Words: TRACE/DEBUG → DEBUG; INFO/SUCCESS → INFO; NOTICE; WARN/WARNING → WARNING; ERROR/ERR/ERRO/EROR/SEVERE
-→ ERROR; CRITICAL/CRIT/FATAL/PANIC/DPANIC → CRITICAL; ALERT; EMERG/EMERGENCY → EMERGENCY.
+Words: TRACE/TRC/DEBUG/DBG → DEBUG; INFO/INF/SUCCESS → INFO; NOTICE; WARN/WRN/WARNING → WARNING;
+ERROR/ERR/ERRO/EROR/SEVERE → ERROR; CRITICAL/CRIT/FATAL/FTL/PANIC/PNC/DPANIC → CRITICAL; ALERT;
+EMERG/EMERGENCY → EMERGENCY.
 
 The pipeline uses the stated severity of a DEFAULT line where it would use the entry's own; a rule can opt
 out with `match.infer_severity: false`, so its `severity` tests only what the entry itself carries.
@@ -47,13 +49,17 @@ _RAW_HEAD_CHARS = 1000  # what markup stripping reads to give HEAD_CHARS of text
 _WORDS = {
     "trace": "DEBUG",
     "trce": "DEBUG",
+    "trc": "DEBUG",
     "debug": "DEBUG",
+    "dbg": "DEBUG",
     "dbug": "DEBUG",
     "debu": "DEBUG",
     "info": "INFO",
+    "inf": "INFO",
     "success": "INFO",
     "notice": "NOTICE",
     "warn": "WARNING",
+    "wrn": "WARNING",
     "warning": "WARNING",
     "error": "ERROR",
     "err": "ERROR",
@@ -64,7 +70,9 @@ _WORDS = {
     "crit": "CRITICAL",
     "fatal": "CRITICAL",
     "fata": "CRITICAL",
+    "ftl": "CRITICAL",
     "panic": "CRITICAL",
+    "pnc": "CRITICAL",
     "pani": "CRITICAL",
     "dpanic": "CRITICAL",
     "alert": "ALERT",
@@ -111,6 +119,7 @@ _MARKUP = re.compile(
 _TIMESTAMP = (
     r"\d{4}[-/]\d\d[-/]\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d{1,9})?(?:Z| ?[+-]\d\d:?\d\d)?"
     r"|\d\d:\d\d:\d\d(?:[.,]\d{1,9})?"
+    r"|\d{1,2}:\d\d[AP]M"  # zerolog's console default (Go's time.Kitchen)
 )
 _LEVEL_TOKEN = rf"\[(?i:({_ANY})) *\]|({_UPPER})(?=[\s|:\]\[]|$)"
 _PREFIXED = re.compile(

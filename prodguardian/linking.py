@@ -16,6 +16,12 @@ import pandas as pd
 from prodguardian.rules import SEVERITY_RANKS
 
 CORRELATION_GAP_S = 2.0
+# A platform line repeating the one before it on the same instance within this is the same failure going
+# on (a probe failing every period is one instance out of rotation, not one failure per probe).
+REPEAT_GAP_S = 60.0
+# A revision's own event (an audit log's "Ready condition status changed to False", no instance) joins the
+# failure of that revision's instance that just failed to start.
+REVISION_EVENT_GAP_S = 60.0
 _PATH_IN_LINE = re.compile(r'(?:^|[\s"])(?:GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) (/[^\s?"]*)')
 
 
@@ -28,7 +34,8 @@ def link_failures(table: pd.DataFrame) -> np.ndarray:
     claims the nearest failing request of its instance whose span (± the gap) holds it, with the same path
     when the line names one, and that no other line has claimed: five failing requests with five tracebacks
     are five failures. A line that can claim none closes the previous failure when it follows it within the
-    gap (a "worker exiting" line after a traceback), else it is a failure of its own.
+    gap (a "worker exiting" line after a traceback), else it is a failure of its own. Platform lines first
+    continue the failure they repeat or belong to (see `_PlatformLines`).
     """
     failure = np.full(len(table), -1, dtype=np.int64)
     kind = table["kind"].to_numpy()
@@ -50,11 +57,15 @@ def link_failures(table: pd.DataFrame) -> np.ndarray:
         table["message"].to_numpy(),
     )
     by_trace: dict[str, int] = {}  # failures already holding a line of each trace
-    for row in np.flatnonzero(errorish):
+    platform = _PlatformLines(table)
+    for row in np.flatnonzero(errorish).tolist():
         at, instance, trace = seconds[row], instances[row], traces[row]
         previous = last_line.get(instance)
         recent = previous[1] if previous and at - previous[0] <= CORRELATION_GAP_S else -1
-        if trace:  # a line with a trace joins only that trace's failure
+        continued = platform.continued(row, at)
+        if continued >= 0:
+            joined = continued
+        elif trace:  # a line with a trace joins only that trace's failure
             joined = requests.by_trace.get(trace, by_trace.get(trace, -1))
         elif recent >= 0 and recent not in closed:
             joined = recent
@@ -68,7 +79,39 @@ def link_failures(table: pd.DataFrame) -> np.ndarray:
         if has_trace[row]:
             closed.add(int(failure[row]))
         last_line[instance] = (at, int(failure[row]))
+        platform.note(row, at, int(failure[row]))
     return failure
+
+
+class _PlatformLines:
+    """The last platform line of each instance and of each revision, to join the lines that continue it."""
+
+    def __init__(self, table: pd.DataFrame) -> None:
+        self.system = table["kind"].to_numpy() == "system"
+        self.instances = table["instance"].to_numpy()
+        self.revisions = table["revision"].to_numpy()
+        self.messages = table["message"].to_numpy()
+        self.by_instance: dict[str, tuple[float, Any, int]] = {}
+        self.by_revision: dict[str, tuple[float, int]] = {}
+
+    def continued(self, row: int, at: float) -> int:
+        """The failure a platform line continues: the same text again on its instance, or an event of its
+        revision (no instance) just after one of its instances failed; -1 if none."""
+        if not self.system[row]:
+            return -1
+        instance, revision = self.instances[row], self.revisions[row]
+        if instance:
+            last = self.by_instance.get(instance)
+            repeats = last is not None and last[1] == self.messages[row] and at - last[0] <= REPEAT_GAP_S
+            return last[2] if last is not None and repeats else -1
+        event = self.by_revision.get(revision) if revision else None
+        return event[1] if event is not None and at - event[0] <= REVISION_EVENT_GAP_S else -1
+
+    def note(self, row: int, at: float, failure: int) -> None:
+        if self.system[row] and self.instances[row]:
+            self.by_instance[self.instances[row]] = (at, self.messages[row], failure)
+            if self.revisions[row]:
+                self.by_revision[self.revisions[row]] = (at, failure)
 
 
 class _FailingRequests:

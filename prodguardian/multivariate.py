@@ -13,6 +13,7 @@ imported here only, so a check without `--multivariate` never loads it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -42,7 +43,7 @@ class Feature:
 
 @dataclass(frozen=True)
 class UnusualHour:
-    severity: str  # INFO | DEGRADED
+    severity: Literal["INFO", "DEGRADED"]  # never CRITICAL
     features: list[Feature]
     baseline_hours: int
 

@@ -24,15 +24,18 @@ from wcwidth import wcswidth
 from prodguardian.detect import SILENCE_RULE, Finding, ObjectiveResult
 from prodguardian.errors import ConfigError
 from prodguardian.multivariate import Feature
+from prodguardian.probes import ProbeResult
 from prodguardian.reference import Reference
 from prodguardian.resources import data_dir
-from prodguardian.verdict import STATUS_ICONS, LogText, Recommendation, Report
+from prodguardian.unknown_errors import TOP_TEMPLATES, ErrorTemplate
+from prodguardian.verdict import STATUS_ICONS, LogText, Reason, Recommendation, Report
 
 FORMATS = ("text", "markdown", "json")
 LANGUAGES = ("en", "fr")
 SCHEMA_VERSION = 1
 PRIORITY_ICONS = {"HIGH": "🔴", "MEDIUM": "🟡", "LOW": "🔵"}
 OK_MARK, INFO_MARK = "✅", "ℹ️"
+SECONDS_UNDER_HOURS = 5 / 60  # a window shorter than 5 minutes shows its times to the second
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _PLURAL_KEYS = frozenset(("zero", "one", "two", "few", "many", "other"))
 
@@ -86,6 +89,9 @@ class Translator:
         self.percent: str = number["percent"]
         self.unit: str = number["unit"]
         self.plural_form: Callable[[float], str] = babel.Locale.parse(lang).plural_form
+        self.elisions: dict[str, str] = number.get("elide", {})
+        words = "|".join(re.escape(word) for word in self.elisions) or "(?!)"
+        self.elided = re.compile(rf"\b(?P<word>{words}) \{{(?P<name>\w+)\}}")
 
     def __call__(self, key: str, **params: Any) -> str:
         """The entry `key` with its placeholders filled; log text (`LogText`) quoted, other text cleaned."""
@@ -99,7 +105,19 @@ class Translator:
             k: self.quote(v) if isinstance(v, LogText) else clean(v) if isinstance(v, str) else v
             for k, v in params.items()
         }
-        return entry.format_map(_Blank(values))
+        return self.elide(entry, values).format_map(_Blank(values))
+
+    def elide(self, entry: str, values: dict[str, Any]) -> str:
+        """`de {revision}` written `d'{revision}` when the value starts with a vowel (`format.elide`)."""
+        if not self.elisions:
+            return entry
+
+        def join(found: re.Match[str]) -> str:
+            value = str(values.get(found["name"], "")).lstrip("` ")
+            vowel = value[:1].lower() in self.words["format"]["vowels"]
+            return f"{self.elisions[found['word']]}{{{found['name']}}}" if vowel else found[0]
+
+        return self.elided.sub(join, entry)
 
     def lookup(self, key: str) -> Any:
         text: Any = self.words
@@ -138,7 +156,9 @@ class Translator:
     def hours(self, delta: float) -> str:
         if delta >= 1:
             return self.num(delta, 0 if delta == int(delta) else 1) + f"{self.unit}h"
-        return f"{round(delta * 60)}{self.unit}min"
+        if round(delta * 60) >= 1:
+            return f"{round(delta * 60)}{self.unit}min"
+        return f"{max(1, round(delta * 3600))}{self.unit}s"
 
 
 class _Blank(dict[str, Any]):
@@ -170,11 +190,9 @@ def render(report: Report, fmt: str = "text", lang: str = "en") -> str:
         document = report_dict(report, t)
         if report.services:
             document["services"] = [report_dict(service, t) for service in report.services]
-        text = json.dumps(document, ensure_ascii=False, indent=2)
-        # The same data once parsed, but no bidi override or C1 control can reach a terminal printing it.
-        return _CONTROL.sub(lambda found: f"\\u{ord(found.group()):04x}", text) + "\n"
+        return json_text(document)
     t = Translator(lang, markdown=fmt == "markdown")
-    template = _environment().get_template(f"report.{'md' if fmt == 'markdown' else 'txt'}.j2")
+    template = template_environment().get_template(f"report.{'md' if fmt == 'markdown' else 'txt'}.j2")
     if not report.services:
         return template.render(**_view(report, t))
     overview = t(
@@ -188,8 +206,26 @@ def render(report: Report, fmt: str = "text", lang: str = "en") -> str:
     return overview + "\n\n" + rule.join(pages)
 
 
+def json_text(document: Any) -> str:
+    """A JSON document, indented: the same data once parsed, but no bidi override or C1 control can reach a
+    terminal printing it."""
+    text = json.dumps(_whole_numbers(document), ensure_ascii=False, indent=2)
+    return _CONTROL.sub(lambda found: f"\\u{ord(found.group()):04x}", text) + "\n"
+
+
+def _whole_numbers(value: Any) -> Any:
+    """The document with every whole float an integer: `above_baseline: 3` in a rule reads 3, not 3.0."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _whole_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(item) for item in value]
+    return value
+
+
 @cache
-def _environment() -> jinja2.Environment:
+def template_environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(data_dir("templates"))),
         autoescape=False,
@@ -206,7 +242,7 @@ def _view(report: Report, t: Translator) -> dict[str, Any]:
     """What the templates show, already worded and quoted: the templates only loop and choose."""
     blocks, shown = _blocks(report, t)
     notes = _notes(report, t, shown)
-    objectives = [_objective_row(o, t) for o in report.objectives]
+    objectives = [objective_row(o, t) for o in report.objectives]
     recommendations = [_recommendation(r, t) for r in report.recommendations]
     width = max(wcswidth(word) for word in t.words["priorities"].values()) + 1  # the same in every report
     for item in recommendations:
@@ -216,16 +252,36 @@ def _view(report: Report, t: Translator) -> dict[str, Any]:
         "t": t,
         "title": _title(report, t),
         "window_line": _window_line(report, t),
-        "warnings": [t.quote(warning) for warning in report.context.warnings],
+        "warnings": [_worded(warning, "warnings", t) for warning in report.context.warnings],
         "reason": _reason(report, t),
         "blocks": blocks,
         "notes": notes,
         "area_lines": _area_lines(report, t),
         "all_ok": report.status == "OK" and not report.problems and not notes,
+        "patterns": [_pattern_line(template, report, t) for template in report.patterns[:TOP_TEMPLATES]],
         "objectives": objectives,
         "objective_lines": _objective_lines(objectives, t),
         "recommendations": recommendations,
+        "probes": [probe_line(p, t) for p in report.probes],
     }
+
+
+def probe_line(result: ProbeResult, t: Translator) -> dict[str, str]:
+    """A probe's row: its mark and `URL — outcome`."""
+    text = t("probe_line", url=LogText(result.url), outcome=probe_outcome(result, t))
+    return {"mark": OK_MARK if result.ok else "❌", "text": text}
+
+
+def probe_outcome(result: ProbeResult, t: Translator) -> str:
+    """What the endpoint answered (`200 (healthy) in 35 ms`, `HTTP 503, not 200`...)."""
+    health = LogText(result.health or "")
+    return t(
+        f"probe.{result.problem or 'ok'}",
+        health=t("probe_health", health=health) if result.ok and result.health else health,
+        status=result.status,
+        elapsed=t.ms(result.elapsed_ms),
+        detail=LogText(result.detail or ""),
+    )
 
 
 def _service_name(report: Report, t: Translator) -> str:
@@ -245,36 +301,46 @@ def _title(report: Report, t: Translator) -> str:
 
 
 def _reason(report: Report, t: Translator) -> str | None:
-    reason = report.reason
-    if reason is None:
-        return None
+    return None if report.reason is None else _worded(report.reason, "reasons", t)
+
+
+def _worded(reason: Reason, section: str, t: Translator) -> str:
+    """A reason or a warning in the report's language: its catalog entry (`section.key`), or its message."""
     if reason.key is None:
         return t.quote(reason.message or "")
     values = {k: t.num(v) if isinstance(v, int) else v for k, v in reason.params.items()}
     return t(
-        f"reasons.{reason.key}", **values, count=reason.params.get("n"), default=reason.message or reason.key
+        f"{section}.{reason.key}",
+        **values,
+        count=reason.params.get("n"),
+        default=reason.message or reason.key,
     )
 
 
 def _window_line(report: Report, t: Translator) -> str:
     ctx, window = report.context, report.context.window
-    start, end = _minute(window.start), _minute(window.end)
+    # A window of a few minutes is read to the second; a longer one to the nearest minute.
+    seconds = window.requested_hours < SECONDS_UNDER_HOURS
+    start, end = (window.start, window.end) if seconds else (_minute(window.start), _minute(window.end))
+    clock = "%H:%M:%S" if seconds else "%H:%M"
     length = t.hours(window.requested_hours)
     if start.date() == end.date():
         span = t(
-            "window", start=f"{start:%H:%M}", end=f"{end:%H:%M}", date=f"{start:%Y-%m-%d}", length=length
+            "window", start=f"{start:{clock}}", end=f"{end:{clock}}", date=f"{start:%Y-%m-%d}", length=length
         )
     else:
         span = t(
             "window_days",
             start_date=f"{start:%Y-%m-%d}",
-            start=f"{start:%H:%M}",
+            start=f"{start:{clock}}",
             end_date=f"{end:%Y-%m-%d}",
-            end=f"{end:%H:%M}",
+            end=f"{end:{clock}}",
             length=length,
         )
     parts = [span]
-    if window.partial:
+    if window.data_start is not None and window.data_start >= window.end:  # it covers none of the window
+        parts.append(t("coverage_none", start=f"{window.data_start:%Y-%m-%d %H:%M}"))
+    elif window.partial:
         minutes, total = round(window.hours * 60), round(window.requested_hours * 60)
         parts.append(
             t(
@@ -295,7 +361,7 @@ def _window_line(report: Report, t: Translator) -> str:
     elif report.baseline_available:
         parts.append(t("baseline", length=t.hours(window.baseline_hours)))
     else:
-        parts.append(t("no_baseline"))
+        parts.append(t("no_baseline" if window.baseline_start < window.start else "baseline_none"))
     entries = int(ctx.totals.get("entries", 0))
     parts.append(t("entries", n=t.num(entries), count=entries))
     if ctx.totals.get("suppressed"):
@@ -315,6 +381,8 @@ def finding_title(finding: Finding, t: Translator) -> str:
     """The finding's heading: its rule's title (a neutral one for latency within its thresholds)."""
     if finding.kind == "latency" and finding.severity == "INFO":
         title = t("latency_title")
+    elif finding.kind == "new_error":
+        title = t("new_error_title")
     else:
         title = t(f"rules.{finding.rule}.title", default=finding.description.rstrip("."))
     return t("titled", title=title, group=LogText(finding.group)) if finding.group else title
@@ -373,7 +441,8 @@ def _feature_text(feature: Feature, t: Translator) -> str:
 
 
 def _headline(finding: Finding, report: Report, t: Translator) -> str:
-    hours = report.context.window.hours
+    window = report.context.window
+    hours = min(window.hours, window.requested_hours)  # rates count a minute at least; a window may be less
     usual = _usual(finding, report, t)
     if finding.kind == "mix":
         features = ", ".join(_feature_text(feature, t) for feature in finding.features)
@@ -392,6 +461,9 @@ def _headline(finding: Finding, report: Report, t: Translator) -> str:
             count=finding.count,
             usual=usual,
         )
+    if finding.kind == "probe":
+        result = next((p for p in report.probes if p.url == finding.group), None)
+        return probe_outcome(result, t) if result else ""
     if finding.kind == "metric":
         target = next(
             (o.objective.target for o in report.objectives if o.objective.finding_rule == finding.rule), None
@@ -479,7 +551,8 @@ def _seen_line(finding: Finding, t: Translator) -> str | None:
     evidence = finding.evidence
     if evidence is None:
         return None
-    parts = [f"{evidence.first_seen:%H:%M:%S} → {evidence.last_seen:%H:%M:%S}"]
+    first, last = f"{evidence.first_seen:%H:%M:%S}", f"{evidence.last_seen:%H:%M:%S}"
+    parts = [first if first == last else f"{first} → {last}"]
     if evidence.revisions:
         names = ", ".join(t.quote(name) for name in evidence.revisions)
         parts.append(t("revisions", names=names, count=len(evidence.revisions)))
@@ -489,7 +562,7 @@ def _seen_line(finding: Finding, t: Translator) -> str | None:
 
 
 def _share(finding: Finding, t: Translator) -> str:
-    """`: 4% of 301 requests (8.1% of rev-2's)`, or nothing when the rule has no denominator."""
+    """`: 4% of 301 requests (12 of 148 in rev-2: 8.11%)`, or nothing when the rule has no denominator."""
     if finding.rate is None or not finding.denominator:
         return ""
     share = t(
@@ -498,10 +571,24 @@ def _share(finding: Finding, t: Translator) -> str:
         n=t.num(finding.denominator),
         count=finding.denominator,
     )
-    if finding.worst_revision:
-        revision, revision_share, _ = finding.worst_revision
-        share += t("revision_share", pct=t.pct(revision_share), revision=LogText(revision))
+    worst = _worst_revision(finding)
+    if worst:
+        share += t(
+            "revision_share",
+            pct=t.pct(worst["rate"]),
+            n=t.num(worst["count"]),
+            total=t.num(worst["denominator"]),
+            revision=LogText(worst["revision"]),
+        )
     return share
+
+
+def _worst_revision(finding: Finding) -> dict[str, Any] | None:
+    """The revision whose own share of failures judged the finding: its failures out of its traffic."""
+    if not finding.worst_revision:
+        return None
+    revision, rate, count = finding.worst_revision
+    return {"revision": revision, "count": count, "denominator": round(count / rate), "rate": rate}
 
 
 def _symptom_line(symptom: Finding, t: Translator) -> str:
@@ -569,6 +656,40 @@ def _area_lines(report: Report, t: Translator) -> list[dict[str, str]]:
     return lines
 
 
+def _pattern_line(template: ErrorTemplate, report: Report, t: Translator) -> str:
+    """`12 failures: KeyError at src/app.py in get · new`: one of the window's top unknown-error templates
+    (how many the baseline held when there is one)."""
+    note = ""
+    if template.new:
+        note = t("pattern_new")
+    elif report.baseline_available:
+        note = t("pattern_baseline", n=t.num(template.baseline_count))
+    return t(
+        "pattern",
+        n=t.num(template.count),
+        count=template.count,
+        template=LogText(template.template),
+        note=note,
+    )
+
+
+def _pattern_dict(template: ErrorTemplate, report: Report, t: Translator) -> dict[str, Any]:
+    evidence = template.evidence
+    return {
+        "id": template.id,
+        "template": template.template,
+        "kind": template.kind,
+        "count": template.count,
+        "baseline_count": template.baseline_count,
+        "new": template.new,
+        "first_seen": iso(evidence.first_seen),
+        "last_seen": iso(evidence.last_seen),
+        "revisions": evidence.revisions,
+        "example": evidence.examples[0] if evidence.examples else None,
+        "summary": _pattern_line(template, report, t),
+    }
+
+
 def _ok(text: str) -> dict[str, str]:
     return {"mark": OK_MARK, "text": text}
 
@@ -577,7 +698,7 @@ def _idle(text: str) -> dict[str, str]:
     return {"mark": INFO_MARK, "text": text}
 
 
-def _objective_value(result: ObjectiveResult, t: Translator, value: float | None) -> str:
+def objective_value(result: ObjectiveResult, t: Translator, value: float | None) -> str:
     metric = result.objective.metric
     if metric.endswith("_rate"):
         return t.pct(value)
@@ -586,15 +707,15 @@ def _objective_value(result: ObjectiveResult, t: Translator, value: float | None
     return t.rate(value)
 
 
-def _objective_row(result: ObjectiveResult, t: Translator) -> dict[str, str]:
+def objective_row(result: ObjectiveResult, t: Translator) -> dict[str, str]:
     objective = result.objective
-    target = _objective_value(result, t, objective.target)
+    target = objective_value(result, t, objective.target)
     comparison = ("≤ " if objective.target else "") if objective.inclusive else "< "
     mark = {True: "✅", False: "❌", None: "—"}[result.met]
     label = t(f"objectives.{objective.id}", default=objective.id.replace("_", " "))
     return {
         "label": label,
-        "value": _objective_value(result, t, result.value),
+        "value": objective_value(result, t, result.value),
         "target": comparison + target,
         "mark": mark,
     }
@@ -603,10 +724,17 @@ def _objective_row(result: ObjectiveResult, t: Translator) -> dict[str, str]:
 def _objective_lines(rows: list[dict[str, str]], t: Translator) -> list[str]:
     """The objectives table for a terminal: each column as wide as its widest cell, in display columns."""
     header = [t("objectives_title"), t("objective_now"), t("objective_target"), ""]
-    table = [header] + [["  " + row["label"], row["value"], row["target"], row["mark"]] for row in rows]
-    widths = [max(wcswidth(line[column]) for line in table) + 2 for column in range(3)]
+    return aligned(
+        [header] + [["  " + row["label"], row["value"], row["target"], row["mark"]] for row in rows]
+    )
+
+
+def aligned(table: list[list[str]]) -> list[str]:
+    """A table's lines for a terminal: each column but the last as wide as its widest cell, plus two."""
+    columns = len(table[0]) - 1
+    widths = [max(wcswidth(line[column]) for line in table) + 2 for column in range(columns)]
     return [
-        ("".join(pad(cell, width) for cell, width in zip(line[:3], widths, strict=True)) + line[3]).rstrip()
+        ("".join(pad(cell, width) for cell, width in zip(line[:-1], widths, strict=True)) + line[-1]).rstrip()
         for line in table
     ]
 
@@ -620,7 +748,7 @@ def _recommendation(item: Recommendation, t: Translator) -> dict[str, Any]:
     }
 
 
-def _iso(moment: datetime | None) -> str | None:
+def iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
@@ -636,17 +764,17 @@ def report_dict(report: Report, t: Translator) -> dict[str, Any]:
         "project": ctx.project,
         "region": ctx.region,
         "window": {
-            "start": _iso(ctx.window.start),
-            "end": _iso(ctx.window.end),
-            "covered_start": _iso(ctx.window.covered_start),
+            "start": iso(ctx.window.start),
+            "end": iso(ctx.window.end),
+            "covered_start": iso(ctx.window.covered_start),
             "partial": ctx.window.partial,
         },
-        "warnings": ctx.warnings,
+        "warnings": [_worded(warning, "warnings", t) for warning in ctx.warnings],
         "baseline": {
-            "start": _iso(ctx.window.baseline_start),
-            "end": _iso(ctx.window.start),
+            "start": iso(ctx.window.baseline_start),
+            "end": iso(ctx.window.start),
             "available": report.baseline_available,
-            "covered_start": _iso(ctx.window.baseline_covered_start),
+            "covered_start": iso(ctx.window.baseline_covered_start),
             "partial": ctx.window.baseline_partial,
         },
         "totals": {
@@ -656,6 +784,7 @@ def report_dict(report: Report, t: Translator) -> dict[str, Any]:
             "skipped": int(ctx.totals.get("skipped", 0)),
             "suppressed": int(ctx.totals.get("suppressed", 0)),
             "echoes": int(ctx.totals.get("echoes", 0)),
+            "merged_lines": int(ctx.totals.get("merged_lines", 0)),
             "duplicates": int(ctx.totals.get("duplicates", 0)),
             "other_resources": int(ctx.totals.get("other_resources", 0)),
             "truncated": bool(ctx.totals.get("truncated", False)),
@@ -676,6 +805,8 @@ def report_dict(report: Report, t: Translator) -> dict[str, Any]:
             "db_reconnections": metrics.db_reconnections,
         },
         "objectives": [_objective_dict(o, t) for o in report.objectives],
+        "patterns": [_pattern_dict(template, report, t) for template in report.patterns[:TOP_TEMPLATES]],
+        "probes": [probe_dict(p, t) for p in report.probes],
         "recommendations": [
             {"priority": r.priority, "action": _recommendation(r, t)["action"], "command": r.command}
             for r in report.recommendations
@@ -683,8 +814,20 @@ def report_dict(report: Report, t: Translator) -> dict[str, Any]:
     }
 
 
+def probe_dict(result: ProbeResult, t: Translator) -> dict[str, Any]:
+    return {
+        "url": result.url,
+        "ok": result.ok,
+        "problem": result.problem,
+        "status": result.status,
+        "health": result.health,
+        "elapsed_ms": round(result.elapsed_ms, 1),
+        "summary": probe_line(result, t)["text"],
+    }
+
+
 def _objective_dict(result: ObjectiveResult, t: Translator) -> dict[str, Any]:
-    row = _objective_row(result, t)
+    row = objective_row(result, t)
     objective = result.objective
     return {
         "id": objective.id,
@@ -717,14 +860,16 @@ def _finding_dict(finding: Finding, report: Report, t: Translator) -> dict[str, 
         "features": [
             {"name": f.name, "value": f.value, "usual": f.usual, "z": f.z} for f in finding.features
         ],
-        "first_seen": _iso(evidence.first_seen) if evidence else None,
-        "last_seen": _iso(evidence.last_seen) if evidence else None,
+        "first_seen": iso(evidence.first_seen) if evidence else None,
+        "last_seen": iso(evidence.last_seen) if evidence else None,
         "revisions": evidence.revisions if evidence else [],
         "instances": evidence.instances if evidence else 0,
         "examples": evidence.examples if evidence else [],
         "frame": evidence.frame if evidence else None,
+        "worst_revision": _worst_revision(finding),
         "caused_by": finding.caused_by,
         "caused_count": finding.caused_count,
         "threshold": finding.threshold,
+        "template_id": finding.template_id,
         "summary": f"{finding_title(finding, t)} — {_headline(finding, report, t)}",
     }

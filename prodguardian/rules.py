@@ -177,6 +177,13 @@ class Threshold(_Format, frozen=True, kw_only=True):
         Annotated[float, Meta(ge=1)] | None,
         Meta(description="At least this many times the baseline's hourly rate, and surprising for it."),
     ] = None
+    ongoing_minutes: Annotated[
+        Count | None,
+        Meta(
+            description="Only while the failures go on: not when the last one came more than this many "
+            "minutes before the window's end and requests have succeeded since (a burst that recovered)."
+        ),
+    ] = None
 
 
 class Thresholds(_Format, frozen=True, kw_only=True):
@@ -310,6 +317,8 @@ class Objective(ObjectiveFields, frozen=True, kw_only=True):
 
 @dataclass(frozen=True)
 class RulePack:
+    """The rules and objectives a check applies, compiled once, and the files they come from."""
+
     rules: tuple[Rule, ...]
     objectives: tuple[Objective, ...]
     files: tuple[str, ...]

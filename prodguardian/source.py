@@ -29,14 +29,14 @@ from typing import IO, Any, TypeVar
 
 import orjson
 
-from prodguardian.errors import InputError
+from prodguardian.errors import ConfigError, InputError
 from prodguardian.files import atomic_writer
 
 CHUNK_BYTES = 8 << 20
 MAX_ENTRY_BYTES = 64 << 20  # Cloud Logging caps an entry at 256 KiB; anything this large is not a log entry
 PARALLEL_MIN_BYTES = 48 << 20  # below this, cutting into parts and starting workers costs more than it saves
 PART_BYTES = 32 << 20  # a worker's unit of work (parts are handed out in file order)
-WORKERS_ENV = "PRODGUARDIAN_WORKERS"  # worker processes for a large export; 1 reads it in this process
+MIN_PART_BYTES = 64 << 10  # smaller parts cost more in hand-offs than they could gain
 _INCREMENTAL_BATCH = 1024
 PAGE_WARNING = (
     "an entries:list page with a nextPageToken: this is one page of several, later pages are not in the file"
@@ -47,6 +47,32 @@ T = TypeVar("T")
 Decode = Callable[[bytes | memoryview], Any]  # bytes of JSON → its value, as orjson.loads (see read_batches)
 
 
+@dataclass(frozen=True)
+class ReadOptions:
+    """How a large export is read: by how many worker processes, in parts of how many bytes."""
+
+    workers: int | None = None  # None: as many as the CPUs this process may use; 1 reads in this process
+    part_bytes: int = PART_BYTES
+
+    def __post_init__(self) -> None:
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"workers must be at least 1, not {self.workers}", "--workers")
+        if self.part_bytes < MIN_PART_BYTES:
+            raise ConfigError(
+                f"the part size must be at least {MIN_PART_BYTES:,} bytes (64 KiB), not {self.part_bytes:,}",
+                "--part-size",
+            )
+
+    def worker_count(self) -> int:
+        """The worker processes to start for a large export."""
+        if self.workers is not None:
+            return self.workers
+        try:
+            return len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            return os.cpu_count() or 1
+
+
 class FileSource:
     """Entries of one exported file (or `-` for stdin), in the order the file holds them.
 
@@ -54,10 +80,12 @@ class FileSource:
     each once however often the file is read; it is complete once the entries have been read to the end.
     """
 
-    truncated = False
+    truncated = False  # a file is read to its end
+    covers_window = False  # an export may start after the window does (`gcloud ... --limit`)
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, read: ReadOptions = ReadOptions()) -> None:
         self.path = path
+        self.read = read
         self.name = "<stdin>" if path == "-" else path
         self.warnings: list[str] = []
 
@@ -88,10 +116,14 @@ class FileSource:
         picklable (what a worker sends back). Anything else is one part read in this process. If any part
         fails, the whole file is read again here, so errors read exactly as they would without parts.
         """
-        parts = _plan_parts(self.path)
+        parts = _plan_parts(self.path, self.read)
         if parts:
-            run = _run_parts if _can_fork(len(parts)) else _run_parts_here
-            results = run(parts, fn, decode)
+            workers = min(self.read.worker_count(), len(parts))
+            results = (
+                _run_parts(parts, fn, decode, workers)
+                if _can_fork(workers)
+                else _run_parts_here(parts, fn, decode)
+            )
             if results is not None:
                 for result, warnings in results:
                     _add_warnings(self.warnings, warnings)
@@ -603,32 +635,13 @@ class _PartSpec:
     last: bool
 
 
-def worker_count() -> int:
-    """Worker processes for a large export: $PRODGUARDIAN_WORKERS, else the CPUs this process may use."""
-    wanted = os.environ.get(WORKERS_ENV, "").strip()
-    if wanted:
-        try:
-            return max(1, int(wanted))
-        except ValueError:
-            return 1
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def _can_fork(parts: int) -> bool:
+def _can_fork(workers: int) -> bool:
     """Whether parts go to worker processes. They are forked (cheap: nothing to import again), so only where
     fork is safe: Linux, and a process with no other thread running."""
-    return (
-        parts > 1
-        and worker_count() > 1
-        and sys.platform.startswith("linux")
-        and threading.active_count() == 1
-    )
+    return workers > 1 and sys.platform.startswith("linux") and threading.active_count() == 1
 
 
-def _plan_parts(path: str) -> list[_PartSpec] | None:
+def _plan_parts(path: str, read: ReadOptions) -> list[_PartSpec] | None:
     """Cut a large plain export into parts at entry boundaries, or None to read it in one piece."""
     if path == "-":
         return None
@@ -637,7 +650,7 @@ def _plan_parts(path: str) -> list[_PartSpec] | None:
         if size < PARALLEL_MIN_BYTES:
             return None
         with open(path, "rb") as raw:
-            return _cut(raw, path, size, max(worker_count(), -(-size // PART_BYTES)))
+            return _cut(raw, path, size, max(read.worker_count(), -(-size // read.part_bytes)))
     except (OSError, InputError):
         return None
 
@@ -693,7 +706,7 @@ def _find(raw: IO[bytes], mark: bytes, at: int) -> int:
 
 
 def _run_parts(
-    parts: list[_PartSpec], fn: Callable[[Iterator[list[Any]]], T], decode: Decode
+    parts: list[_PartSpec], fn: Callable[[Iterator[list[Any]]], T], decode: Decode, workers: int
 ) -> list[tuple[T, list[str]]] | None:
     """`fn` over each part in worker processes, results (each with the part's warnings) in part order; None
     if any part failed.
@@ -703,7 +716,7 @@ def _run_parts(
     dies (killed, out of memory) breaks the pool, which says so instead of leaving anyone waiting.
     """
     context = multiprocessing.get_context("fork")
-    pool = ProcessPoolExecutor(min(worker_count(), len(parts)), mp_context=context, initializer=gc.disable)
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=gc.disable)
     try:
         return list(pool.map(functools.partial(_read_part, fn, decode), parts))
     except Exception:  # any failure: the exact reader runs again, here, and says what is wrong

@@ -536,7 +536,13 @@ def _check_header(path: Path) -> None:
 def _open(db: sqlite3.Connection, path: Path, migrations: Sequence[Migration], busy_timeout: float) -> int:
     """Check the file's identity, version and integrity; create or migrate it; switch it to WAL."""
     latest = len(migrations)
-    version = _identify(db, path, latest)
+    # One read transaction: a first open racing another's creation must see the id and the tables of the
+    # same moment, not the id from before its commit and the tables from after.
+    db.execute("BEGIN")
+    try:
+        version = _identify(db, path, latest)
+    finally:
+        db.execute("COMMIT")
     if version:
         problem = db.execute("PRAGMA quick_check").fetchone()[0]
         if problem != "ok":

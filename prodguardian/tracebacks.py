@@ -226,6 +226,14 @@ def describe(text: str) -> Description:
     return None, None, None, None, None
 
 
+def trace_group(exc_type: str, file: str | None, function: str | None) -> str:
+    """A trace's group: its root exception type and innermost application frame, by file and function but
+    not line, which moves with every edit (`KeyError at src/threads.py in get_thread`)."""
+    if not file:
+        return exc_type
+    return f"{exc_type} at {file} in {function}" if function else f"{exc_type} at {file}"
+
+
 def app_relative(path: str) -> str:
     return _APP_ROOT.sub("", path)
 

@@ -10,14 +10,22 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from prodguardian.aggregate import Window
 from prodguardian.detect import SEVERITIES, Detection, Finding, Metrics, ObjectiveResult, RevisionStats
+from prodguardian.probes import ProbeResult
 from prodguardian.reference import Reference
+from prodguardian.unknown_errors import ErrorTemplate
 
-STATUS_ICONS = {"OK": "🟢", "DEGRADED": "🟡", "CRITICAL": "🔴", "UNKNOWN": "⚪"}
-EXIT_CODES = {"OK": 0, "DEGRADED": 1, "CRITICAL": 2, "UNKNOWN": 3}
+Status = Literal["OK", "DEGRADED", "CRITICAL", "UNKNOWN"]
+Priority = Literal["HIGH", "MEDIUM", "LOW"]
+PRIORITIES: tuple[Priority, ...] = ("HIGH", "MEDIUM", "LOW")
+AreaState = Literal[
+    "ok", "noted", "warn", "fail"
+]  # noted: failures under the thresholds, or a missed objective
+STATUS_ICONS: dict[Status, str] = {"OK": "🟢", "DEGRADED": "🟡", "CRITICAL": "🔴", "UNKNOWN": "⚪"}
+EXIT_CODES: dict[Status, int] = {"OK": 0, "DEGRADED": 1, "CRITICAL": 2, "UNKNOWN": 3}
 AREAS = {
     "database": ("database",),
     "websocket": ("websocket",),
@@ -48,7 +56,8 @@ class LogText(str):
 
 @dataclass(frozen=True)
 class Reason:
-    """Why a report is UNKNOWN: a key of the catalog's `reasons` and its values, or an error's message."""
+    """Why a report is UNKNOWN, or what it warns about: a key of the catalog's `reasons` (or `warnings`) and
+    its values, or a message given as it is."""
 
     key: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
@@ -62,12 +71,14 @@ class Context:
     region: str | None
     window: Window
     totals: dict[str, Any]
-    warnings: list[str] = field(default_factory=list)  # about the input: future timestamps, one page of many
+    warnings: list[Reason] = field(
+        default_factory=list
+    )  # about the input: future timestamps, one page of many
 
 
 @dataclass
 class Recommendation:
-    priority: str  # HIGH | MEDIUM | LOW
+    priority: Priority
     advice: str  # key of the advice text in the report catalog
     params: dict[str, Any]
     command: str | None = None
@@ -78,13 +89,15 @@ class Area:
     """One line of the report's checklist: an area with a finding or a missed objective is never ✅."""
 
     id: str
-    state: str  # ok | noted (failures under the alert thresholds, or a missed objective) | warn | fail
+    state: AreaState
     findings: list[Finding]
 
 
 @dataclass
 class Report:
-    status: str
+    """A check's answer: the status, findings in reading order, metrics, objectives, advice (pure data)."""
+
+    status: Status
     context: Context
     findings: list[Finding]
     metrics: Metrics | None
@@ -95,6 +108,11 @@ class Report:
     reference: Reference | None = None  # what "usual" was, when a seasonal reference names its hour
     reason: Reason | None = None  # why the status is UNKNOWN
     services: list[Report] = field(default_factory=list)  # every service's report, worst first, when several
+    # The window's unknown-error templates, most failures first (a report shows the top ones).
+    patterns: list[ErrorTemplate] = field(default_factory=list)
+    probes: list[ProbeResult] = field(
+        default_factory=list
+    )  # `check --probe`: each a row, a failure a finding
 
     @property
     def exit_code(self) -> int:
@@ -108,7 +126,7 @@ class Report:
 def build_report(detection: Detection, context: Context) -> Report:
     findings = order_findings(_explained_latency(_failed_deploys(detection.findings, detection.revisions)))
     problems = [f for f in findings if f.severity != "INFO"]
-    status = min((f.severity for f in problems), key=SEVERITIES.index) if problems else "OK"
+    status = _status(problems)
     return Report(
         status=status,
         context=context,
@@ -118,8 +136,16 @@ def build_report(detection: Detection, context: Context) -> Report:
         recommendations=recommend(status, problems, detection.revisions, context),
         areas=_areas(findings, detection.objectives),
         baseline_available=detection.baseline_available,
+        patterns=detection.patterns,
         reference=detection.reference,
     )
+
+
+def _status(problems: list[Finding]) -> Status:
+    """The worst severity of the findings that alert; OK when none does."""
+    if not problems:
+        return "OK"
+    return "CRITICAL" if any(f.severity == "CRITICAL" for f in problems) else "DEGRADED"
 
 
 def _failed_deploys(findings: list[Finding], revisions: list[RevisionStats]) -> list[Finding]:
@@ -187,6 +213,7 @@ def _areas(findings: list[Finding], objectives: list[ObjectiveResult]) -> list[A
         mine = [f for f in findings if f.category in categories]
         missed = [o for o in objectives if o.met is False and o.category in categories]
         severities = {f.severity for f in mine}
+        state: AreaState
         if "CRITICAL" in severities:
             state = "fail"
         elif "DEGRADED" in severities:
@@ -200,7 +227,7 @@ def _areas(findings: list[Finding], objectives: list[ObjectiveResult]) -> list[A
 
 
 def recommend(
-    status: str, problems: list[Finding], revisions: list[RevisionStats], context: Context
+    status: Status, problems: list[Finding], revisions: list[RevisionStats], context: Context
 ) -> list[Recommendation]:
     advice: list[Recommendation] = []
     rollback = _rollback(problems, revisions, context)
@@ -218,8 +245,7 @@ def recommend(
             f"prodguardian check --service {context.service} --freshness 15m", context.service
         )
         advice.append(Recommendation("MEDIUM", "check_again", {}, command))
-    order = ("HIGH", "MEDIUM", "LOW")
-    return sorted(_dedupe(advice), key=lambda r: order.index(r.priority))
+    return sorted(_dedupe(advice), key=lambda r: PRIORITIES.index(r.priority))
 
 
 def _dedupe(advice: list[Recommendation]) -> list[Recommendation]:
@@ -233,7 +259,7 @@ def _dedupe(advice: list[Recommendation]) -> list[Recommendation]:
     return kept
 
 
-def _priority(finding: Finding) -> str:
+def _priority(finding: Finding) -> Priority:
     return "HIGH" if finding.severity == "CRITICAL" else "MEDIUM"
 
 
@@ -263,12 +289,7 @@ def _rollback(
     if not clean:
         return None
     target = clean[-1]
-    command = _safe_command(
-        f"gcloud run services update-traffic {context.service} --to-revisions={target.revision}=100"
-        + _gcloud_suffix(context),
-        context.service,
-        target.revision,
-    )
+    command = rollback_command(context, target.revision)
     params = {
         "new": LogText(newest.revision),
         "old": LogText(target.revision),
@@ -278,6 +299,16 @@ def _rollback(
         "ago": _ago(context.window.end - newest.first_seen.replace(tzinfo=context.window.end.tzinfo)),
     }
     return Recommendation("HIGH", "rollback", params, command)
+
+
+def rollback_command(context: Context, revision: str) -> str | None:
+    """The command sending all traffic back to `revision` (None when a name is not a plain identifier)."""
+    return _safe_command(
+        f"gcloud run services update-traffic {context.service} --to-revisions={revision}=100"
+        + _gcloud_suffix(context),
+        context.service,
+        revision,
+    )
 
 
 def _failing_since_start(revision: RevisionStats) -> bool:

@@ -5,11 +5,15 @@ HTTP/JSON goes through google-auth's AuthorizedSession, gRPC through the generat
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import math
 import os
 import re
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +22,7 @@ from google.auth.credentials import Credentials
 from prodguardian import cloud
 from prodguardian.cloud import (
     STATED_PROBLEM,
+    CloudLogging,
     CloudQuery,
     CloudSource,
     ReadStats,
@@ -225,10 +230,16 @@ def server(empty_server: FakeLoggingServer, monkeypatch: pytest.MonkeyPatch) -> 
     return empty_server
 
 
+SETTINGS = {field.name for field in dataclasses.fields(CloudLogging)}
+
+
 def query(**overrides: Any) -> CloudQuery:
-    settings: dict[str, Any] = {"start": START, "end": END, "project": PROJECT, "service": "emergence-app"}
-    settings.update(overrides)
-    return CloudQuery(**settings)
+    """The query of the incident's window; an emulator host in the environment is read as the CLI reads it."""
+    what: dict[str, Any] = {"start": START, "end": END, "service": "emergence-app"}
+    how: dict[str, Any] = {"project": PROJECT, "emulator": os.environ.get(cloud.EMULATOR_ENV)}
+    for name, value in overrides.items():
+        (how if name in SETTINGS else what)[name] = value
+    return CloudQuery(**what, settings=CloudLogging(**how))
 
 
 def read(
@@ -292,7 +303,7 @@ def test_window_is_always_explicit_even_without_service() -> None:
 
 def test_window_given_in_another_timezone_is_sent_in_utc() -> None:
     paris = timezone(timedelta(hours=2))
-    q = CloudQuery(start=START.astimezone(paris), end=END.astimezone(paris), project="p")
+    q = CloudQuery(start=START.astimezone(paris), end=END.astimezone(paris))
     assert q.start == START and q.start.tzinfo == UTC
     assert 'timestamp>="2025-10-11T10:04:00Z"' in build_filter(q, "p")
 
@@ -523,10 +534,9 @@ def test_calls_are_paced_by_a_token_bucket(server: FakeLoggingServer) -> None:
     assert source.stats.elapsed == pytest.approx(clock.now - start)
 
 
-def test_pacing_can_be_disabled(server: FakeLoggingServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cloud, "CALLS_PER_SECOND", float("inf"))
+def test_pacing_can_be_disabled(server: FakeLoggingServer) -> None:
     clock = FakeClock()
-    read(query(page_size=25), clock)
+    read(query(page_size=25, calls_per_second=math.inf), clock)
     assert clock.sleeps == []
 
 
@@ -592,7 +602,7 @@ def test_expired_credentials_ask_to_log_in_again(
 
 def test_emulator_asking_for_credentials(server: FakeLoggingServer) -> None:
     server.inject_always(Fault(status=401))
-    with pytest.raises(SourceError, match=r"asked for credentials .*LOGGING_EMULATOR_HOST reads anonymously"):
+    with pytest.raises(SourceError, match=r"asked for credentials .*but an emulator is read anonymously"):
         read(query())
     assert len(server.calls) == 1
 
@@ -670,18 +680,14 @@ def test_emulator_and_endpoint_together_are_refused(server: FakeLoggingServer) -
         ({"start": END}, "empty read window"),
         ({"max_entries": 0}, "--max-entries"),
         ({"page_size": 1001}, "between 1 and 1000"),
+        ({"calls_per_second": 0}, "--calls-per-second must be more than 0"),
+        ({"transport": "carrier-pigeon"}, "http or grpc"),
         ({"service": 'a"\nb'}, "control characters"),
     ],
 )
 def test_bad_queries_are_config_errors(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         CloudSource(query(**overrides))
-
-
-def test_bad_transport_setting(server: FakeLoggingServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PRODGUARDIAN_LOGGING_TRANSPORT", "carrier-pigeon")
-    with pytest.raises(ConfigError, match="http or grpc"):
-        read(query())
 
 
 # --------------------------------------------------------------------------------------------- project
@@ -704,11 +710,11 @@ def test_project_resolution_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Any
     monkeypatch.setattr("google.auth.default", lambda **kw: (AnonymousCredentials(), "from-adc"))
     monkeypatch.setenv("CLOUDSDK_CORE_PROJECT", "from-cloudsdk")
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "from-google-cloud")
-    monkeypatch.setenv("PRODGUARDIAN_PROJECT", "from-prodguardian")
+    monkeypatch.setenv("PRODGUARDIAN_PROJECT", "the-cli-reads-it")  # not the core: --project's variable
     assert resolve_project("explicit") == "explicit"
-    assert resolve_project(None) == "from-prodguardian"
-    monkeypatch.setenv("PRODGUARDIAN_PROJECT", " ")
     assert resolve_project(None) == "from-google-cloud"
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", " ")
+    assert resolve_project(None) == "from-cloudsdk"
     monkeypatch.delenv("GOOGLE_CLOUD_PROJECT")
     assert resolve_project(None) == "from-cloudsdk"
     monkeypatch.delenv("CLOUDSDK_CORE_PROJECT")
@@ -750,7 +756,6 @@ def test_source_resolves_the_project_from_the_environment(
 @pytest.fixture
 def grpc_server(server: FakeLoggingServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLoggingServer]:
     monkeypatch.setenv("LOGGING_EMULATOR_HOST", server.start_grpc())
-    monkeypatch.setenv("PRODGUARDIAN_LOGGING_TRANSPORT", "grpc")
     yield server
 
 
@@ -758,7 +763,7 @@ def test_grpc_transport_gives_the_same_entries(grpc_server: FakeLoggingServer) -
     regexes = (RECONNECTED,)
     grpc_server.inject(2, Fault(status=429))
     grpc_server.inject(3, Fault(empty_page=True))
-    source, entries = read(query(page_size=60, message_regexes=regexes))
+    source, entries = read(query(page_size=60, message_regexes=regexes, transport="grpc"))
     assert entries == newest_first(
         [e for e in INCIDENT if wanted(e, regexes=regexes)]
     )  # jsonPayload ints stay ints
@@ -770,7 +775,27 @@ def test_grpc_transport_gives_the_same_entries(grpc_server: FakeLoggingServer) -
 def test_grpc_errors_are_mapped(grpc_server: FakeLoggingServer, monkeypatch: pytest.MonkeyPatch) -> None:
     grpc_server.inject_always(Fault(status=403))
     with pytest.raises(SourceError, match=r"roles/logging\.viewer"):
-        read(query())
+        read(query(transport="grpc"))
     monkeypatch.setenv("LOGGING_EMULATOR_HOST", f"127.0.0.1:{free_port()}")
     with pytest.raises(SourceError, match="unreachable"):
-        read(query())
+        read(query(transport="grpc"))
+
+
+# ------------------------------------------------------------------------------------- public surface only
+
+
+def test_the_live_source_reaches_no_private_attribute() -> None:
+    """Only the Google libraries' public API: an attribute starting with `_` is this module's own (on self,
+    or a name it defines), never a library's (`client._connection`, `_gapic_api`, `_transport_registry`)."""
+    tree = ast.parse(Path(cloud.__file__).read_text(encoding="utf-8"))
+    own = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.ClassDef)}
+    reached = [
+        f"{ast.unparse(node)} (line {node.lineno})"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr.startswith("_")
+        and not node.attr.startswith("__")
+        and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+        and node.attr not in own
+    ]
+    assert reached == []

@@ -18,7 +18,7 @@ CHECK = ["--service", "emergence-app", "--until", UNTIL, "--project", "emergence
 @pytest.fixture
 def logging_api(fake_logging_server: FakeLoggingServer, monkeypatch: pytest.MonkeyPatch) -> FakeLoggingServer:
     monkeypatch.setenv("LOGGING_EMULATOR_HOST", fake_logging_server.host)
-    monkeypatch.setattr("prodguardian.cloud.CALLS_PER_SECOND", 1000.0, raising=False)
+    monkeypatch.setenv("PRODGUARDIAN_CALLS_PER_SECOND", "1000")
     fake_logging_server.add(generate("db-outage"))
     return fake_logging_server
 

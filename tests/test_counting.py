@@ -61,10 +61,11 @@ def test_a_failing_worker_start_is_one_finding_titled_by_its_exception(pack: Rul
         logs.text_line(5.003, "[2025-10-11 11:30:05 +0000] [1] [ERROR] Shutting down: Master", "ERROR"),
     ]
     report = check(boot + [logs.request(60 + i, "/", 200) for i in range(10)], pack)
-    unknown = [f for f in report.findings if f.category == "unknown"]
-    assert len(unknown) == 1
-    assert unknown[0].count == 1
-    assert unknown[0].group == "ModuleNotFoundError: No module named 'settings'"
+    (failed,) = [f for f in report.findings if f.kind == "failure"]  # a missing module: the code cannot load
+    assert failed.rule == "module-load-failure" and failed.count == 1 and failed.severity == "CRITICAL"
+    assert (
+        failed.evidence and failed.evidence.examples[0] == "ModuleNotFoundError: No module named 'settings'"
+    )
 
 
 def scheduler_call(at: float) -> dict[str, Any]:
@@ -189,3 +190,53 @@ def test_each_service_counts_its_own_folded_entries(pack: RulePack) -> None:
         assert totals[service]["duplicates"] == failing
         assert totals[service]["merged_lines"] == TRACEBACK_LINES - 1
         assert totals[service]["other_resources"] == 3
+
+
+READINESS = 'Readiness HTTP probe failed 3 times consecutively for container "api-1" on path "/ready".'
+
+
+def test_a_readiness_probe_failing_every_period_is_one_failure_per_instance(pack: RulePack) -> None:
+    other = "1" * 64
+    flapping = [logs.text_line(i * 30, READINESS, "WARNING", log="varlog%2Fsystem") for i in range(6)]
+    flapping.append(logs.text_line(95, READINESS, "WARNING", log="varlog%2Fsystem", instance=other))
+    traffic = [logs.request(200 + i, "/api/threads", 200) for i in range(30)]
+    readiness = next(
+        f for f in check(flapping + traffic, pack).findings if f.rule == "readiness-check-failure"
+    )
+    assert readiness.count == 2 and readiness.severity == "DEGRADED"
+
+
+def test_a_revisions_ready_false_event_is_the_failed_start_it_follows(pack: RulePack) -> None:
+    probe = logs.text_line(
+        10,
+        'Default STARTUP TCP probe failed 1 time consecutively for container "worker" on port 8080.',
+        "ERROR",
+        log="varlog%2Fsystem",
+    )
+    event = logs.text_line(11.3, "", "ERROR", instance="")
+    del event["textPayload"], event["labels"]
+    event["logName"] = f"projects/{logs.PROJECT}/logs/cloudaudit.googleapis.com%2Fsystem_event"
+    event["protoPayload"] = {
+        "status": {
+            "code": 9,
+            "message": f"Ready condition status changed to False for Revision {logs.REVISION} with message: "
+            "The user-provided container failed to start and listen on the port defined provided by the "
+            "PORT=8080 environment variable within the allocated timeout.",
+        }
+    }
+    startup = next(f for f in check([probe, event], pack).findings if f.category == "startup")
+    assert startup.count == 1
+    assert startup.evidence and startup.evidence.instances == 1  # the audit event names no instance
+
+
+def test_a_burst_that_recovered_is_degraded_and_one_still_going_critical(pack: RulePack) -> None:
+    aborted = "The request was aborted because there was no available instance."
+    burst = [logs.request(i * 0.5, "/push", 429, "0s", method="POST", text=aborted) for i in range(40)]
+    served = [logs.request(30 + i * 3, "/push", 200, "2.1s", method="POST") for i in range(100)]
+    recovered = next(f for f in check(burst + served, pack).findings if f.rule == "no-available-instance")
+    assert (
+        recovered.severity == "DEGRADED" and recovered.evidence and recovered.evidence.recovered_minutes > 5
+    )
+    late = [logs.request(330 + i * 0.5, "/push", 429, "0s", method="POST", text=aborted) for i in range(40)]
+    going_on = next(f for f in check(served + late, pack).findings if f.rule == "no-available-instance")
+    assert going_on.severity == "CRITICAL" and going_on.evidence and going_on.evidence.recovered_minutes == 0

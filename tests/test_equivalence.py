@@ -29,7 +29,7 @@ from prodguardian.linking import link_failures
 from prodguardian.render import render
 from prodguardian.rules import SEVERITY_RANKS, RulePack
 from prodguardian.simulate import generate
-from prodguardian.source import FileSource, write_export
+from prodguardian.source import FileSource, ReadOptions, write_export
 from prodguardian.tracebacks import app_relative, continues, describe, has_trace, is_start
 
 SCALE, HOURS = 0.75, 6  # about 16,000 entries (16 MB): the window and 5 hours of baseline
@@ -200,14 +200,18 @@ def report_from_list(entries: list[dict[str, Any]], pack: RulePack) -> str:
     return render(run_check(entries, CheckOptions(), pack).report, "json", "en")
 
 
+def small_parts(workers: int) -> ReadOptions:
+    """Parts of 1 MiB, read by that many workers."""
+    return ReadOptions(workers=workers, part_bytes=1 << 20)
+
+
 @pytest.fixture
 def small_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Batches, chunks and parts small enough that the export makes many of each (about 16 batches, 4
-    chunks, 16 parts), and a file large enough for workers."""
+    """Batches and chunks small enough that the export makes many of each (about 16 batches, 4 chunks),
+    and a file large enough for workers (read in `SMALL_PARTS`: about 16 parts)."""
     monkeypatch.setattr(events_module, "BATCH_ENTRIES", 1000)
     monkeypatch.setattr(events_module, "CHUNK_ROWS", 4096)
     monkeypatch.setattr(source, "PARALLEL_MIN_BYTES", 1 << 20)
-    monkeypatch.setattr(source, "PART_BYTES", 1 << 20)
     monkeypatch.setattr(source, "CHUNK_BYTES", 256 << 10)
     monkeypatch.setattr(source.threading, "active_count", lambda: 1)  # other tests' servers may be running
 
@@ -255,7 +259,7 @@ def test_fast_table_equals_the_reference(entries: list[dict[str, Any]], referenc
 
 
 @pytest.mark.usefixtures("small_pieces")
-@pytest.mark.parametrize("workers", ["2", "1"], ids=["forked-workers", "this-process"])
+@pytest.mark.parametrize("workers", [2, 1], ids=["forked-workers", "this-process"])
 @pytest.mark.parametrize("jsonl", [False, True], ids=["gcloud-array", "json-lines"])
 def test_parts_read_the_same(
     entries: list[dict[str, Any]],
@@ -266,13 +270,12 @@ def test_parts_read_the_same(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     jsonl: bool,
-    workers: str,
+    workers: int,
 ) -> None:
     """A file cut into parts, read by forked workers or one after another here (as where fork is not
     available), gives the same table, matches and report."""
     path = tmp_path / ("export.jsonl" if jsonl else "export.json")
     write_export(entries, str(path), jsonl=jsonl)
-    monkeypatch.setenv(source.WORKERS_ENV, workers)
     outcomes: list[tuple[str, int | None]] = []  # how many parts each read, None if it failed
     for name in ("_run_parts", "_run_parts_here"):
         run_parts = getattr(source, name)
@@ -283,8 +286,8 @@ def test_parts_read_the_same(
             return result
 
         monkeypatch.setattr(source, name, recorded)
-    parallel = build_events(FileSource(str(path)))
-    expected = "_run_parts" if workers == "2" else "_run_parts_here"
+    parallel = build_events(FileSource(str(path), small_parts(workers)))
+    expected = "_run_parts" if workers == 2 else "_run_parts_here"
     assert [name for name, _ in outcomes] == [expected], "the parts were not read as planned"
     assert (outcomes[0][1] or 0) >= 12, "too few parts to hold each part's edges to the reference"
     assert_same_events(parallel, reference)
@@ -293,7 +296,7 @@ def test_parts_read_the_same(
     pd.testing.assert_frame_equal(fast.events, reference_classified.events, check_exact=True)
     if jsonl:
         return
-    from_file = run_check(FileSource(str(path)), CheckOptions(), pack)
+    from_file = run_check(FileSource(str(path), small_parts(workers)), CheckOptions(), pack)
     assert render(from_file.report, "json", "en") == report_from_list
     assert from_file.report.status == "CRITICAL"
 
@@ -309,10 +312,8 @@ def test_a_part_that_does_not_parse_falls_back_to_the_exact_reader(
     middle = data.index(b'"timestamp"', len(data) // 2)
     data[middle : middle + 1] = b"!"
     path.write_bytes(bytes(data))
-    monkeypatch.setenv(source.WORKERS_ENV, "2")
     with pytest.raises(source.InputError) as parallel:
-        build_events(FileSource(str(path)))
-    monkeypatch.setenv(source.WORKERS_ENV, "1")
+        build_events(FileSource(str(path), small_parts(2)))
     with pytest.raises(source.InputError) as serial:
-        build_events(FileSource(str(path)))
+        build_events(FileSource(str(path), small_parts(1)))
     assert str(parallel.value) == str(serial.value) and "invalid JSON" in str(serial.value)

@@ -61,6 +61,19 @@ def test_skipped_entries_are_counted() -> None:
     assert len(events.table) == 1
 
 
+@pytest.mark.parametrize("precision", ["", ".123", ".123456789"])
+def test_timestamps_no_window_can_hold_are_skipped(precision: str) -> None:
+    """Years 0001, 1500, 2300 and 99999 fit no nanosecond timestamp: skipped, not a crash (pandas parses
+    them in a coarser unit, chosen by the fraction digits of the column)."""
+    odd = [
+        {**logs.request(0, "/"), "timestamp": f"{year}-01-01T00:00:00{precision}Z"}
+        for year in (1, 1500, 2300)
+    ]
+    events = build_events([logs.request(0, "/"), *odd, {"timestamp": "99999-01-01T00:00:00Z"}])
+    assert events.totals.skipped == 4
+    assert len(events.table) == 1
+
+
 def test_traceback_names_the_exception_and_innermost_app_frame() -> None:
     exc_type, message, file, line, function = describe(logs.DB_TRACEBACK)
     assert (exc_type, message) == ("RuntimeError", "Database connection is not available.")

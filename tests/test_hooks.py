@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import ast
 import gzip
-import io
 import os
 import subprocess
 import sys
@@ -220,9 +220,9 @@ def test_hook_script_quotes_windows_paths() -> None:
 
 
 def test_a_corrupt_export_or_a_bug_never_blocks(
-    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The CLI answers 3 (UNKNOWN) for anything that goes wrong, so the hook needs no guard of its own."""
+    """The check answers 3 (UNKNOWN) for anything that goes wrong, so the hook needs no guard of its own."""
     corrupt = tmp_path / "export.json.gz"
     corrupt.write_bytes(gzip.compress(b"")[:10] + b"\xff" * 64)  # a gzip header, then no valid deflate block
     assert _install("--source", str(corrupt), "--block-on", "degraded") == 0
@@ -235,6 +235,122 @@ def test_a_corrupt_export_or_a_bug_never_blocks(
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(cli, "run_check", bug)
-    said = io.StringIO()
-    assert hooks.run_pre_push("degraded", ["--source", str(corrupt)], out=said) == hooks.ALLOW
-    assert "not blocking the push" in said.getvalue()
+    capsys.readouterr()
+    assert (
+        main(["_hook", "pre-push", "--block-on", "degraded", "--", "--source", str(corrupt)]) == hooks.ALLOW
+    )
+    err = capsys.readouterr().err
+    assert "prodguardian: internal error: RuntimeError: a bug" in err and "not blocking the push" in err
+
+
+@pytest.mark.parametrize(
+    ("status", "block_on", "blocks", "says"),
+    [
+        ("OK", "critical", False, "🟢 Production Status: OK — emergence-app · pushing"),
+        ("OK", "degraded", False, "· pushing"),
+        ("DEGRADED", "critical", False, "the hook blocks only when it is CRITICAL, so the push goes on"),
+        ("DEGRADED", "degraded", True, "push blocked: production is DEGRADED"),
+        ("CRITICAL", "critical", True, "push blocked: production is CRITICAL"),
+        ("CRITICAL", "degraded", True, "to push anyway, once: git push --no-verify"),
+        ("UNKNOWN", "critical", False, "not blocking the push"),
+        ("UNKNOWN", "degraded", False, "could not tell whether production is healthy"),
+    ],
+)
+def test_decide(status: str, block_on: str, blocks: bool, says: str) -> None:
+    report = f"Production Status: {status} — emergence-app\nWindow 11:04–12:04 UTC\n"
+    decision = hooks.decide(status, block_on, ("🟢 " if status == "OK" else "") + report)
+    assert decision.blocks is blocks and decision.exit_code == (hooks.BLOCK if blocks else hooks.ALLOW)
+    assert says in decision.message
+    assert ("Window 11:04" in decision.message) is (status != "OK"), "the report, unless all is well"
+
+
+def test_the_blocking_words_are_written_once(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The script's comment, the install's output and the decision say the same thing."""
+    assert hooks.blocking_statuses("degraded") == "DEGRADED or CRITICAL"
+    assert _install("--block-on", "degraded", "--service", "emergence-app") == 0
+    said = capsys.readouterr().out
+    comment = (repo / ".git" / "hooks" / "pre-push").read_text(encoding="utf-8")
+    for line in hooks.describe("degraded", ["--service", "emergence-app"]):
+        assert f"  {line}\n" in said
+        assert f"# {line}\n" in comment
+    assert "it blocks the push when production is DEGRADED or CRITICAL; UNKNOWN" in said
+
+
+def test_the_hook_core_imports_no_click() -> None:
+    """hooks.py decides and writes; the CLI alone prints, and nothing imports the CLI back."""
+    probe = "import sys, prodguardian.hooks; print({'click', 'prodguardian.cli'} & set(sys.modules))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "set()"
+    tree = ast.parse(Path(hooks.__file__).read_text(encoding="utf-8"))
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not imported & {"click", "importlib", "prodguardian.cli"}, (
+        "no import of click or the CLI, even lazily"
+    )
+    names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    assert not names & {"print", "__import__"}, "a core never prints"
+
+
+def test_the_installed_form_runs_the_hidden_command(repo: Path, small_exports: dict[str, Path]) -> None:
+    """An installed package: `python -P -m prodguardian _hook pre-push …`, which `--help` does not list."""
+    text = hooks.hook_script(
+        "pre-push",
+        python=sys.executable,
+        block_on="critical",
+        check_args=["--source", str(small_exports["critical"])],
+    )
+    assert f"'{sys.executable}' -P -m prodguardian _hook pre-push --block-on critical -- '--source'" in text
+    hook = repo / ".git" / "hooks" / "pre-push"
+    hook.write_text(text, encoding="utf-8")
+    done = _run_hook(hook, repo)
+    assert done.returncode == 1 and "push blocked: production is CRITICAL" in done.stderr
+    assert (
+        "_hook"
+        not in subprocess.run(
+            [sys.executable, "-m", "prodguardian", "--help"], capture_output=True, text=True, check=True
+        ).stdout
+    )
+
+
+# What `prodguardian hooks install pre-push` wrote before the hook became a CLI command: the runner was
+# `prodguardian.hooks`, run as a module (installed package) or imported from a checkout.
+LEGACY_CALLS = {
+    "installed": "{python} -P -m prodguardian.hooks pre-push --block-on critical -- '--source' {source}",
+    "checkout": (
+        "{python} -P -c 'import sys; sys.path.insert(0, sys.argv.pop(1)); "
+        "from prodguardian.hooks import main; sys.exit(main())' {root} "
+        "pre-push --block-on critical -- '--source' {source}"
+    ),
+}
+LEGACY_SCRIPT = """#!/bin/sh
+# prodguardian-hook: pre-push, written by `prodguardian hooks install pre-push` (prodguardian 0.1.0).
+{call}
+status=$?
+if [ "$status" -eq 10 ]; then
+    exit 1
+elif [ "$status" -ne 0 ]; then
+    echo "prodguardian: the pre-push hook could not run the check (exit $status);" \\
+        "not blocking the push." >&2
+fi
+exit 0
+"""
+
+
+@pytest.mark.parametrize(
+    ("form", "export", "blocks"), [("installed", "critical", True), ("checkout", "degraded", False)]
+)
+def test_hooks_written_by_an_older_version_keep_working(
+    repo: Path, small_exports: dict[str, Path], form: str, export: str, blocks: bool
+) -> None:
+    """They call `prodguardian.hooks`, which hands their arguments to the hook command: same decision."""
+    call = LEGACY_CALLS[form].format(
+        python=f"'{sys.executable}'",
+        source=f"'{small_exports[export]}'",
+        root=f"'{Path(hooks.__file__).resolve().parent.parent}'",
+    )
+    hook = repo / ".git" / "hooks" / "pre-push"
+    hook.write_text(LEGACY_SCRIPT.format(call=call), encoding="utf-8")
+    done = _run_hook(hook, repo)
+    assert done.returncode == (1 if blocks else 0), done.stderr
+    assert ("push blocked: production is CRITICAL" in done.stderr) is blocks
+    assert "could not run the check" not in done.stderr and "Traceback" not in done.stderr

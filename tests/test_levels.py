@@ -44,6 +44,16 @@ DEBUG, INFO, NOTICE, WARNING, ERROR, CRITICAL = (
         ("2025-10-11 12:00:01 [error    ] payment failed   order_id=7", ERROR),
         ("2025-10-11T12:00:01.123456Z [warning  ] retrying", WARNING),
         ("ERRO[0000] failed to connect", ERROR),
+        # zerolog's console writer (cloudquery on Cloud Run), with its default Kitchen time too
+        (
+            "2024-11-01T03:37:57Z INF started call grpc.component=server grpc.method=GetVersions "
+            "grpc.method_type=unary grpc.service=cloudquery.discovery.v1.Discovery",
+            INFO,
+        ),
+        ("2024-11-01T03:37:57Z WRN slow destination", WARNING),
+        ("2024-11-01T03:37:57Z FTL failed to start server", CRITICAL),
+        ("3:04PM ERR failed to sync error=boom", ERROR),
+        ("3:04PM PNC runtime error", CRITICAL),
         # Go
         ("panic: runtime error: invalid memory address or nil pointer dereference", CRITICAL),
         ("fatal error: concurrent map writes", CRITICAL),

@@ -264,7 +264,12 @@ def test_entries_stamped_in_the_future_are_skipped_and_never_move_the_window(pac
     end = report.context.window.end
     assert newest <= end <= newest + timedelta(seconds=1)
     data = json.loads(render(report, "json", "en"))
-    assert any("future" in warning for warning in data["warnings"])
+    assert any("4 entries stamped in the future" in warning for warning in data["warnings"])
+    french = render(report, "text", "fr")
+    assert (
+        "⚠️ 4 entrées datées du futur (jusqu'au " in french and "ont été ignorées\u00a0: une horloge" in french
+    )
+    assert json.loads(render(report, "json", "fr"))["warnings"][0].startswith("4 entrées datées du futur")
 
 
 def latency_entries(user_agent: str) -> list[dict[str, Any]]:
@@ -328,3 +333,6 @@ def test_an_entries_list_page_reads_and_warns_about_the_next_page(tmp_path: Path
     assert unknown_count(report) == 4
     data = json.loads(render(report, "json", "en"))
     assert any("page" in warning.lower() for warning in data["warnings"])
+    assert "⚠️ une page d'entries:list avec un nextPageToken\u00a0: c'est une page" in render(
+        report, "text", "fr"
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +15,9 @@ from prodguardian.aggregate import cut_line
 from prodguardian.check import CheckOptions, run_check
 from prodguardian.render import Translator, catalog, clean, inline_code, is_plural, render
 from prodguardian.rules import RulePack
-from prodguardian.verdict import Report
+from prodguardian.simulate import generate
+from prodguardian.source import FileSource
+from prodguardian.verdict import LogText, Report
 from tests import logs
 from tests.markdown import outside_code
 
@@ -134,13 +137,24 @@ def test_an_area_without_traffic_says_so(pack: RulePack) -> None:
     assert "✅ HTTP errors: 0% (0 of 60 requests)" in text
 
 
+def test_json_writes_whole_numbers_as_integers() -> None:
+    """A rule's `ms: 1000` or `above_baseline: 3`, an objective's target 0, a rate of 9/h: never 3.0."""
+    floats: list[str] = []
+    for scenario in ("slow", "db-outage"):
+        text = render(run_check(generate(scenario), CheckOptions()).report, "json")
+        document = json.loads(text, parse_float=lambda number: floats.append(number) or float(number))
+        assert not [number for number in floats if float(number).is_integer()], scenario
+        assert any(isinstance(f["threshold"], dict) for f in document["findings"])
+        assert all(isinstance(o["target"], int | float) for o in document["objectives"])
+
+
 def test_json_summaries_carry_their_values(pack: RulePack) -> None:
     reconnecting = "Database connection lost. Attempting automatic reconnection..."
     entries = [logs.request(60 * i, "/api/threads") for i in range(60)]  # an hour of traffic
     entries += [logs.json_line(100 + i, reconnecting, "WARNING") for i in range(2)]
     document = json.loads(render(check(entries, pack), "json"))
     metric = next(f for f in document["findings"] if f["rule"] == "database-reconnection")
-    assert metric["severity"] == "INFO" and metric["summary"].endswith("2 in 1 h (objective < 5/h)")
+    assert metric["severity"] == "INFO" and metric["summary"].endswith("2 in 1 h, objective < 5/h")
     summaries = {o["id"]: o["summary"] for o in document["objectives"]}
     assert summaries["database_reconnection"] == "Reconnections: 2/h (target < 5/h)"
     assert summaries["websocket_error_rate"] == "WebSocket error rate: — (target < 1%)"
@@ -166,6 +180,39 @@ def test_plural_forms_follow_each_languages_rules() -> None:
     assert en("rules.websocket-error.what", count=1) == "broken WebSocket session"
 
 
+def test_french_elides_de_and_que_before_a_vowel() -> None:
+    fr, md = Translator("fr"), Translator("fr", markdown=True)
+    advice = fr("advice.rollback", new=LogText("x-2"), old=LogText("emergence-app-1"), failures=1, total=1)
+    assert "alors qu'emergence-app-1 fonctionnait" in advice
+    advice = md("advice.rollback", new=LogText("x-2"), old=LogText("Ösel-1"), failures=1, total=1)
+    assert "alors qu'`Ösel-1` fonctionnait" in advice
+    assert "alors que web-1 fonctionnait" in fr("advice.rollback", old=LogText("web-1"))
+    assert fr.elide("celles de {revision}", {"revision": "api-2"}) == "celles d'{revision}"
+    assert Translator("en").elide("of {revision}", {"revision": "api-2"}) == "of {revision}"
+
+
+def test_a_revision_share_says_its_count_and_denominator(pack: RulePack) -> None:
+    report = run_check(generate("bad-deploy"), CheckOptions()).report
+    assert "(12 of 155 in emergence-app-00298-xyz: 7.74%)" in render(report, "text")
+    assert "(12 sur 155 dans emergence-app-00298-xyz\u00a0: 7,74\u202f%)" in render(report, "text", "fr")
+    (worst,) = [
+        f["worst_revision"] for f in json.loads(render(report, "json"))["findings"] if f["worst_revision"]
+    ]
+    assert worst == {"revision": "emergence-app-00298-xyz", "count": 12, "denominator": 155, "rate": 12 / 155}
+
+
+def test_a_missing_table_is_not_called_a_missing_database() -> None:
+    fixture = Path(__file__).parent / "fixtures" / "real" / "startup-port-failed-mysql-schema.json"
+    report = run_check(FileSource(str(fixture)), CheckOptions()).report
+    assert "❌ Database or table missing — 1 failure in 1 min" in render(report, "text")
+    assert "❌ Base de données ou table manquante — 1 échec en 1\u00a0min" in render(report, "text", "fr")
+
+
+def test_a_metric_headline_has_one_pair_of_parentheses() -> None:
+    text = render(run_check(generate("reconnect-storm"), CheckOptions()).report, "text")
+    assert "⚠️ Database reconnections — 12 in 1 h, objective < 5/h (usual: 0/h, p < 1e-6)" in text
+
+
 def test_one_of_everything_is_singular(pack: RulePack) -> None:
     entries = [logs.request(0, "/api/threads"), *logs.failing_request_lines(10, trace="b" * 32)]
     text = render(check(entries, pack), "text")
@@ -180,6 +227,29 @@ def test_a_window_across_midnight_shows_both_dates(pack: RulePack) -> None:
     assert render(report, "text").splitlines()[1].startswith("Window 2025-10-11 23:30 – 2025-10-12 00:30 UTC")
     french = render(report, "text", "fr").splitlines()[1]
     assert french.startswith("Fenêtre du 2025-10-11 23:30 au 2025-10-12 00:30 UTC")
+
+
+def test_a_failure_seen_in_one_second_shows_its_time_once(pack: RulePack) -> None:
+    entries = [logs.request(0, "/api/threads"), *logs.failing_request_lines(10, trace="b" * 32)]
+    text = render(check(entries, pack), "text")
+    assert "   11:30:10 · revision emergence-app-00297-6pr · 1 instance" in text and "→" not in text
+
+
+def test_a_window_of_seconds_reads_to_the_second(pack: RulePack) -> None:
+    entries = [logs.request(s, "/api/threads") for s in range(120)]
+    report = check(entries, pack, freshness=timedelta(seconds=1), until=logs.T0 + timedelta(seconds=100))
+    assert render(report, "text").splitlines()[1].startswith("Window 11:31:39–11:31:40 UTC, 2025-10-11 (1 s)")
+    assert "Fenêtre 11:31:39–11:31:40 UTC, 2025-10-11 (1\u00a0s)" in render(report, "text", "fr")
+    failing = [*entries, *logs.failing_request_lines(99.5, trace="c" * 32)]
+    report = check(failing, pack, freshness=timedelta(seconds=1), until=logs.T0 + timedelta(seconds=100))
+    assert "1 failure in 1 s" in render(report, "text"), "never more time than the window has"
+
+
+def test_a_window_before_the_data_says_the_data_starts_after_it(pack: RulePack) -> None:
+    report = check([logs.request(0, "/api/threads")], pack, until=logs.T0 - timedelta(days=1))
+    line = render(report, "text").splitlines()[1]
+    assert "⚠️ the data starts after the window, at 2025-10-11 11:30 UTC" in line and "data covers" not in line
+    assert "les données commencent après la fenêtre, le 2025-10-11 11:30 UTC" in render(report, "text", "fr")
 
 
 def test_a_cut_log_line_ends_with_an_ellipsis(pack: RulePack) -> None:

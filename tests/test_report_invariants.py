@@ -117,6 +117,10 @@ def test_every_rate_is_its_count_over_its_denominator(case: str) -> None:
         if metrics is None:
             continue
         assert (totals["errors"], totals["requests"]) == (metrics["errors"], metrics["requests"])
+        folded = (
+            totals["echoes"] + totals["merged_lines"]
+        )  # lines in `entries` that are no event of their own
+        assert folded + totals["suppressed"] + totals["requests"] <= totals["entries"]
         for rate, count, denominator in (
             ("error_rate", "failed_requests", "requests"),
             ("websocket_error_rate", "websocket_failures", "websocket_connections"),

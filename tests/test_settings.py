@@ -13,7 +13,7 @@ import pytest
 from prodguardian import cli
 from prodguardian.cli import main
 from prodguardian.simulate import generate
-from prodguardian.source import write_export
+from prodguardian.source import FileSource, ReadOptions, write_export
 from tests.fake_logging_server import FakeLoggingServer
 
 README = Path(__file__).parent.parent / "README.md"
@@ -186,3 +186,78 @@ def test_every_setting_is_in_the_readme() -> None:
     table = text[text.index("| setting (file key) |") : text.index("### Output files")]
     for _, option in cli._settings(cli.cli):
         assert f"`{option.setting}`" in table and f"`{option.envvar}`" in table, option.setting
+
+
+def test_read_knobs_come_from_option_then_environment_then_file(
+    capsys: pytest.CaptureFixture[str], workdir: Path, outage: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[ReadOptions] = []
+
+    def recorded(path: str, read: ReadOptions) -> FileSource:
+        seen.append(read)
+        return FileSource(path, read)
+
+    monkeypatch.setattr(cli, "FileSource", recorded)
+    Path("prodguardian.yaml").write_text(f"source: {outage}\nworkers: 1\npart-size: 8\n", encoding="utf-8")
+    assert run(capsys, "check")[0] == 2
+    monkeypatch.setenv("PRODGUARDIAN_WORKERS", "2")
+    assert run(capsys, "check")[0] == 2
+    assert run(capsys, "check", "--workers", "3", "--part-size", "64")[0] == 2
+    assert seen == [
+        ReadOptions(workers=1, part_bytes=8 << 20),
+        ReadOptions(workers=2, part_bytes=8 << 20),
+        ReadOptions(workers=3, part_bytes=64 << 20),
+    ]
+
+
+def test_live_knobs_reach_the_read(
+    capsys: pytest.CaptureFixture[str],
+    workdir: Path,
+    fake_logging_server: FakeLoggingServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_logging_server.add(generate("db-outage", hours=2))
+    monkeypatch.setenv("LOGGING_EMULATOR_HOST", fake_logging_server.start_grpc())
+    Path("prodguardian.yaml").write_text("transport: grpc\ncalls_per_second: 1000\n", encoding="utf-8")
+    code, out, err = run(
+        capsys, "check", "--service", "emergence-app", "--project", "emergence-469005", "--until", UNTIL, "-q"
+    )
+    assert (code, err) == (2, "") and out.startswith("🔴 Production Status: CRITICAL")
+    assert fake_logging_server.calls and {c.transport for c in fake_logging_server.calls} == {"grpc"}
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        (
+            "PRODGUARDIAN_WORKERS",
+            "abc",
+            "'--workers' (env var: 'PRODGUARDIAN_WORKERS'): 'abc' is not a valid",
+        ),
+        ("PRODGUARDIAN_PART_SIZE", "0", "'--part-size' (env var: 'PRODGUARDIAN_PART_SIZE'): 0 is not in the"),
+        ("PRODGUARDIAN_LOGGING_TRANSPORT", "pigeon", "'pigeon' is not one of 'http', 'grpc'"),
+        (
+            "PRODGUARDIAN_CALLS_PER_SECOND",
+            "0",
+            "'--calls-per-second' (env var: 'PRODGUARDIAN_CALLS_PER_SECOND')",
+        ),
+    ],
+)
+def test_a_bad_knob_is_one_line_and_exit_3(
+    capsys: pytest.CaptureFixture[str],
+    workdir: Path,
+    outage: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+    message: str,
+) -> None:
+    monkeypatch.setenv(variable, value)
+    code, out, err = run(capsys, "check", "--source", str(outage))
+    assert (code, out) == (3, "")
+    assert err.startswith("prodguardian: error: Invalid value for ") and message in err
+    assert len(err.splitlines()) == 1
+    monkeypatch.delenv(variable)
+    Path("prodguardian.yaml").write_text("workers: many\n", encoding="utf-8")
+    code, _, err = run(capsys, "check", "--source", str(outage))
+    assert code == 3 and err.startswith("prodguardian: error: prodguardian.yaml:1: workers: 'many' is not a")

@@ -17,7 +17,7 @@ import pytest
 from prodguardian import source
 from prodguardian.decode import decode_entries
 from prodguardian.errors import InputError
-from prodguardian.source import FileSource, read_entries, write_export
+from prodguardian.source import FileSource, ReadOptions, read_entries, write_export
 from tests import logs
 
 ENTRIES = [
@@ -180,11 +180,10 @@ def test_a_worker_that_dies_breaks_nothing(tmp_path: Path, monkeypatch: pytest.M
     path = tmp_path / "export.json"
     write_export(ENTRIES * 20, str(path))  # about 4 MiB: four parts of 1 MiB
     monkeypatch.setattr(source, "PARALLEL_MIN_BYTES", 1 << 20)
-    monkeypatch.setattr(source, "PART_BYTES", 1 << 20)
-    monkeypatch.setenv(source.WORKERS_ENV, "2")
     monkeypatch.setattr(source.threading, "active_count", lambda: 1)
-    assert len(source._plan_parts(str(path)) or []) > 2
-    assert list(FileSource(str(path)).map_parts(_count_or_die)) == [len(ENTRIES) * 20]
+    read = ReadOptions(workers=2, part_bytes=1 << 20)
+    assert len(source._plan_parts(str(path), read) or []) > 2
+    assert list(FileSource(str(path), read).map_parts(_count_or_die)) == [len(ENTRIES) * 20]
 
 
 # LogEntry objects pasted one after another, as copying several entries from the Logs Explorer gives.
@@ -298,7 +297,7 @@ def test_a_powershell_export_file_reads_and_is_not_cut_into_parts(
     path = tmp_path / "export.json"
     path.write_bytes(b"\xff\xfe" + json.dumps(ENTRIES * 20, indent=2).encode("utf-16-le"))
     monkeypatch.setattr(source, "PARALLEL_MIN_BYTES", 1024)
-    assert source._plan_parts(str(path)) is None
+    assert source._plan_parts(str(path), ReadOptions()) is None
     assert list(FileSource(str(path))) == ENTRIES * 20
 
 
@@ -395,8 +394,7 @@ def test_part_warnings_reach_the_file_source(tmp_path: Path, monkeypatch: pytest
     path = tmp_path / "export.json"
     write_export(ENTRIES * 200, str(path))
     monkeypatch.setattr(source, "PARALLEL_MIN_BYTES", 1024)
-    monkeypatch.setattr(source, "PART_BYTES", 64 << 10)
-    monkeypatch.setattr(source, "_can_fork", lambda parts: False)
+    monkeypatch.setattr(source, "_can_fork", lambda workers: False)
     real = source.part_batches
 
     def warning_parts(part: source._PartSpec, decode: Any, warnings: list[str]) -> Iterator[list[Any]]:
@@ -404,7 +402,7 @@ def test_part_warnings_reach_the_file_source(tmp_path: Path, monkeypatch: pytest
         return real(part, decode, warnings)
 
     monkeypatch.setattr(source, "part_batches", warning_parts)
-    export = FileSource(str(path))
+    export = FileSource(str(path), ReadOptions(part_bytes=64 << 10))
     counts = list(export.map_parts(lambda batches: sum(len(batch) for batch in batches)))
     assert len(counts) > 1 and sum(counts) == len(ENTRIES) * 200
     assert export.warnings == ["a warning"]

@@ -1,4 +1,5 @@
-"""A real, non-editable install from a built wheel ships rules/ and templates/ and works from anywhere."""
+"""A real, non-editable install from a built wheel ships rules/, templates/ and py.typed and works from
+anywhere."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ def test_wheel_installs_and_runs_from_any_directory(tmp_path: Path) -> None:
         timeout=300,
     )
     assert install.returncode == 0, install.stderr
+    assert (target / "prodguardian" / "py.typed").is_file(), "the wheel ships its types (PEP 561)"
     env = {**os.environ, "PYTHONPATH": str(target)}
     where = subprocess.run(
         [

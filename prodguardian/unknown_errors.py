@@ -1,0 +1,210 @@
+"""The errors no rule knows, grouped into templates, and which of them are new: a stage after classify.
+
+It reads the rows the pack's fallback rules matched (ERROR-or-worse lines no rule knows, in failures no
+known root cause explains) and gives each failure one template: a traceback's is its exception type and
+innermost application frame (`tracebacks.trace_group`), any other's the template its message mines to
+(`patterns.TemplateMiner`, over the window and the baseline together, so a message of the window that
+generalises a baseline template is that template). A template is new when the baseline holds none of its
+failures and the known templates (a state store's, say) do not name it; without a baseline nor known
+templates nothing can be new.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from prodguardian.aggregate import Evidence, Window, cut_line, periods
+from prodguardian.classify import Classified
+from prodguardian.patterns import TemplateMiner, template_id
+from prodguardian.rules import RulePack
+from prodguardian.tracebacks import trace_group
+
+TOP_TEMPLATES = 5  # how many of the window's templates a report lists
+
+
+@dataclass(frozen=True)
+class ErrorTemplate:
+    """One template of the window's unknown errors: failures counted once each."""
+
+    id: str
+    template: str
+    kind: str  # traceback | message
+    count: int  # failures in the window
+    baseline_count: int  # failures in the baseline
+    new: bool
+    evidence: Evidence
+    groups: frozenset[str]  # the fallback groups (`classify`) its window failures fall in
+
+
+@dataclass(frozen=True)
+class UnknownErrors:
+    templates: list[ErrorTemplate] = field(default_factory=list)  # the window's, most failures first
+    superseded: frozenset[str] = frozenset()  # fallback groups whose window failures are all new errors
+
+    @property
+    def new(self) -> list[ErrorTemplate]:
+        return [template for template in self.templates if template.new]
+
+
+@dataclass
+class _Unit:
+    """One failure's rows (in time order) and the template it takes."""
+
+    rows: list[int] = field(default_factory=list)
+    key: str = ""
+    kind: str = "message"
+
+
+def unknown_errors(
+    classified: Classified,
+    pack: RulePack,
+    window: Window,
+    baseline_available: bool,
+    known: Collection[str] = frozenset(),
+) -> UnknownErrors:
+    """Template the fallback rules' rows; `known`: template ids seen before (never new)."""
+    fallback = [rule.id for rule in pack.rules if rule.type == "fallback"]
+    matches = classified.matches[classified.matches["rule"].isin(fallback)]
+    if matches.empty:
+        return UnknownErrors()
+    events = classified.events
+    rows = np.unique(matches["row"].to_numpy())
+    period = periods(events["ts"].iloc[rows], window)
+    rows = rows[period != ""]
+    period_of = dict(zip(rows.tolist(), period[period != ""].tolist(), strict=True))
+    units = _units(events, rows)
+    groups: dict[int, set[str]] = {}
+    for row, group in zip(matches["row"].tolist(), matches["group"].tolist(), strict=True):
+        if group:
+            groups.setdefault(row, set()).add(str(group))
+    by_key: dict[str, list[_Unit]] = {}
+    for unit in units:
+        by_key.setdefault(unit.key, []).append(unit)
+    templates = []
+    for key, members in by_key.items():
+        in_window = [u for u in members if any(period_of[r] == "window" for r in u.rows)]
+        if not in_window:
+            continue
+        baseline = len(members) - len(in_window)
+        identity = template_id(key)
+        window_rows = [r for u in in_window for r in u.rows if period_of[r] == "window"]
+        templates.append(
+            ErrorTemplate(
+                id=identity,
+                template=key,
+                kind=members[0].kind,
+                count=len(in_window),
+                baseline_count=baseline,
+                new=(baseline_available or bool(known)) and not baseline and identity not in known,
+                evidence=_evidence(events, window_rows),
+                groups=frozenset(g for r in window_rows for g in groups.get(r, ())),
+            )
+        )
+    templates.sort(key=lambda t: (-t.count, t.template))
+    return UnknownErrors(templates, _superseded(templates))
+
+
+def _units(events: pd.DataFrame, rows: np.ndarray) -> list[_Unit]:
+    """The failures of the rows (a row outside any failure is one of its own), each with its template.
+
+    Each distinct text is mined once: a message the miner has seen joins the template it joined before.
+    """
+    failures = events["failure"].to_numpy()
+    exc_types = events["exc_type"].to_numpy()
+    units: dict[int, _Unit] = {}
+    for row in rows.tolist():
+        failure = int(failures[row])
+        units.setdefault(failure if failure >= 0 else -1 - row, _Unit()).rows.append(row)
+    miner = TemplateMiner()
+    by_text: dict[str, int] = {}
+    mined: dict[int, int] = {}
+    for row, text in zip(rows.tolist(), _texts(events, rows), strict=True):
+        mined[row] = by_text[text] if text in by_text else by_text.setdefault(text, miner.add(text))
+    traced = set(np.flatnonzero(_traced_rows(events)).tolist())
+    for unit in units.values():
+        first_traced = next((r for r in unit.rows if r in traced), None)
+        if first_traced is not None:
+            unit.key = _trace_key(events, first_traced)
+            unit.kind = "traceback"
+            continue
+        described = next((r for r in unit.rows if isinstance(exc_types[r], str)), unit.rows[0])
+        unit.key = miner.templates[mined[described]].text
+    return list(units.values())
+
+
+def logged_messages(events: pd.DataFrame) -> Iterator[tuple[int, str, str | None]]:
+    """Every event's (number from 1, text, traceback group or None), for `patterns.group_messages`."""
+    traced = _traced_rows(events)
+    for row, text in enumerate(_texts(events, np.arange(len(events)))):
+        if text:
+            yield row + 1, text, _trace_key(events, row) if traced[row] else None
+
+
+def _trace_key(events: pd.DataFrame, row: int) -> str:
+    return trace_group(
+        str(events.at[row, "exc_type"]),
+        _string(events.at[row, "frame_file"]),
+        _string(events.at[row, "frame_function"]),
+    )
+
+
+def _string(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _traced_rows(events: pd.DataFrame) -> np.ndarray:
+    """Which rows are tracebacks with an application frame."""
+    frames = events["traceback_frame"].fillna(False).to_numpy(dtype=bool)
+    return np.asarray(events["exc_type"].notna().to_numpy() & frames, dtype=bool)
+
+
+def _texts(events: pd.DataFrame, rows: np.ndarray) -> list[str]:
+    """What each row says: a trace's exception line, else its message's first line."""
+    columns = (events[name].to_numpy()[rows].tolist() for name in ("exc_type", "exc_message", "message"))
+    return [
+        _said(exc_type, exc_message, message) for exc_type, exc_message, message in zip(*columns, strict=True)
+    ]
+
+
+def _said(exc_type: Any, exc_message: Any, message: Any) -> str:
+    if isinstance(exc_type, str):
+        return f"{exc_type}: {exc_message}" if isinstance(exc_message, str) and exc_message else exc_type
+    return message.strip().partition("\n")[0] if isinstance(message, str) else ""
+
+
+def _evidence(events: pd.DataFrame, rows: list[int]) -> Evidence:
+    part = events.iloc[rows]
+    framed = part[part["traceback_frame"].fillna(False).astype(bool)]
+    first: Any = framed.iloc[0] if len(framed) else None
+    frame = (
+        None if first is None else f"{first['frame_file']}:{first['frame_line']} in {first['frame_function']}"
+    )
+    return Evidence(
+        first_seen=_moment(part["ts"].min()),
+        last_seen=_moment(part["ts"].max()),
+        revisions=sorted({r for r in part["revision"] if r}),
+        instances=part["instance"].nunique(),
+        examples=[cut_line(_texts(events, np.array(rows[:1]))[0])],
+        frame=frame,
+        exc_type=next((e for e in part["exc_type"] if isinstance(e, str)), None),
+        captures=[],
+        trace=next((t for t in part["trace"] if t), None),
+    )
+
+
+def _moment(stamp: pd.Timestamp) -> datetime:
+    moment: datetime = stamp.to_pydatetime(warn=False)
+    return moment
+
+
+def _superseded(templates: list[ErrorTemplate]) -> frozenset[str]:
+    """Fallback groups whose window failures are all new errors: the new-error findings tell them."""
+    new = frozenset().union(*(t.groups for t in templates if t.new))
+    known = frozenset().union(*(t.groups for t in templates if not t.new))
+    return frozenset(new - known)
