@@ -76,38 +76,51 @@ def unknown_errors(
     events = classified.events
     rows = np.unique(matches["row"].to_numpy())
     period = periods(events["ts"].iloc[rows], window)
+    in_window = set(rows[period == "window"].tolist())
     rows = rows[period != ""]
-    period_of = dict(zip(rows.tolist(), period[period != ""].tolist(), strict=True))
-    units = _units(events, rows)
     groups: dict[int, set[str]] = {}
     for row, group in zip(matches["row"].tolist(), matches["group"].tolist(), strict=True):
         if group:
             groups.setdefault(row, set()).add(str(group))
     by_key: dict[str, list[_Unit]] = {}
-    for unit in units:
+    for unit in _units(events, rows):
         by_key.setdefault(unit.key, []).append(unit)
-    templates = []
-    for key, members in by_key.items():
-        in_window = [u for u in members if any(period_of[r] == "window" for r in u.rows)]
-        if not in_window:
-            continue
-        baseline = len(members) - len(in_window)
-        identity = template_id(key)
-        window_rows = [r for u in in_window for r in u.rows if period_of[r] == "window"]
-        templates.append(
-            ErrorTemplate(
-                id=identity,
-                template=key,
-                kind=members[0].kind,
-                count=len(in_window),
-                baseline_count=baseline,
-                new=(baseline_available or bool(known)) and not baseline and identity not in known,
-                evidence=_evidence(events, window_rows),
-                groups=frozenset(g for r in window_rows for g in groups.get(r, ())),
-            )
-        )
+    comparable = baseline_available or bool(known)  # else nothing can be new
+    templates = [
+        template
+        for key, members in by_key.items()
+        if (template := _template(key, members, events, in_window, groups, comparable, known)) is not None
+    ]
     templates.sort(key=lambda t: (-t.count, t.template))
     return UnknownErrors(templates, _superseded(templates))
+
+
+def _template(
+    key: str,
+    members: list[_Unit],
+    events: pd.DataFrame,
+    in_window: set[int],
+    groups: dict[int, set[str]],
+    comparable: bool,
+    known: Collection[str],
+) -> ErrorTemplate | None:
+    """The template of the failures `members`, if any of them is in the window."""
+    now = [unit for unit in members if in_window.intersection(unit.rows)]
+    if not now:
+        return None
+    baseline = len(members) - len(now)
+    identity = template_id(key)
+    window_rows = [row for unit in now for row in unit.rows if row in in_window]
+    return ErrorTemplate(
+        id=identity,
+        template=key,
+        kind=members[0].kind,
+        count=len(now),
+        baseline_count=baseline,
+        new=comparable and not baseline and identity not in known,
+        evidence=_evidence(events, window_rows),
+        groups=frozenset(group for row in window_rows for group in groups.get(row, ())),
+    )
 
 
 def _units(events: pd.DataFrame, rows: np.ndarray) -> list[_Unit]:
