@@ -98,6 +98,7 @@ class Service:
                         LatencySketch.from_values(ok).to_bytes() if len(ok) else None,
                         LatencySketch.from_values(bad).to_bytes() if len(bad) else None,
                         minute * 60 * 10**9 if requests > failed else None,  # last_success
+                        minute * 60 * 10**9 if requests or websocket else None,  # last_request
                     )
                 )
                 traffic.setdefault(revision, []).append(minute)

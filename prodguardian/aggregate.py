@@ -18,6 +18,7 @@ import pandas as pd
 from prodguardian.classify import Classified
 from prodguardian.folding import DROP_REASONS, DUPLICATE, ECHO, MERGED, OTHER_RESOURCE
 from prodguardian.rules import RulePack
+from prodguardian.sketch import LatencySketch
 from prodguardian.texts import per_distinct_text
 
 QUANTILES = (0.5, 0.95, 0.99)
@@ -123,6 +124,8 @@ class Aggregates:
     baseline_entries: int = 0
     revision_first_seen: dict[str, datetime] = field(default_factory=dict)
     revision_first_failure: dict[str, datetime] = field(default_factory=dict)
+    last_request: datetime | None = None  # the window's last counted request or WebSocket attempt (aware)
+    hourly_latency: pd.DataFrame | None = None  # period, bucket → p50, p95 (ms), for `multivariate`
 
 
 def aggregate(
@@ -140,6 +143,7 @@ def aggregate(
         counts=_counts(matches),
         traffic=_traffic(counted),
         latency=_latency(counted),
+        hourly_latency=_hourly_latency(counted),
         evidence=evidence(
             matches[matches["period"] == "window"], events, last_success(counted, events, window)
         ),
@@ -148,6 +152,7 @@ def aggregate(
         baseline_entries=int((in_scope["period"] == "baseline").sum()),
         revision_first_seen=_first_seen(events),
         revision_first_failure=_first_failure(matches, events),
+        last_request=_last_request(events[period == "window"]),
     )
 
 
@@ -158,6 +163,14 @@ def annotate(classified: Classified, pack: RulePack, window: Window) -> tuple[pd
     age_ns = _naive(window.end).value - events["ts"].to_numpy().astype("datetime64[ns]").astype("int64")
     events = events.assign(period=periods(events["ts"], window), bucket=age_ns // 3_600_000_000_000)
     return events, _with_roots(classified.matches, events, pack)
+
+
+def _last_request(window_events: pd.DataFrame) -> datetime | None:
+    """When the window's last request (or WebSocket attempt) that a suppress rule did not take began."""
+    served = window_events[
+        window_events["kind"].isin(("request", "websocket")) & window_events["suppressed_by"].isna()
+    ]
+    return None if served.empty else served["ts"].max().tz_localize("UTC").to_pydatetime(warn=False)
 
 
 def _first_seen(events: pd.DataFrame) -> dict[str, datetime]:
@@ -286,16 +299,15 @@ def _traffic(counted: pd.DataFrame) -> pd.DataFrame:
 
 
 def _latency(counted: pd.DataFrame) -> pd.DataFrame:
-    """Quantiles of the latency of interactive HTTP requests that succeeded, per period (and per revision).
+    """Quantiles of the latency of interactive HTTP requests that succeeded, per period (and per revision),
+    and their distribution (a `LatencySketch`), for the test against the baseline's.
 
     WebSocket sessions never enter (their latency is the session's length); nor do failed requests (a
     timeout's latency is the timeout, counted as a failure already), nor background callers (Cloud
     Scheduler, Pub/Sub push, Cloud Tasks, Eventarc), whose endpoints may take minutes by design. The failed
     requests' latency is reported apart (`outcome` "failed", all revisions).
     """
-    timed = counted[(counted["kind"] == "request") & counted["latency_s"].notna()]
-    status = timed["status"].fillna(0)
-    failed = (status >= 500) | (status == 429)
+    timed, failed = _timed(counted)
     requests = timed[~failed & ~background_callers(timed["user_agent"])]
     rows = []
     groups = [
@@ -313,9 +325,26 @@ def _latency(counted: pd.DataFrame) -> pd.DataFrame:
                 "outcome": outcome,
                 "samples": len(values),
                 **{f"p{round(q * 100)}": float(v) for q, v in zip(QUANTILES, quantiles, strict=True)},
+                "sketch": LatencySketch.from_values(values),
             }
         )
-    return pd.DataFrame(rows, columns=["period", "revision", "outcome", "samples", "p50", "p95", "p99"])
+    columns = ["period", "revision", "outcome", "samples", "p50", "p95", "p99", "sketch"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _timed(counted: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """The HTTP requests with a latency, and which of them failed (5xx, 429)."""
+    timed = counted[(counted["kind"] == "request") & counted["latency_s"].notna()]
+    status = timed["status"].fillna(0)
+    return timed, (status >= 500) | (status == 429)
+
+
+def _hourly_latency(counted: pd.DataFrame) -> pd.DataFrame:
+    """p50 and p95 of the `_latency` requests (interactive, successful) per period and hour bucket."""
+    timed, failed = _timed(counted)
+    requests = timed[~failed & ~background_callers(timed["user_agent"])]
+    grouped = (requests["latency_s"] * 1000).groupby([requests["period"], requests["bucket"]])
+    return pd.DataFrame({"p50": grouped.quantile(0.5), "p95": grouped.quantile(0.95)}).reset_index()
 
 
 def background_callers(user_agents: pd.Series) -> np.ndarray:

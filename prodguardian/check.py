@@ -85,6 +85,7 @@ class CheckOptions:
     until: datetime | None = None  # default: just after the newest entry
     baseline: timedelta = timedelta(hours=24)
     rules: tuple[str, ...] = ()
+    multivariate: bool = False  # also look for an unusual mix of the hour's numbers (loads scikit-learn)
     known_templates: frozenset[str] = frozenset()  # template ids seen before (a state store's): never new
 
 
@@ -329,7 +330,7 @@ def _check_service(
         silent.probes = list(probes)
         return silent
     unknown = mined.judged(aggs.baseline_entries > 0, options.known_templates, counted)
-    detection = detect(aggs, pack, unknown)
+    detection = detect(aggs, pack, unknown, multivariate=options.multivariate)
     detection.findings.extend(probe_findings(probes))
     clock.lap("detect")
     report = build_report(detection, context)

@@ -315,6 +315,11 @@ _probe_option = _option(
 @cli.command()
 @_source_option
 @_window_options
+@_option(
+    "--multivariate",
+    is_flag=True,
+    help="Also look for an hour whose mix of numbers no single test flags (IsolationForest; slower).",
+)
 @_probe_option
 @_report_options()
 @_rules_option
@@ -413,6 +418,7 @@ def _check_options(opts: dict[str, Any]) -> CheckOptions:
         until=until,
         baseline=parse_duration(opts["baseline"], "--baseline", zero=True),  # 0: judge without "usual"
         rules=tuple(opts.get("rules_dirs") or ()),
+        multivariate=bool(opts.get("multivariate")),
     )
 
 
@@ -711,6 +717,28 @@ def rules_test(ctx: click.Context, rules_dirs: tuple[str, ...], directories: tup
     click.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     if failed:
         ctx.exit(3)
+
+
+@cli.group("series")
+def series_group() -> None:
+    """Anomaly scores for a plain time series (requests or errors per 5 minutes, any metric)."""
+
+
+@series_group.command("score")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+def series_score(file: str) -> None:
+    """Score a `timestamp,value` CSV (FILE, or - for stdin) online: print `timestamp,value,anomaly_score,
+    is_anomaly`, each point's score computed from the points before it only.
+
+    \b
+    Example:
+      prodguardian series score requests_per_5min.csv > scored.csv
+    """
+    from prodguardian.series import read_series, read_series_csv, score_series, scores_csv
+
+    data = read_series(sys.stdin, "<stdin>") if file == "-" else read_series_csv(Path(file))
+    for line in scores_csv(data, score_series(data.timestamps, data.values)):
+        click.echo(line)
 
 
 @cli.group()

@@ -5,19 +5,35 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import msgspec
 import pandas as pd
 
+from prodguardian import stats
 from prodguardian.aggregate import Aggregates, Evidence
+from prodguardian.multivariate import RULE as MIX_RULE
+from prodguardian.multivariate import Feature, unusual_hour
+from prodguardian.reference import Reference, from_baseline
 from prodguardian.rules import Objective, Rule, RulePack, Threshold
 from prodguardian.unknown_errors import ErrorTemplate, UnknownErrors
 
 Severity = Literal["CRITICAL", "DEGRADED", "INFO"]  # a finding's: INFO is under the thresholds
 SEVERITIES: tuple[Severity, ...] = ("CRITICAL", "DEGRADED", "INFO")
-SPIKE_P_VALUE = 0.01
+# Minimum evidence, so that a quiet service is judged on what its counts can show (docs/design.md).
+SPIKE_P_VALUE = 0.01  # a rule's `above_baseline`: the count must also be this surprising for the usual rate
+SHARE_MIN_COUNT = 2  # a share threshold never fires on fewer failures, whatever the rule's min_count
+HISTORY_MIN_COUNT = 3  # a rate above its own history: at least this many failures,
+HISTORY_RATIO = 3.0  # this many times the usual rate (or share),
+HISTORY_P_VALUE = 1e-4  # and this surprising for it; then DEGRADED even under the rule's thresholds
+LATENCY_MIN_SAMPLES = 50  # latency compared with the baseline's: samples in each,
+LATENCY_RATIO = 2.0  # the quantile this many times the usual one,
+LATENCY_P_VALUE = 1e-4  # and the whole distribution shifted up this surely (Mann-Whitney)
+DROP_RATIO = 3.0  # traffic this many times below the reference's quietest hour,
+DROP_P_VALUE = 1e-6  # and this surprising for it
+SILENCE_MIN = timedelta(minutes=10)  # no request for this long, when the quietest usual hour makes that
+SILENCE_P_VALUE = 1e-6  # this unlikely, is a finding of its own
 
 
 @dataclass
@@ -27,7 +43,7 @@ class Finding:
     rule: str
     category: str
     severity: Severity
-    kind: str  # failure | metric | latency | new_error
+    kind: str  # failure | metric | latency | new_error | probe | traffic | mix
     description: str
     count: int
     per_hour: float
@@ -39,6 +55,8 @@ class Finding:
     caused_by: str | None = None
     caused_count: int = 0
     threshold: dict[str, Any] | None = None
+    p_value: float | None = None  # how surprising the count (or latency) is for the reference's
+    features: list[Feature] = field(default_factory=list)  # an unusual mix: what made the hour unusual
     value_ms: float | None = None
     baseline_ms: float | None = None
     evidence: Evidence | None = None
@@ -92,36 +110,68 @@ class Detection:
     objectives: list[ObjectiveResult]
     revisions: list[RevisionStats] = field(default_factory=list)
     baseline_available: bool = False
+    reference: Reference | None = None
     patterns: list[ErrorTemplate] = field(default_factory=list)  # the window's unknown-error templates
 
 
-def detect(aggs: Aggregates, pack: RulePack, unknown: UnknownErrors | None = None) -> Detection:
-    """`unknown`: the templates of the errors no rule knows; a new one is a finding of its own, in place of
-    the fallback findings whose failures it holds."""
+@dataclass(frozen=True)
+class _Observed:
+    """A finding's numbers, as its thresholds and the comparison with usual read them."""
+
+    count: int
+    rate: float | None  # the share judged (the worst revision's, when it fails more of its traffic)
+    per_hour: float
+    usual_per_hour: float | None
+    p_value: float | None
+    usual_ratio: float | None  # rate (or share) over the usual one; inf when the usual is 0
+    hours: float
+    instances: int
+    recovered_minutes: float
+
+
+def detect(
+    aggs: Aggregates,
+    pack: RulePack,
+    unknown: UnknownErrors | None = None,
+    reference: Reference | None = None,
+    *,
+    multivariate: bool = False,
+) -> Detection:
+    """Findings of the window's tables against `reference` (default: the input's own baseline period).
+
+    `unknown`: the templates of the errors no rule knows; a new one is a finding of its own, in place of
+    the fallback findings whose failures it holds. `multivariate` adds the unusual-mix finding (an
+    IsolationForest over the hours, scikit-learn)."""
     unknown = unknown or UnknownErrors()
+    reference = reference or from_baseline(aggs)
     window_counts = aggs.counts[aggs.counts["period"] == "window"]
-    baseline_counts = aggs.counts[aggs.counts["period"] == "baseline"]
-    baseline_available = aggs.baseline_entries > 0
     metrics = _metrics(aggs, window_counts, pack)
     findings: list[Finding] = []
     for rule in pack.rules:
         if rule.is_failure:
-            found = _failure_findings(rule, aggs, window_counts, baseline_counts, metrics, baseline_available)
+            found = _failure_findings(rule, aggs, window_counts, metrics, reference)
             if rule.type == "fallback":
                 found = [f for f in found if f.group not in unknown.superseded]
-                findings.extend(_new_error(rule, aggs, t, baseline_available) for t in unknown.new)
+                findings.extend(_new_error(rule, aggs, t, reference is not None) for t in unknown.new)
             findings.extend(found)
         elif rule.type == "latency":
-            findings.extend(_latency_finding(rule, aggs, baseline_available))
+            findings.extend(_latency_finding(rule, aggs, reference))
     objectives = [
         ObjectiveResult(o, _objective_value(o, aggs, window_counts, metrics), _objective_category(o, pack))
         for o in pack.objectives
     ]
-    findings.extend(
-        _metric_findings(pack, aggs, window_counts, baseline_counts, objectives, baseline_available)
-    )
+    findings.extend(_metric_findings(pack, aggs, window_counts, objectives, reference))
+    findings.extend(_traffic_findings(aggs, metrics, reference))
+    if multivariate:
+        findings.extend(_mix_finding(aggs))
     return Detection(
-        findings, metrics, objectives, _revision_stats(aggs), baseline_available, unknown.templates
+        findings,
+        metrics,
+        objectives,
+        _revision_stats(aggs),
+        reference is not None,
+        reference,
+        unknown.templates,
     )
 
 
@@ -153,19 +203,12 @@ def _failures(counts: pd.DataFrame) -> int:
 
 
 def _failure_findings(
-    rule: Rule,
-    aggs: Aggregates,
-    window: pd.DataFrame,
-    baseline: pd.DataFrame,
-    metrics: Metrics,
-    baseline_available: bool,
+    rule: Rule, aggs: Aggregates, window: pd.DataFrame, metrics: Metrics, reference: Reference | None
 ) -> list[Finding]:
     mine = window[window["rule"] == rule.id]
     findings = []
     for group, part in mine.groupby("group", sort=False):
         count = _failures(part)
-        base = baseline[(baseline["rule"] == rule.id) & (baseline["group"] == group)]
-        baseline_rate = _failures(base) / aggs.window.baseline_hours if baseline_available else None
         of = _denominator_of(rule)
         denominator = (
             None if of is None else (metrics.requests if of == "requests" else metrics.websocket_connections)
@@ -174,16 +217,17 @@ def _failure_findings(
         worst = _worst_revision(part, aggs, of) if of else None
         judged_rate = max(rate or 0.0, worst[1]) if worst and worst[2] >= _min_count(rule) else rate
         evidence = aggs.evidence.get((rule.id, str(group)))
-        severity, threshold = _judge(
-            rule,
+        observed = _observe(
             count,
             judged_rate,
-            count / aggs.window.hours,
-            baseline_rate,
-            aggs.window.hours,
-            evidence.instances if evidence else 0,
-            evidence.recovered_minutes if evidence else 0.0,
+            denominator,
+            of,
+            aggs,
+            evidence,
+            reference,
+            reference.failures.get((rule.id, str(group)), 0) if reference else 0,
         )
+        severity, threshold = _judge(rule, observed)
         caused = part[part["caused_by"] != ""]
         findings.append(
             _finding(
@@ -192,7 +236,8 @@ def _failure_findings(
                 severity=severity,
                 kind="failure",
                 count=count,
-                baseline_per_hour=baseline_rate,
+                baseline_per_hour=observed.usual_per_hour,
+                p_value=observed.p_value,
                 rate=rate,
                 denominator=denominator,
                 denominator_of=of,
@@ -205,6 +250,41 @@ def _failure_findings(
             )
         )
     return findings
+
+
+def _observe(
+    count: int,
+    rate: float | None,
+    denominator: int | None,
+    of: str | None,
+    aggs: Aggregates,
+    evidence: Evidence | None,
+    reference: Reference | None,
+    usual_count: int,
+) -> _Observed:
+    """A count's numbers and how it compares with the reference: a share against the usual share (Fisher's
+    exact test) when the rule has a denominator the reference also has, else a rate (the conditional test)."""
+    hours = aggs.window.hours
+    per_hour = count / hours
+    instances = evidence.instances if evidence else 0
+    recovered = evidence.recovered_minutes if evidence else 0.0
+    if reference is None:
+        return _Observed(count, rate, per_hour, None, None, None, hours, instances, recovered)
+    usual_per_hour = reference.per_hour(usual_count)
+    usual_denominator = (
+        None if of is None else reference.requests if of == "requests" else reference.websocket
+    )
+    if denominator and usual_denominator:
+        p_value = stats.share_test(count, denominator, usual_count, usual_denominator)
+        ratio = _ratio(count / denominator, usual_count / usual_denominator)
+    else:
+        p_value = stats.rate_ratio_test(count, hours, usual_count, reference.hours)
+        ratio = _ratio(per_hour, usual_per_hour)
+    return _Observed(count, rate, per_hour, usual_per_hour, p_value, ratio, hours, instances, recovered)
+
+
+def _ratio(now: float, usual: float) -> float:
+    return now / usual if usual > 0 else (float("inf") if now > 0 else 0.0)
 
 
 def _new_error(rule: Rule, aggs: Aggregates, template: ErrorTemplate, baseline_available: bool) -> Finding:
@@ -251,54 +331,50 @@ def _denominator_of(rule: Rule) -> str | None:
     return None
 
 
-def _judge(
-    rule: Rule,
-    count: int,
-    rate: float | None,
-    per_hour: float,
-    baseline_rate: float | None,
-    hours: float,
-    instances: int,
-    recovered_minutes: float,
-) -> tuple[Severity, dict[str, Any] | None]:
-    """The severity of a count: CRITICAL or DEGRADED when that threshold is crossed, else INFO."""
+def _judge(rule: Rule, observed: _Observed) -> tuple[Severity, dict[str, Any] | None]:
+    """The severity of a count: CRITICAL or DEGRADED when that threshold is crossed; DEGRADED when it is
+    clearly above its own history; else INFO."""
     for severity, threshold in _alerting_thresholds(rule):
-        if threshold is not None and _crossed(
-            threshold, count, rate, per_hour, baseline_rate, hours, instances, recovered_minutes
-        ):
+        if threshold is not None and _crossed(threshold, observed):
             return severity, _describe(threshold)
+    if _above_history(observed):
+        return "DEGRADED", {"above_usual": HISTORY_RATIO, "p_below": HISTORY_P_VALUE}
     return "INFO", None
 
 
-def _crossed(
-    threshold: Threshold,
-    count: int,
-    rate: float | None,
-    per_hour: float,
-    baseline_rate: float | None,
-    hours: float,
-    instances: int,
-    recovered_minutes: float,
-) -> bool:
+def _crossed(threshold: Threshold, observed: _Observed) -> bool:
+    count, rate = observed.count, observed.rate
     if count < threshold.min_count:
         return False
-    if threshold.instances is not None and instances < threshold.instances:
+    if threshold.share is not None and count < SHARE_MIN_COUNT:
         return False
-    if threshold.ongoing_minutes is not None and recovered_minutes > threshold.ongoing_minutes:
+    if threshold.instances is not None and observed.instances < threshold.instances:
+        return False
+    if threshold.ongoing_minutes is not None and observed.recovered_minutes > threshold.ongoing_minutes:
         return False
     if threshold.count is not None and count < threshold.count:
         return False
-    if threshold.per_hour is not None and per_hour <= threshold.per_hour:
+    if threshold.per_hour is not None and observed.per_hour <= threshold.per_hour:
         return False
     if threshold.share is not None and rate is not None and rate <= threshold.share:
         return False
-    if threshold.above_baseline is not None and baseline_rate is not None:
-        expected = baseline_rate * hours
+    if threshold.above_baseline is not None and observed.usual_per_hour is not None:
         return (
-            per_hour >= threshold.above_baseline * baseline_rate
-            and poisson_tail(count, expected) < SPIKE_P_VALUE
+            observed.per_hour >= threshold.above_baseline * observed.usual_per_hour
+            and observed.p_value is not None
+            and observed.p_value < SPIKE_P_VALUE
         )
     return True
+
+
+def _above_history(observed: _Observed) -> bool:
+    """Clearly above its own history: enough failures, several times the usual, beyond doubt."""
+    return (
+        observed.count >= HISTORY_MIN_COUNT
+        and observed.p_value is not None
+        and observed.p_value < HISTORY_P_VALUE
+        and (observed.usual_ratio or 0.0) >= HISTORY_RATIO
+    )
 
 
 def _describe(threshold: Threshold) -> dict[str, Any]:
@@ -309,32 +385,26 @@ def _describe(threshold: Threshold) -> dict[str, Any]:
     }
 
 
-def poisson_tail(k: int, expected: float) -> float:
-    """P(X >= k) for X ~ Poisson(expected): how surprising k events are when `expected` are usual."""
-    if k <= 0:
-        return 1.0
-    if expected <= 0:
-        return 0.0
-    log_expected = math.log(expected)
-    below = sum(math.exp(i * log_expected - expected - math.lgamma(i + 1)) for i in range(k))
-    return max(0.0, 1.0 - below)
-
-
-def _latency_finding(rule: Rule, aggs: Aggregates, baseline_available: bool) -> list[Finding]:
+def _latency_finding(rule: Rule, aggs: Aggregates, reference: Reference | None) -> list[Finding]:
     now = _latency_row(aggs, "window")
     if now is None:
         return []
     quantile_key = f"p{round(rule.quantile * 100)}"
     value = _quantile(aggs, "window", rule.quantile) if quantile_key not in now else float(now[quantile_key])
     samples = int(now["samples"])
-    base = _latency_row(aggs, "baseline") if baseline_available else None
-    baseline_ms = None if base is None else _quantile(aggs, "baseline", rule.quantile, base)
+    usual = reference.latency if reference else None
+    baseline_ms = reference.usual_latency(rule.quantile) if reference else None
     severity: Severity = "INFO"
     threshold = None
     for name, limit in _alerting_thresholds(rule):
         if limit is not None and limit.ms is not None and samples >= limit.min_count and value > limit.ms:
             severity, threshold = name, _describe(limit)
             break
+    p_value = None
+    if usual is not None and baseline_ms is not None and "sketch" in now:
+        p_value = _latency_shift(now["sketch"].counts, usual.counts, samples, usual.count)
+        if severity == "INFO" and _slower_than_usual(value, baseline_ms, p_value):
+            severity, threshold = "DEGRADED", {"above_usual": LATENCY_RATIO, "p_below": LATENCY_P_VALUE}
     return [
         _finding(
             rule,
@@ -343,10 +413,22 @@ def _latency_finding(rule: Rule, aggs: Aggregates, baseline_available: bool) -> 
             kind="latency",
             count=samples,
             threshold=threshold,
+            p_value=p_value,
             value_ms=value,
             baseline_ms=baseline_ms,
         )
     ]
+
+
+def _latency_shift(window: Any, usual: Any, samples: int, usual_samples: int) -> float | None:
+    """How surely the window's latencies run above the usual ones (None on too few samples to tell)."""
+    if min(samples, usual_samples) < LATENCY_MIN_SAMPLES:
+        return None
+    return stats.rank_test(window, usual).p_value
+
+
+def _slower_than_usual(value: float, usual: float, p_value: float | None) -> bool:
+    return p_value is not None and p_value < LATENCY_P_VALUE and value >= LATENCY_RATIO * usual
 
 
 def _latency_row(aggs: Aggregates, period: str, outcome: str = "ok") -> Any:
@@ -367,9 +449,8 @@ def _metric_findings(
     pack: RulePack,
     aggs: Aggregates,
     window: pd.DataFrame,
-    baseline: pd.DataFrame,
     objectives: list[ObjectiveResult],
-    baseline_available: bool,
+    reference: Reference | None,
 ) -> list[Finding]:
     missed = {r.objective.finding_rule: r for r in objectives if r.objective.finding_rule and r.met is False}
     findings = []
@@ -379,8 +460,8 @@ def _metric_findings(
         count = int(window.loc[window["rule"] == rule.id, "events"].sum())
         if count == 0:
             continue
-        base = int(baseline.loc[baseline["rule"] == rule.id, "events"].sum())
         result = missed.get(rule.id)
+        usual = reference.events.get(rule.id, 0) if reference else 0
         findings.append(
             _finding(
                 rule,
@@ -388,12 +469,74 @@ def _metric_findings(
                 severity="DEGRADED" if result else "INFO",
                 kind="metric",
                 count=count,
-                baseline_per_hour=base / aggs.window.baseline_hours if baseline_available else None,
+                baseline_per_hour=reference.per_hour(usual) if reference else None,
+                p_value=stats.rate_ratio_test(count, aggs.window.hours, usual, reference.hours)
+                if reference
+                else None,
                 threshold={"per_hour_below": result.objective.target} if result else None,
                 evidence=aggs.evidence.get((rule.id, "")),
             )
         )
     return findings
+
+
+TRAFFIC_RULE = "traffic-drop"
+SILENCE_RULE = "traffic-silence"
+
+
+def _traffic_findings(aggs: Aggregates, metrics: Metrics, reference: Reference | None) -> list[Finding]:
+    """No traffic for a long stretch, or far less than in the quietest usual hour: a dead service logs
+    nothing, so its silence is a finding of its own."""
+    if reference is None or not reference.quietest_per_hour:
+        return []
+    quietest = reference.quietest_per_hour
+    silence = aggs.window.end - max(aggs.last_request or aggs.window.covered_start, aggs.window.covered_start)
+    silent_hours = silence / timedelta(hours=1)
+    p_silence = math.exp(-quietest * silent_hours)  # no request in that time, at the quietest usual rate
+    served = metrics.requests + metrics.websocket_connections
+    hours = aggs.window.hours
+    if silence >= SILENCE_MIN and p_silence < SILENCE_P_VALUE:
+        rule, count, p_value = SILENCE_RULE, round(silence / timedelta(minutes=1)), p_silence
+    else:
+        p_value = stats.rate_drop_test(served, hours, round(quietest), 1.0)
+        if not (served * DROP_RATIO <= quietest * hours and p_value < DROP_P_VALUE):
+            return []
+        rule, count = TRAFFIC_RULE, served
+    return [
+        Finding(
+            rule=rule,
+            category="traffic",
+            severity="DEGRADED",
+            kind="traffic",
+            description="Traffic far below usual" if rule == TRAFFIC_RULE else "No traffic",
+            count=count,
+            per_hour=served / hours,
+            baseline_per_hour=quietest,
+            p_value=p_value,
+            threshold={"below_quietest_hour": 1 / DROP_RATIO, "p_below": DROP_P_VALUE}
+            if rule == TRAFFIC_RULE
+            else {"silent_minutes": SILENCE_MIN / timedelta(minutes=1), "p_below": SILENCE_P_VALUE},
+        )
+    ]
+
+
+def _mix_finding(aggs: Aggregates) -> list[Finding]:
+    unusual = unusual_hour(aggs)
+    if unusual is None:
+        return []
+    return [
+        Finding(
+            rule=MIX_RULE,
+            category="mix",
+            severity=unusual.severity,
+            kind="mix",
+            description="An hour unlike the baseline's",
+            count=unusual.baseline_hours,
+            per_hour=0.0,
+            baseline_per_hour=None,
+            features=unusual.features,
+        )
+    ]
 
 
 def _metrics(aggs: Aggregates, window: pd.DataFrame, pack: RulePack) -> Metrics:

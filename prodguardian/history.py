@@ -230,7 +230,9 @@ def _minutes(
     failing = matches[matches["is_failure"] & (matches["category"] == "websocket")]
     websocket = _counted(failing, "unit_minute", first, stop).drop_duplicates(["unit", "revision"])
     ok, failed = _timed(counted)
-    served = counted[kind.isin(("request", "websocket")) & (status < 500) & (status != 429)]
+    interactive = kind.isin(("request", "websocket"))
+    interactions = counted[interactive]
+    served = counted[interactive & (status < 500) & (status != 429)]
     out = pd.DataFrame(
         {
             **{column: traffic.groupby(keys)[column].sum() for column in _TRAFFIC_COLUMNS},
@@ -242,7 +244,8 @@ def _minutes(
             "merged": _unrevisioned(folded, MERGED),
             "latency": _sketches(ok, keys),
             "failed_latency": _sketches(failed, keys),
-            "last_success": served.groupby(keys)["ts"].max().astype("datetime64[ns]").astype("int64"),
+            "last_success": _last_ns(served, keys),
+            "last_request": _last_ns(interactions, keys),
         }
     )
     counts = [*_TRAFFIC_COLUMNS, "websocket_failed", "events", "suppressed", "echoes", "merged"]
@@ -250,9 +253,14 @@ def _minutes(
     out["entries"] = out["events"] + out["echoes"] + out["merged"]
     for column in ("latency", "failed_latency"):
         out[column] = [v if isinstance(v, bytes) else None for v in out[column]]
-    out["last_success"] = out["last_success"].astype("Int64")
+    out[["last_success", "last_request"]] = out[["last_success", "last_request"]].astype("Int64")
     out = out.rename_axis(keys).reset_index()
     return out[list(MINUTE_COLUMNS)].astype({"minute": "int64", "revision": str})
+
+
+def _last_ns(events: pd.DataFrame, keys: list[str]) -> pd.Series:
+    """When the last of the events began, per key (ns)."""
+    return events.groupby(keys)["ts"].max().astype("datetime64[ns]").astype("int64")
 
 
 def _unrevisioned(folded: pd.DataFrame, reason: str) -> pd.Series:
@@ -402,12 +410,14 @@ def stored_aggregates(store: StateStore, service: str, window: Window) -> Aggreg
             _TRAFFIC_COLUMNS
         ].sum(),
         latency=_stored_latency(minutes),
+        hourly_latency=_stored_hourly_latency(minutes),
         evidence=_stored_evidence(store.samples(service), window, rules, _last_success(in_window, window)),
         failures=_failure_ids(failures),
         totals=_stored_totals(in_window, folded[folded["period"] == "window"]),
         baseline_entries=int(minutes.loc[minutes["period"] == "baseline", "entries"].sum()),
         revision_first_seen=_stored_first_seen(store.revisions(service), window),
         revision_first_failure=_stored_first_failure(rules),
+        last_request=_last_request(in_window),
     )
 
 
@@ -433,13 +443,36 @@ def _stored_latency(minutes: pd.DataFrame) -> pd.DataFrame:
     for period, part in minutes.groupby("period"):
         rows.append(_quantile_row(str(period), "*", "ok", LatencySketch.merged(part["latency"])))
         rows.append(_quantile_row(str(period), "*", "failed", LatencySketch.merged(part["failed_latency"])))
-    columns = ["period", "revision", "outcome", "samples", "p50", "p95", "p99"]
+    columns = ["period", "revision", "outcome", "samples", "p50", "p95", "p99", "sketch"]
     return pd.DataFrame([r for r in rows if r["samples"]], columns=columns)
 
 
 def _quantile_row(period: str, revision: str, outcome: str, sketch: LatencySketch) -> dict[str, Any]:
     quantiles = {f"p{round(q * 100)}": sketch.quantile(q) for q in QUANTILES}
-    return {"period": period, "revision": revision, "outcome": outcome, "samples": sketch.count, **quantiles}
+    return {
+        "period": period,
+        "revision": revision,
+        "outcome": outcome,
+        "samples": sketch.count,
+        **quantiles,
+        "sketch": sketch,
+    }
+
+
+def _stored_hourly_latency(minutes: pd.DataFrame) -> pd.DataFrame:
+    """`aggregate`'s hourly p50 and p95 from the hours' merged sketches."""
+    rows = []
+    for (period, bucket), part in minutes.groupby(["period", "bucket"]):
+        sketch = LatencySketch.merged(part["latency"])
+        if sketch.count:
+            rows.append((period, bucket, sketch.quantile(0.5), sketch.quantile(0.95)))
+    return pd.DataFrame(rows, columns=["period", "bucket", "p50", "p95"])
+
+
+def _last_request(in_window: pd.DataFrame) -> datetime | None:
+    """`Aggregates.last_request` from the window's stored minutes."""
+    stamps = in_window["last_request"].dropna()
+    return None if stamps.empty else pd.Timestamp(int(stamps.max()), tz="UTC").to_pydatetime(warn=False)
 
 
 def _failure_ids(failures: pd.DataFrame) -> pd.DataFrame:

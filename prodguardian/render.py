@@ -16,13 +16,16 @@ from functools import cache
 from typing import Any
 
 import babel
+import babel.dates
 import jinja2
 import yaml
 from wcwidth import wcswidth
 
-from prodguardian.detect import Finding, ObjectiveResult
+from prodguardian.detect import SILENCE_RULE, Finding, ObjectiveResult
 from prodguardian.errors import ConfigError
+from prodguardian.multivariate import Feature
 from prodguardian.probes import ProbeResult
+from prodguardian.reference import Reference
 from prodguardian.resources import data_dir
 from prodguardian.unknown_errors import TOP_TEMPLATES, ErrorTemplate
 from prodguardian.verdict import STATUS_ICONS, LogText, Reason, Recommendation, Report
@@ -349,7 +352,11 @@ def _window_line(report: Report, t: Translator) -> str:
                 count=total,
             )
         )
-    if report.baseline_available and window.baseline_partial:
+    if report.reference is not None and report.reference.seasonal:
+        weeks = report.reference.weeks
+        when = seasonal_hour(report.reference, t)
+        parts.append(t("baseline_seasonal", when=when, n=t.num(weeks), count=weeks))
+    elif report.baseline_available and window.baseline_partial:
         parts.append(t("baseline_partial", length=t.hours(window.baseline_hours)))
     elif report.baseline_available:
         parts.append(t("baseline", length=t.hours(window.baseline_hours)))
@@ -391,12 +398,72 @@ def finding_title(finding: Finding, t: Translator) -> str:
     return t("titled", title=title, group=LogText(finding.group)) if finding.group else title
 
 
+def p_value_text(p_value: float, t: Translator) -> str:
+    """`p < 1e-6`, `p = 3e-4`, `p = 0.04`: how surprising a count is for the usual rate."""
+    if p_value < 1e-6:
+        return t("p_below", p="1e-6")
+    if p_value < 1e-3:
+        mantissa, exponent = f"{p_value:.0e}".split("e")
+        return t("p_equal", p=f"{mantissa}e-{int(exponent[1:])}")
+    return t("p_equal", p=f"{p_value:.2g}".replace(".", t.decimal))
+
+
+def _usual(finding: Finding, report: Report, t: Translator) -> str:
+    """How the finding compares with usual: ` (usual: 0/h, p < 1e-6)`, naming a seasonal reference."""
+    if finding.kind == "latency":
+        if finding.baseline_ms is None:
+            return ""
+        if finding.p_value is None:
+            return t("usual_ms", value=t.ms(finding.baseline_ms))
+        return t("usual_ms_compared", value=t.ms(finding.baseline_ms), p=p_value_text(finding.p_value, t))
+    if finding.baseline_per_hour is None:
+        return ""
+    rate = t.rate(finding.baseline_per_hour)
+    if finding.p_value is None:
+        return t("usual", rate=rate)
+    p = p_value_text(finding.p_value, t)
+    reference = report.reference
+    if finding.kind == "traffic":
+        return t("usual_quietest", rate=rate, p=p)
+    if reference is not None and reference.seasonal:
+        return t("usual_seasonal", when=seasonal_hour(reference, t), rate=rate, p=p)
+    return t("usual_compared", rate=rate, p=p)
+
+
+def seasonal_hour(reference: Reference, t: Translator) -> str:
+    """`Tuesdays 14:04` (`le mardi à 14:04`): the hour a seasonal reference compares with."""
+    assert reference.start is not None
+    weekday = babel.dates.format_date(reference.start.date(), "EEEE", locale=t.lang)
+    return t("seasonal_hour", weekday=weekday, time=f"{reference.start:%H:%M}")
+
+
+def _feature_text(feature: Feature, t: Translator) -> str:
+    """`WebSocket failure rate 5% (usual 0%)`: one number of an unusual hour, in its unit."""
+    kind, _, category = feature.name.partition(":")
+    name = t(f"features.{kind}", category=category)
+    if kind.endswith("_rate"):
+        value, usual = t.pct(feature.value), t.pct(feature.usual)
+    elif kind.startswith("latency"):
+        value, usual = t.ms(feature.value), t.ms(feature.usual)
+    else:
+        value, usual = t.rate(feature.value), t.rate(feature.usual)
+    return t("mix_feature", name=name, value=value, usual=usual)
+
+
 def _headline(finding: Finding, report: Report, t: Translator) -> str:
     window = report.context.window
     hours = min(window.hours, window.requested_hours)  # rates count a minute at least; a window may be less
-    usual = "" if finding.baseline_per_hour is None else t("usual", rate=t.rate(finding.baseline_per_hour))
+    usual = _usual(finding, report, t)
+    if finding.kind == "mix":
+        features = ", ".join(_feature_text(feature, t) for feature in finding.features)
+        return t("mix_headline", n=t.num(finding.count), count=finding.count, features=features)
+    if finding.kind == "traffic":
+        if finding.rule == SILENCE_RULE:
+            return t("silence_headline", minutes=t.num(finding.count), usual=usual)
+        return t(
+            "drop_headline", n=t.num(finding.count), count=finding.count, length=t.hours(hours), usual=usual
+        )
     if finding.kind == "latency":
-        usual = "" if finding.baseline_ms is None else t("usual_ms", value=t.ms(finding.baseline_ms))
         return t(
             "latency_headline",
             value=t.ms(finding.value_ms),
@@ -475,7 +542,7 @@ def _notes(report: Report, t: Translator, shown: set[int]) -> list[dict[str, Any
     latency_noted = any(area.id == "latency" and area.state == "noted" for area in report.areas)
     notes = []
     for finding in report.findings:
-        listed = finding.kind == "failure" or (finding.kind == "latency" and latency_noted)
+        listed = finding.kind in ("failure", "mix") or (finding.kind == "latency" and latency_noted)
         if finding.severity != "INFO" or not listed or id(finding) in shown:
             continue
         symptoms = [s for s in _symptoms_of(report.findings, finding) if id(s) not in shown]
@@ -800,6 +867,10 @@ def _finding_dict(finding: Finding, report: Report, t: Translator) -> dict[str, 
         "baseline_per_hour": finding.baseline_per_hour,
         "value_ms": finding.value_ms,
         "baseline_ms": finding.baseline_ms,
+        "p_value": finding.p_value,
+        "features": [
+            {"name": f.name, "value": f.value, "usual": f.usual, "z": f.z} for f in finding.features
+        ],
         "first_seen": iso(evidence.first_seen) if evidence else None,
         "last_seen": iso(evidence.last_seen) if evidence else None,
         "revisions": evidence.revisions if evidence else [],

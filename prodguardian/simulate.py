@@ -1119,29 +1119,41 @@ def _epoch_ns(moment: datetime) -> int:
 
 
 def generate(
-    name: str, *, seed: int = 0, hours: int = 25, scale: float = 1.0, end: datetime | None = None
+    name: str,
+    *,
+    seed: int = 0,
+    hours: int = 25,
+    scale: float = 1.0,
+    end: datetime | None = None,
+    daily_cycle: float = 0.0,
 ) -> Iterator[dict[str, Any]]:
     """Entries of `hours` hours ending at `end` (default: the scenario's own fixed end time), NEWEST FIRST.
 
     The last hour is the check window (where the incident is); the hours before are the normal baseline.
     `scale` multiplies the background traffic volume (scale=1 is a small service; benchmarks use scale to
-    reach 100k..1M entries) but never the incident's own counts.
+    reach 100k..1M entries) but never the incident's own counts. `daily_cycle` (0 to 1) makes the volume
+    follow the time of day: `scale` × (1 + daily_cycle × cos), busiest at 15:00 UTC, quietest at 03:00.
     """
     plan = _lookup(name)
     if hours < 1:
         raise ValueError(f"hours must be at least 1, not {hours}")
     if scale < 0:
         raise ValueError(f"scale must not be negative, not {scale}")
+    if not 0 <= daily_cycle <= 1:
+        raise ValueError(f"daily_cycle must be between 0 and 1, not {daily_cycle}")
     end_ns = _epoch_ns(end if end is not None else plan.end)
     if not (end_ns - hours * _HOUR >= 10**18 and end_ns + _HOUR < 10**19):  # see _Hour.stamp
         raise ValueError("the simulated hours must fall between 2001-09-09 and 2286-11-20")
-    return _timeline(plan, seed, hours, scale, end_ns)
+    return _timeline(plan, seed, hours, scale, end_ns, daily_cycle)
 
 
-def _timeline(plan: _Plan, seed: int, hours: int, scale: float, end: int) -> Iterator[dict[str, Any]]:
+def _timeline(
+    plan: _Plan, seed: int, hours: int, scale: float, end: int, daily_cycle: float
+) -> Iterator[dict[str, Any]]:
     """Simulate hour after hour from the window back, yielding each hour newest first before the next."""
     for age in range(hours):
-        hour = _simulate_hour(plan, seed, age, scale, end)
+        start = end - (age + 1) * _HOUR
+        hour = _simulate_hour(plan, seed, age, scale * _time_of_day(start, daily_cycle), end)
         records, first_id = hour.records, (hour.start // _S) << 32  # insertId: hour start, then the index
         for i in hour.newest_first():
             yield _entry(records[i], hex(first_id + i)[2:])
@@ -1157,6 +1169,12 @@ def _simulate_hour(plan: _Plan, seed: int, age: int, scale: float, end: int) -> 
     (plan.window if age == 0 else _background)(h)
     _lifecycle(h)
     return h
+
+
+def _time_of_day(start: int, daily_cycle: float) -> float:
+    """The volume factor of the hour starting at `start` (ns): 1 ± daily_cycle, highest at 15:00 UTC."""
+    hour_of_day = (start // _HOUR) % 24 + 0.5
+    return 1 + daily_cycle * math.cos(2 * math.pi * (hour_of_day - 15) / 24)
 
 
 def _background_per_hour(scale: float) -> float:

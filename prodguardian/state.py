@@ -53,6 +53,7 @@ MINUTE_COLUMNS = (
     "latency",
     "failed_latency",
     "last_success",  # ns: the minute's last request or session that succeeded began then (recovered bursts)
+    "last_request",  # ns: the minute's last request or session began then (silence)
 )
 RULE_MINUTE_COLUMNS = ("revision", "minute", "rule", "category", "grp", "caused_by", "failures", "events")
 ERROR_GROUP_COLUMNS = ("rule", "grp", "first_seen", "last_seen", "example")
@@ -70,7 +71,7 @@ _KINDS = {
     "example": "line",
     **dict.fromkeys((*COUNT_COLUMNS, "failures", "events", "entries"), "count"),
     **dict.fromkeys(("minute", "first_seen", "last_seen"), "integer"),
-    **dict.fromkeys(("first_traffic", "last_traffic", "created", "last_success"), "integer?"),
+    **dict.fromkeys(("first_traffic", "last_traffic", "created", "last_success", "last_request"), "integer?"),
     **dict.fromkeys(("latency", "failed_latency"), "sketch?"),
     "payload": "json",
 }
@@ -130,6 +131,7 @@ _TEMPLATES_AND_LAST_SUCCESS: Migration = (
         service TEXT NOT NULL, minute INTEGER NOT NULL, template_id TEXT NOT NULL, failures INTEGER NOT NULL,
         PRIMARY KEY (service, minute, template_id)) WITHOUT ROWID""",
     "ALTER TABLE minutes ADD COLUMN last_success INTEGER",
+    "ALTER TABLE minutes ADD COLUMN last_request INTEGER",
 )
 MIGRATIONS: tuple[Migration, ...] = (_SCHEMA_V1, _FAILURES_AND_FOLDED, _TEMPLATES_AND_LAST_SUCCESS)
 # The tables of per-minute facts, which a replace or a prune cuts by minute.

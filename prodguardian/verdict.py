@@ -15,6 +15,7 @@ from typing import Any, Literal
 from prodguardian.aggregate import Window
 from prodguardian.detect import SEVERITIES, Detection, Finding, Metrics, ObjectiveResult, RevisionStats
 from prodguardian.probes import ProbeResult
+from prodguardian.reference import Reference
 from prodguardian.unknown_errors import ErrorTemplate
 
 Status = Literal["OK", "DEGRADED", "CRITICAL", "UNKNOWN"]
@@ -104,6 +105,7 @@ class Report:
     recommendations: list[Recommendation]
     areas: list[Area] = field(default_factory=list)
     baseline_available: bool = False
+    reference: Reference | None = None  # what "usual" was, when a seasonal reference names its hour
     reason: Reason | None = None  # why the status is UNKNOWN
     services: list[Report] = field(default_factory=list)  # every service's report, worst first, when several
     # The window's unknown-error templates, most failures first (a report shows the top ones).
@@ -135,6 +137,7 @@ def build_report(detection: Detection, context: Context) -> Report:
         areas=_areas(findings, detection.objectives),
         baseline_available=detection.baseline_available,
         patterns=detection.patterns,
+        reference=detection.reference,
     )
 
 

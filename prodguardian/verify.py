@@ -26,11 +26,12 @@ from prodguardian.check import (
     without_future,
 )
 from prodguardian.classify import classify
-from prodguardian.detect import SPIKE_P_VALUE, Detection, Finding, ObjectiveResult, detect, poisson_tail
+from prodguardian.detect import SPIKE_P_VALUE, Detection, Finding, ObjectiveResult, detect
 from prodguardian.errors import ConfigError
 from prodguardian.events import build_events
 from prodguardian.probes import ProbeResult
 from prodguardian.rules import RulePack, load_pack
+from prodguardian.stats import poisson_upper_tail
 from prodguardian.verdict import Context, rollback_command
 
 # A revision is judged once it has served this many requests and WebSocket attempts in the compared time:
@@ -252,7 +253,7 @@ def _categories(new: Side, old: Side | None) -> list[CategoryChange]:
             and old.traffic >= MIN_TRAFFIC
             and before_share is not None
             and after >= MIN_REGRESSION
-            and poisson_tail(after, before_share * new.traffic) < SPIKE_P_VALUE
+            and poisson_upper_tail(after, before_share * new.traffic) < SPIKE_P_VALUE
         )
         changes.append(
             CategoryChange(category, before, after, before_share, _share(after, new.traffic), regressed)

@@ -10,11 +10,11 @@ import jsonschema
 import pytest
 
 from prodguardian.check import CheckOptions, run_check
-from prodguardian.detect import poisson_tail
 from prodguardian.render import render
 from prodguardian.resources import data_dir
 from prodguardian.rules import RulePack
 from prodguardian.simulate import SCENARIOS
+from prodguardian.stats import poisson_upper_tail as poisson_tail
 from prodguardian.verdict import Report, memory_step
 from tests import logs
 from tests.reports import scenario_report
@@ -80,7 +80,7 @@ def test_incident_text_report_leads_with_verdict_and_root_cause(incident: Report
     lines = text.splitlines()
     assert lines[0] == "🔴 Production Status: CRITICAL — emergence-app (europe-west1)"
     assert lines[1].startswith("Window 11:04–12:04 UTC, 2025-10-11 (1 h) · baseline: previous 24 h")
-    assert "❌ Database unavailable — 9 failures in 1 h (usual: 0/h)" in text
+    assert "❌ Database unavailable — 9 failures in 1 h (usual: 0/h, p < 1e-6)" in text
     assert "   at src/backend/core/database/manager.py:64 in _ensure_connection" in text
     assert "└─ causes 9 refused WebSocket sessions: 11.25% of 80 sessions" in text
     assert text.index("Database unavailable") < text.index("Objectives") < text.index("Recommendations")

@@ -210,7 +210,7 @@ def test_a_missing_table_is_not_called_a_missing_database() -> None:
 
 def test_a_metric_headline_has_one_pair_of_parentheses() -> None:
     text = render(run_check(generate("reconnect-storm"), CheckOptions()).report, "text")
-    assert "⚠️ Database reconnections — 12 in 1 h, objective < 5/h (usual: 0/h)" in text
+    assert "⚠️ Database reconnections — 12 in 1 h, objective < 5/h (usual: 0/h, p < 1e-6)" in text
 
 
 def test_one_of_everything_is_singular(pack: RulePack) -> None:

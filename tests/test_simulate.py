@@ -441,3 +441,14 @@ def test_overload_rejects_requests_for_lack_of_instances() -> None:
     assert len(timeouts) == 1
     assert http(timeouts[0])["status"] == 504
     assert float(http(timeouts[0])["latency"][:-1]) >= 300
+
+
+def test_a_daily_cycle_follows_the_time_of_day() -> None:
+    """±80% around the mean, busiest at 15:00 UTC: the afternoon hour holds several times the night's."""
+    end = datetime(2025, 10, 11, 16, 0, tzinfo=UTC)
+    entries = list(generate("healthy", hours=13, end=end, daily_cycle=0.8))
+    served = [e for e in entries if "httpRequest" in e and "health" not in e["httpRequest"]["requestUrl"]]
+    requests = Counter(e["timestamp"][11:13] for e in served)
+    assert requests["15"] > 4 * requests["03"]  # the health probes follow the instances, not the time
+    with pytest.raises(ValueError, match="daily_cycle"):
+        generate("healthy", daily_cycle=1.5)

@@ -113,7 +113,7 @@ class Recorded:
                 }
             )
         minutes = minutes.reset_index().merge(pd.DataFrame(sketches), on=["revision", "minute"])
-        minutes["last_success"] = pd.array([None] * len(minutes), dtype="Int64")
+        minutes["last_success"] = minutes["last_request"] = pd.array([None] * len(minutes), dtype="Int64")
         keys = ["revision", "minute", "rule", "category", "grp"]
         rule_minutes = (
             matches.groupby(keys).agg(failures=("unit", "nunique"), events=("row", "size")).reset_index()
@@ -294,7 +294,7 @@ def test_hours_of_the_day_follow_the_local_clock_across_daylight_saving(tmp_path
     start = int(datetime(2025, 10, 25, 22, tzinfo=UTC).timestamp()) // 60
     quiet = start + 180  # an hour with no traffic, still covered: a row of zeros
     traffic = [m for m in range(start, start + 360) if not quiet <= m < quiet + 60]
-    rows = [("rev", m, 2, 1, 0, 0, 3, 0, 0, None, None, None) for m in traffic]
+    rows = [("rev", m, 2, 1, 0, 0, 3, 0, 0, None, None, None, None) for m in traffic]
     rules = [("rev", m, "db", "database", "", "", 1, 2) for m in traffic[::10]]
     facts = MinuteFacts(
         pd.DataFrame(rows, columns=MINUTE_COLUMNS), pd.DataFrame(rules, columns=RULE_MINUTE_COLUMNS)
@@ -322,7 +322,7 @@ def test_info_prune_and_reset(tmp_path: Path) -> None:
     with StateStore(path) as store:
         for first, revision in ((old, "rev-1"), (recent, "rev-2")):
             rows = [
-                (revision, m, 1, 0, 0, 0, 1, 0, 0, b"\x01\x01\x00\x00\x05", None, None)
+                (revision, m, 1, 0, 0, 0, 1, 0, 0, b"\x01\x01\x00\x00\x05", None, None, None)
                 for m in range(first, first + 2880)
             ]
             groups = pd.DataFrame([(revision, "", first * NS, first * NS, "x")], columns=ERROR_GROUP_COLUMNS)
@@ -424,6 +424,7 @@ def _broken(**changes: Any) -> MinuteFacts:
         "latency": None,
         "failed_latency": None,
         "last_success": None,
+        "last_request": None,
     }
     return MinuteFacts(minutes=pd.DataFrame([row | changes], columns=MINUTE_COLUMNS))
 
@@ -641,7 +642,7 @@ def test_a_failed_migration_leaves_the_file_as_it_was(tmp_path: Path, recorded: 
 def _facts_of(first: int, stop: int, value: Callable[[int], int], tag: int = 0) -> MinuteFacts:
     """Facts whose every number is `value(minute)`: any torn or doubled write shows."""
     minutes = range(first, stop)
-    rows = [("rev", m, value(m), 0, 0, 0, value(m), 0, 0, None, None, m * NS) for m in minutes]
+    rows = [("rev", m, value(m), 0, 0, 0, value(m), 0, 0, None, None, m * NS, m * NS) for m in minutes]
     rules = [("rev", m, "db", "database", "", "", value(m), value(m)) for m in minutes]
     samples = [(m, "db", "", {"value": value(m), "tag": tag}) for m in minutes]
     group = [("db", "", first * NS, stop * NS, f"tag {tag}")]
@@ -838,7 +839,7 @@ def test_a_writer_waits_for_another_and_says_so_when_it_waits_too_long(tmp_path:
         assert store.coverage(SERVICE) == [(at(BASE), at(BASE + 1))]
 
 
-def test_a_schema_2_file_gains_the_template_minutes_and_last_success(tmp_path: Path) -> None:
+def test_a_schema_2_file_gains_the_template_minutes_and_last_times(tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite"
     StateStore(path, migrations=MIGRATIONS[:2]).close()
     raw = sqlite3.connect(path)
@@ -847,5 +848,7 @@ def test_a_schema_2_file_gains_the_template_minutes_and_last_success(tmp_path: P
     raw.close()
     with StateStore(path) as store:
         minutes = store.minutes("svc", at(BASE), at(BASE + 1))
-        assert minutes["requests"].tolist() == [3] and minutes["last_success"].isna().all()
+        assert minutes["requests"].tolist() == [3] and minutes[["last_success", "last_request"]].isna().all(
+            axis=None
+        )
         assert store.template_minutes("svc", at(BASE), at(BASE + 1)).empty
