@@ -70,7 +70,8 @@ def main() -> None:
     parser.add_argument("--checks", type=int, default=4, help="warm checks after the cold one")
     args = parser.parse_args()
     os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
-    cloud.CALLS_PER_SECOND = float("inf")  # the fake answers at once: count calls, do not wait for them
+    # The fake answers at once: count calls, do not wait for them (the setting the CLI reads).
+    os.environ["PRODGUARDIAN_CALLS_PER_SECOND"] = "1e9"
     baseline_hours = float(args.baseline.rstrip("h"))
     hours = 1 + baseline_hours + (args.checks * EVERY) / timedelta(hours=1)
     rows = []
