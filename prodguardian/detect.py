@@ -23,6 +23,7 @@ Severity = Literal["CRITICAL", "DEGRADED", "INFO"]  # a finding's: INFO is under
 SEVERITIES: tuple[Severity, ...] = ("CRITICAL", "DEGRADED", "INFO")
 # Minimum evidence, so that a quiet service is judged on what its counts can show (docs/design.md).
 SPIKE_P_VALUE = 0.01  # a rule's `above_baseline`: the count must also be this surprising for the usual rate
+SHARE_EVIDENCE_P_VALUE = 0.01  # below a share threshold's min_count, the binomial tail at its share
 SHARE_MIN_COUNT = 2  # a share threshold never fires on fewer failures, whatever the rule's min_count
 HISTORY_MIN_COUNT = 3  # a rate above its own history: at least this many failures,
 HISTORY_RATIO = 3.0  # this many times the usual rate (or share),
@@ -127,6 +128,7 @@ class _Observed:
     hours: float
     instances: int
     recovered_minutes: float
+    denominator: int | None = None  # the requests or sessions a share is of
 
 
 def detect(
@@ -269,7 +271,7 @@ def _observe(
     instances = evidence.instances if evidence else 0
     recovered = evidence.recovered_minutes if evidence else 0.0
     if reference is None:
-        return _Observed(count, rate, per_hour, None, None, None, hours, instances, recovered)
+        return _Observed(count, rate, per_hour, None, None, None, hours, instances, recovered, denominator)
     usual_per_hour = reference.per_hour(usual_count)
     usual_denominator = (
         None if of is None else reference.requests if of == "requests" else reference.websocket
@@ -280,7 +282,9 @@ def _observe(
     else:
         p_value = stats.rate_ratio_test(count, hours, usual_count, reference.hours)
         ratio = _ratio(per_hour, usual_per_hour)
-    return _Observed(count, rate, per_hour, usual_per_hour, p_value, ratio, hours, instances, recovered)
+    return _Observed(
+        count, rate, per_hour, usual_per_hour, p_value, ratio, hours, instances, recovered, denominator
+    )
 
 
 def _ratio(now: float, usual: float) -> float:
@@ -344,7 +348,7 @@ def _judge(rule: Rule, observed: _Observed) -> tuple[Severity, dict[str, Any] | 
 
 def _crossed(threshold: Threshold, observed: _Observed) -> bool:
     count, rate = observed.count, observed.rate
-    if count < threshold.min_count:
+    if count < threshold.min_count and not _share_beyond_doubt(threshold, observed):
         return False
     if threshold.share is not None and count < SHARE_MIN_COUNT:
         return False
@@ -365,6 +369,18 @@ def _crossed(threshold: Threshold, observed: _Observed) -> bool:
             and observed.p_value < SPIKE_P_VALUE
         )
     return True
+
+
+def _share_beyond_doubt(threshold: Threshold, observed: _Observed) -> bool:
+    """Too many failures of few calls to be chance at the threshold's share (4 of 4 scheduled runs, 2 of 2
+    calls): the share's evidence stands in for the rule's minimum count."""
+    return (
+        threshold.share is not None
+        and bool(observed.denominator)
+        and observed.count >= SHARE_MIN_COUNT
+        and stats.binomial_upper_tail(observed.count, observed.denominator or 0, threshold.share)
+        < SHARE_EVIDENCE_P_VALUE
+    )
 
 
 def _above_history(observed: _Observed) -> bool:

@@ -169,7 +169,13 @@ class Threshold(_Format, frozen=True, kw_only=True):
     ms: Annotated[
         Annotated[float, Meta(gt=0)] | None, Meta(description="A latency rule's quantile above this.")
     ] = None
-    min_count: Annotated[Count, Meta(description="Never with fewer failures (or latency samples).")] = 1
+    min_count: Annotated[
+        Count,
+        Meta(
+            description="Never with fewer failures (or latency samples); a share threshold also holds"
+            " on fewer when at least 2 failed and the binomial tail at its share is under 1%."
+        ),
+    ] = 1
     instances: Annotated[
         Count | None, Meta(description="At least this many distinct instances failed (a crash loop).")
     ] = None
