@@ -112,7 +112,7 @@ def test_a_live_check_without_service_checks_every_service_worst_first(
     monkeypatch.setenv("PRODGUARDIAN_CALLS_PER_SECOND", "1000")
     fake_logging_server.add(_as_service(generate("healthy", hours=3), "web-frontend"))
     fake_logging_server.add(_as_service(generate("slow", hours=3), "billing-api"))
-    fake_logging_server.add(generate("db-outage"))
+    fake_logging_server.add(generate("db-outage", hours=3))
     json_report = tmp_path / "report.json"
     code, text, _ = run(
         capsys, "check", "--until", UNTIL, "--project", "emergence-469005", "--json-report", str(json_report)
