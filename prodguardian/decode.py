@@ -35,10 +35,12 @@ class Status(msgspec.Struct, gc=False):
     message: Any = None
 
 
-class ProtoPayload(msgspec.Struct, gc=False):
-    """An audit log's payload: what the pipeline reads is the status message (a revision not ready...)."""
+class ProtoPayload(msgspec.Struct, gc=False, rename="camel"):
+    """An audit log's payload: the status message (a revision not ready...) and the resource it is about
+    (`namespaces/P/revisions/R`, `projects/P/locations/L/services/S/revisions/R`)."""
 
     status: Status | NOT_AN_OBJECT = None
+    resource_name: Any = None
 
 
 class HttpRequest(msgspec.Struct, gc=False, rename="camel"):

@@ -355,6 +355,8 @@ def _extract_batch(
         if entry.error_groups or (payload is not None and payload.get("@type") == _REPORTED_ERROR):
             rank = max(rank, 500)  # Error Reporting took it for an error
         revision = labels.revision_name
+        if not revision:
+            revision = _audited_revision(entry.proto_payload)
         revision = intern(revision, revision) if revision.__class__ is text else ""
         region = labels.location
         region = intern(region, region) if region.__class__ is text else ""
@@ -387,6 +389,15 @@ def _extract_batch(
     part.entries += len(batch)
     part.skipped += skipped
     part.project = project
+
+
+def _audited_revision(proto: Any) -> str | None:
+    """The revision an audit entry is about when its resource labels leave it out (an activity log's
+    deploy): its creation then dates the revision, as its first entry, however late its first traffic."""
+    name = proto.resource_name if isinstance(proto, ProtoPayload) else None
+    if not isinstance(name, str) or "/revisions/" not in name:
+        return None
+    return name.rpartition("/revisions/")[2] or None
 
 
 _ROW = (*COLUMNS, "echo")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,3 +91,36 @@ def test_unreachable_endpoint_is_exit_3(
     monkeypatch.setenv("LOGGING_EMULATOR_HOST", "127.0.0.1:9")  # discard port: nothing listens
     code, out, err = run(capsys, "check", *CHECK)
     assert code == 3 and out == "" and "unreachable" in err.lower()
+
+
+def _as_service(entries: Iterable[dict[str, Any]], service: str) -> Iterator[dict[str, Any]]:
+    """A scenario's entries as another service's (its name and its revisions')."""
+    for entry in entries:
+        labels = entry["resource"]["labels"]
+        revision = labels.get("revision_name", "")
+        labels["service_name"] = labels["configuration_name"] = service
+        labels["revision_name"] = revision.replace("emergence-app", service)
+        yield entry
+
+
+def test_a_live_check_without_service_checks_every_service_worst_first(
+    capsys: pytest.CaptureFixture[str],
+    fake_logging_server: FakeLoggingServer,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("LOGGING_EMULATOR_HOST", fake_logging_server.host)
+    monkeypatch.setenv("PRODGUARDIAN_CALLS_PER_SECOND", "1000")
+    fake_logging_server.add(_as_service(generate("healthy", hours=3), "web-frontend"))
+    fake_logging_server.add(_as_service(generate("slow", hours=3), "billing-api"))
+    fake_logging_server.add(generate("db-outage", hours=3))
+    json_report = tmp_path / "report.json"
+    code, text, _ = run(
+        capsys, "check", "--until", UNTIL, "--project", "emergence-469005", "--json-report", str(json_report)
+    )
+    assert code == 2  # the worst service's
+    assert text.startswith("3 services, worst first: 🔴 emergence-app, 🟡 billing-api, 🟢 web-frontend\n")
+    report = json.loads(json_report.read_text(encoding="utf-8"))
+    statuses = [(s["service"], s["status"]) for s in report["services"]]
+    assert statuses == [("emergence-app", "CRITICAL"), ("billing-api", "DEGRADED"), ("web-frontend", "OK")]
+    assert report["status"] == "CRITICAL" and report["findings"][0]["rule"] == "database-unavailable"

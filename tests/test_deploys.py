@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from prodguardian.check import CheckOptions, run_check
@@ -51,3 +52,35 @@ def test_slow_requests_while_instances_fail_to_start_are_a_symptom_not_a_critica
     text = render(report)
     assert "└─ slows requests: p95 4.5 s over 40 requests" in text
     assert "Latency high" not in text  # not a finding of its own
+
+
+def _deploy_audit(at: float, revision: str) -> dict[str, Any]:
+    """An Admin Activity entry of a deploy (Cloud Run Admin API v2): the revision is named only in
+    `protoPayload.resourceName`, the resource labels leave it empty."""
+    entry = logs.text_line(at, "", revision="")
+    del entry["textPayload"], entry["labels"]
+    entry["logName"] = f"projects/{logs.PROJECT}/logs/cloudaudit.googleapis.com%2Factivity"
+    entry["severity"] = "NOTICE"
+    entry["protoPayload"] = {
+        "@type": "type.googleapis.com/google.cloud.audit.AuditLog",
+        "authenticationInfo": {"principalEmail": "deployer@emergence-469005.iam.gserviceaccount.com"},
+        "serviceName": "run.googleapis.com",
+        "methodName": "google.cloud.run.v2.Revisions.CreateRevision",
+        "resourceName": f"projects/{logs.PROJECT}/locations/europe-west1/services/{logs.SERVICE}"
+        f"/revisions/{revision}",
+        "request": {"@type": "type.googleapis.com/google.cloud.run.v2.Revision"},
+    }
+    return entry
+
+
+def test_a_revision_is_dated_by_its_creation_in_the_audit_log_not_its_first_traffic(pack: RulePack) -> None:
+    served = [logs.request(30 * i, "/api/threads", 200, revision=OLD) for i in range(100)]
+    failing = [logs.request(900 + 30 * i, "/api/threads", 503, revision=NEW) for i in range(60)]
+    created = _deploy_audit(600, NEW)
+    report = run_check([*served, created, *failing], CheckOptions(), pack).report
+    rollback = next(r for r in report.recommendations if r.advice == "rollback")
+    assert rollback.params["since"] == f"{logs.T0 + timedelta(seconds=600):%Y-%m-%d %H:%M}"
+    assert "failing since it started (2025-10-11 11:40 UTC" in render(report)
+    without_audit = run_check([*served, *failing], CheckOptions(), pack).report
+    rollback = next(r for r in without_audit.recommendations if r.advice == "rollback")
+    assert rollback.params["since"] == "2025-10-11 11:45"  # the first request, five minutes later
