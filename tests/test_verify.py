@@ -241,7 +241,7 @@ def test_cli_waits_on_the_live_source_and_stops_once_there_is_traffic(
     tmp_path: Path,
 ) -> None:
     monkeypatch.setenv("LOGGING_EMULATOR_HOST", fake_logging_server.host)
-    monkeypatch.setattr("prodguardian.cloud.CALLS_PER_SECOND", 1000.0, raising=False)
+    monkeypatch.setenv("PRODGUARDIAN_CALLS_PER_SECOND", "1000")
     fake_logging_server.add(generate("healthy", hours=2, end=datetime.now(UTC) - timedelta(minutes=1)))
     report = tmp_path / "verify.json"
     code, out, _ = run(
