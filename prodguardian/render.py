@@ -379,6 +379,8 @@ def _read_from_state(read: dict[str, Any], t: Translator) -> str:
     entries = t("new_entries", n=t.num(read["entries"]), count=read["entries"])
     calls = read["calls"]
     what = entries if calls is None else f"{t('api_calls', n=t.num(calls), count=calls)}, {entries}"
+    if not read["baseline_from_state_hours"]:  # a first check, or a file read whole: all of it was read
+        return what
     return t("read_from_state", read=what, length=t.hours(read["baseline_from_state_hours"]))
 
 

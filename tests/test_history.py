@@ -94,7 +94,7 @@ def test_a_check_from_the_store_gives_the_stateless_answer(name: str, tmp_path: 
 def test_the_header_says_what_was_read_and_what_came_from_the_state(tmp_path: Path) -> None:
     entries, stamps, end = _entries("db-outage")
     with StateStore(tmp_path / "state.sqlite") as store:
-        run_check(entries, _options(end - CUTS[-1]), builtin_pack(), history=History(store))
+        cold = run_check(entries, _options(end - CUTS[-1]), builtin_pack(), history=History(store)).report
         since = end - CUTS[-1] - MARGIN
         new = [e for e, t in zip(entries, stamps, strict=True) if t >= since]
         report = run_check(new, _options(end), builtin_pack(), history=History(store, since=since)).report
@@ -105,6 +105,8 @@ def test_the_header_says_what_was_read_and_what_came_from_the_state(tmp_path: Pa
     assert header.startswith("Window 11:04–12:04 UTC, 2025-10-11 (1 h) · baseline: previous 1 h · ")
     assert header.endswith(f" · {len(new):,} new entries; baseline from state: 1 h")
     assert french.splitlines()[1].endswith(" nouvelles entrées\u202f; référence tirée de l'état\xa0: 1\xa0h")
+    # A first check read it all: nothing of its baseline came from the state, and the header does not say 1 s.
+    assert render(cold, "text", "en").splitlines()[1].endswith(f" · {len(entries):,} new entries")
 
 
 def test_the_same_hours_and_weekdays_of_the_stored_weeks_are_the_seasonal_reference(tmp_path: Path) -> None:
