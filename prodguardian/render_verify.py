@@ -91,17 +91,21 @@ def _traffic(side: Side, t: Translator) -> str:
     return t("verify.traffic", n=t.num(side.traffic), count=side.traffic)
 
 
-def _side_line(side: Side, t: Translator) -> str:
+def _side_fields(side: Side, t: Translator) -> dict[str, Any]:
+    """A side's revision, hours and traffic, as the catalog's lines about it take them."""
     start, end = _span(side.start, side.end)
     length = t.hours((side.end - side.start).total_seconds() / 3600)
-    return t(
-        "verify.revision",
-        revision=LogText(side.revision),
-        start=start,
-        end=end,
-        length=length,
-        traffic=_traffic(side, t),
-    )
+    return {
+        "revision": LogText(side.revision),
+        "start": start,
+        "end": end,
+        "length": length,
+        "traffic": _traffic(side, t),
+    }
+
+
+def _side_line(side: Side, t: Translator) -> str:
+    return t("verify.revision", **_side_fields(side, t))
 
 
 def _against_line(result: Verification, t: Translator) -> str:
@@ -110,16 +114,7 @@ def _against_line(result: Verification, t: Translator) -> str:
         return t("verify.no_previous")
     if result.same_hours:
         return t("verify.same_hours", revision=LogText(old.revision), traffic=_traffic(old, t))
-    start, end = _span(old.start, old.end)
-    length = t.hours((old.end - old.start).total_seconds() / 3600)
-    return t(
-        "verify.before_deploy",
-        revision=LogText(old.revision),
-        length=length,
-        start=start,
-        end=end,
-        traffic=_traffic(old, t),
-    )
+    return t("verify.before_deploy", **_side_fields(old, t))
 
 
 def _reason(result: Verification, t: Translator) -> str | None:

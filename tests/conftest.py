@@ -10,7 +10,7 @@ import pytest
 from prodguardian.rules import RulePack, load_pack
 from prodguardian.simulate import generate
 from prodguardian.source import write_export
-from tests.fake_logging_server import fake_logging_server  # noqa: F401 - the shared fixture
+from tests.fake_logging_server import FakeLoggingServer, fake_logging_server  # noqa: F401 - the shared fixture
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
@@ -37,3 +37,15 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         paths[name] = folder / f"{name}.json"
         write_export(generate(name), str(paths[name]))
     return paths
+
+
+@pytest.fixture
+def logging_api(
+    fake_logging_server: FakeLoggingServer,  # noqa: F811 - pytest passes the fixture imported above
+    monkeypatch: pytest.MonkeyPatch,
+) -> FakeLoggingServer:
+    """The fake Logging API holding the db-outage scenario, as the live source's emulator, unpaced."""
+    monkeypatch.setenv("LOGGING_EMULATOR_HOST", fake_logging_server.host)
+    monkeypatch.setenv("PRODGUARDIAN_CALLS_PER_SECOND", "1000")
+    fake_logging_server.add(generate("db-outage"))
+    return fake_logging_server

@@ -17,14 +17,6 @@ UNTIL = "2025-10-11T12:04:00Z"
 CHECK = ["--service", "emergence-app", "--until", UNTIL, "--project", "emergence-469005", "--quiet"]
 
 
-@pytest.fixture
-def logging_api(fake_logging_server: FakeLoggingServer, monkeypatch: pytest.MonkeyPatch) -> FakeLoggingServer:
-    monkeypatch.setenv("LOGGING_EMULATOR_HOST", fake_logging_server.host)
-    monkeypatch.setenv("PRODGUARDIAN_CALLS_PER_SECOND", "1000")
-    fake_logging_server.add(generate("db-outage"))
-    return fake_logging_server
-
-
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()

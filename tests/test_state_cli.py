@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 
 from prodguardian.cli import main
-from prodguardian.simulate import generate
 from prodguardian.state import StateStore, default_state_path
 from tests.fake_gcs_server import FakeGcsServer, fake_gcs_server  # noqa: F401 - the fixture
 from tests.fake_logging_server import FakeLoggingServer
@@ -20,14 +19,6 @@ from tests.fake_logging_server import FakeLoggingServer
 END = "2025-10-11T12:04:00Z"
 EARLIER = "2025-10-11T11:59:00Z"
 LIVE = ["--service", "emergence-app", "--project", "emergence-469005", "--quiet", "--format", "json"]
-
-
-@pytest.fixture
-def logging_api(fake_logging_server: FakeLoggingServer, monkeypatch: pytest.MonkeyPatch) -> FakeLoggingServer:
-    monkeypatch.setenv("LOGGING_EMULATOR_HOST", fake_logging_server.host)
-    monkeypatch.setenv("PRODGUARDIAN_CALLS_PER_SECOND", "1000")
-    fake_logging_server.add(generate("db-outage"))
-    return fake_logging_server
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any, str]:
