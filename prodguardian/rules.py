@@ -21,11 +21,11 @@ from typing import Annotated, Any, Literal, get_args
 import msgspec
 import msgspec.inspect as mi
 import re2
-import yaml
 from msgspec import Meta
 
 from prodguardian.errors import Location, RuleError
 from prodguardian.resources import data_dir
+from prodguardian.yamlfile import load_located, locate
 
 Category = Literal[
     "database",
@@ -434,13 +434,9 @@ def _cross_check(rules: Mapping[str, Rule], objectives: Mapping[str, Objective])
 def _load_file(path: Path) -> tuple[list[Rule], list[Objective], list[RuleError]]:
     name = str(path)
     try:
-        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
-    except (OSError, UnicodeDecodeError) as exc:
-        return [], [], [RuleError(f"cannot read: {exc}", Location(name))]
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = Location(name, mark.line + 1, mark.column + 1) if mark else Location(name)
-        return [], [], [RuleError(f"invalid YAML: {exc.problem}", where)]
+        doc = load_located(path, RuleError)
+    except RuleError as exc:
+        return [], [], [exc]
     if doc is None:
         return [], [], []
     try:
@@ -459,7 +455,7 @@ def _load_file(path: Path) -> tuple[list[Rule], list[Objective], list[RuleError]
         seen.add(fields.id)
         errors.extend(problems)
         if not problems:
-            origin = _locate(name, doc, ["rules", index])
+            origin = locate(name, doc, ["rules", index])
             rules.append(Rule(**msgspec.structs.asdict(fields), origin=origin))
     objectives = [Objective(**msgspec.structs.asdict(o)) for o in file.objectives]
     return rules, objectives, errors
@@ -530,7 +526,7 @@ def _problem(name: str, doc: Any, keys: list[str | int], reason: str) -> RuleErr
         field_keys = keys[2:]
     if field_keys:
         words.append(f"field {_dotted(field_keys)}")
-    return RuleError(": ".join([*words, reason]), _locate(name, doc, keys))
+    return RuleError(": ".join([*words, reason]), locate(name, doc, keys))
 
 
 def _dotted(keys: list[str | int]) -> str:
@@ -565,52 +561,6 @@ def _inside(info: mi.Type, key: str | int) -> Iterator[mi.Type]:
             yield from (f.type for f in member.fields if f.encode_name == key)
         elif isinstance(member, (mi.ListType, mi.VarTupleType, mi.FrozenSetType)) and isinstance(key, int):
             yield member.item_type
-
-
-# ------------------------------------------------------------------------------------------ locations
-
-
-class _LocatedDict(dict[str, Any]):
-    """A YAML mapping that remembers where it and each of its keys stand in the file."""
-
-    line = 0
-    column = 0
-    key_marks: dict[str, tuple[int, int]]
-
-
-class _Loader(yaml.SafeLoader):
-    pass
-
-
-def _construct_located(loader: _Loader, node: yaml.MappingNode) -> _LocatedDict:
-    mapping = _LocatedDict()
-    mapping.line, mapping.column = node.start_mark.line + 1, node.start_mark.column + 1
-    mapping.key_marks = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        mapping[key] = loader.construct_object(value_node, deep=True)
-        mapping.key_marks[str(key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-    return mapping
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_located)
-
-
-def _locate(path: str, node: Any, keys: Iterable[str | int] = ()) -> Location:
-    """Where the deepest located mapping (or key) along `keys` stands in the file."""
-    line, column = getattr(node, "line", 1), getattr(node, "column", 1)
-    for key in keys:
-        if isinstance(node, _LocatedDict) and str(key) in node.key_marks:
-            line, column = node.key_marks[str(key)]
-        present = (isinstance(node, dict) and key in node) or (
-            isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node)
-        )
-        if not present:
-            break
-        node = node[key]
-        if isinstance(node, _LocatedDict):
-            line, column = node.line, node.column
-    return Location(path, line, column)
 
 
 if __name__ == "__main__":
