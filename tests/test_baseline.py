@@ -3,18 +3,23 @@ latency against the baseline's distribution, traffic drops and silence, and the 
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from prodguardian.aggregate import Window, aggregate
+from prodguardian.check import CheckOptions, run_check
 from prodguardian.classify import classify
 from prodguardian.detect import SILENCE_RULE, TRAFFIC_RULE, Detection, Finding, detect
 from prodguardian.events import build_events
+from prodguardian.history import History
 from prodguardian.reference import from_baseline
 from prodguardian.render import render
 from prodguardian.rules import RulePack
+from prodguardian.state import StateStore
 from prodguardian.verdict import Context, Report, build_report
 from tests import logs
 
@@ -123,8 +128,6 @@ def test_traffic_far_below_the_quietest_usual_hour(pack: RulePack) -> None:
 
 
 def _seconds(entry: dict[str, Any]) -> float:
-    from datetime import datetime
-
     moment = datetime.fromisoformat(entry["timestamp"][:26] + "+00:00")
     return (moment - logs.T0).total_seconds()
 
@@ -172,3 +175,40 @@ def test_a_new_error_is_flagged_once_it_repeats(pack: RulePack) -> None:
     error = finding(thrice, "unknown-error")
     assert (error.count, error.baseline_per_hour, error.severity) == (3, 0.0, "DEGRADED")
     assert "3 failures in 1 h (usual: 0/h, p = 6e-5)" in render(report, "text")
+
+
+def _weekly_job(weeks: int) -> list[dict[str, Any]]:
+    """6 requests an hour over `weeks` weeks and a day before the window, and a job that fails 4 times every
+    Saturday 11:00–12:00 (the window's hour included)."""
+    start = WINDOW_START - (7 * weeks + 1) * 24 * HOUR
+    errors = [
+        logs.text_line(WINDOW_START + 60 + i * 600 - week * 7 * 24 * HOUR, "KeyError: 'report_id'", "ERROR")
+        for week in range(weeks + 1)
+        for i in range(4)
+    ]
+    return requests(6, start, 1800) + errors
+
+
+def test_a_check_with_a_state_store_names_the_same_weekday_and_hour(pack: RulePack, tmp_path: Path) -> None:
+    """Eight days stored a day at a time (as a backfill does), then a check that reads only its hour: the
+    reference comes from the store's minutes, the same Saturday hour a week before."""
+    entries = _weekly_job(1)
+    days = [WINDOW.end - timedelta(days=d) for d in range(9, 0, -1)] + [WINDOW.start]
+    with StateStore(tmp_path / "state.sqlite") as store:
+        for start, end in pairwise(days):
+            day = [e for e in entries if start <= _moment(e) < end]
+            options = CheckOptions(logs.SERVICE, freshness=end - start, until=end, baseline=timedelta(0))
+            run_check(day, options, pack, history=History(store, since=start))
+        window = [e for e in entries if _moment(e) >= WINDOW.start]
+        options = CheckOptions(logs.SERVICE, until=WINDOW.end, baseline=timedelta(days=8))
+        run = run_check(window, options, pack, history=History(store, since=WINDOW.start))
+    report = run.report
+    text = render(report, "text")
+    assert "baseline: Saturdays 11:00, 1 week before" in text.splitlines()[1]
+    assert "(usual for Saturdays 11:00: 4/h, p = 0.64)" in text
+    error = next(f for f in report.findings if f.rule == "unknown-error")
+    assert (error.count, error.severity) == (4, "INFO")
+
+
+def _moment(entry: dict[str, Any]) -> datetime:
+    return logs.T0 + timedelta(seconds=_seconds(entry))
