@@ -68,6 +68,7 @@ COLUMNS = (
     "source_function",
     "location",
     "insert_id",
+    "audited",  # the revision is named by an audit entry's resourceName: the entry dates its creation
 )
 # Resource types whose entries are the service's own: any other (Cloud Scheduler jobs, load balancers, Cloud
 # Tasks...) may carry an httpRequest for a call that the service's own request log records again.
@@ -235,7 +236,7 @@ def _extract_batch(
             if resource.type.__class__ is text and resource.type not in cloud_run:
                 # Not the service's (a scheduler job, a balancer): extracted only to be counted in the window.
                 insert_id = entry.insert_id if entry.insert_id.__class__ is text else None
-                add((timestamp, other_resource, None, *_OTHER_RESOURCE_TAIL, insert_id, False))
+                add((timestamp, other_resource, None, *_OTHER_RESOURCE_TAIL, insert_id, False, False))
                 continue
             labels = resource.labels
         else:
@@ -355,8 +356,10 @@ def _extract_batch(
         if entry.error_groups or (payload is not None and payload.get("@type") == _REPORTED_ERROR):
             rank = max(rank, 500)  # Error Reporting took it for an error
         revision = labels.revision_name
+        audited = False
         if not revision:
             revision = _audited_revision(entry.proto_payload)
+            audited = revision is not None
         revision = intern(revision, revision) if revision.__class__ is text else ""
         region = labels.location
         region = intern(region, region) if region.__class__ is text else ""
@@ -383,6 +386,7 @@ def _extract_batch(
                 source_function,
                 region,
                 insert_id if insert_id.__class__ is text else None,
+                audited,
                 False,
             )
         )
@@ -402,13 +406,13 @@ def _audited_revision(proto: Any) -> str | None:
 
 _ROW = (*COLUMNS, "echo")
 _ECHO_LINE = "INFO: (an echo)"  # what an echo row holds as its message: never part of a traceback
-_ECHO_TAIL = (None,) * 5 + (_ECHO_LINE,) + (None,) * 6 + (True,)  # method … insert_id, then `echo`
+_ECHO_TAIL = (None,) * 5 + (_ECHO_LINE,) + (None,) * 6 + (False, True)  # method … insert_id, audited, echo
 assert len(_ECHO_TAIL) == len(_ROW) - 7
 _OTHER_RESOURCE_TAIL = (None, "", None, 0) + (None,) * 11  # revision … location
-assert len(_OTHER_RESOURCE_TAIL) == len(_ROW) - 5
+assert len(_OTHER_RESOURCE_TAIL) == len(_ROW) - 6  # then insert_id, audited, echo
 # What a nanosecond timestamp can hold (1677-2262); pandas parses times beyond it in coarser units.
 _NANOSECOND_RANGE = (pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC"))
-_TYPED = {"severity": np.int32, "latency_s": np.float64, "echo": np.bool_}
+_TYPED = {"severity": np.int32, "latency_s": np.float64, "audited": np.bool_, "echo": np.bool_}
 
 
 def _columnise(rows: list[tuple[Any, ...]], part: _Part) -> dict[str, Any]:
@@ -469,8 +473,8 @@ def _table(columns: dict[str, Any], folded: Folded) -> pd.DataFrame:
             data[name] = pd.Series(folded.severities, dtype=np.int32)
         elif name == "status":
             data[name] = pd.Series(columns.pop(name).take(rows), dtype="Int64")
-        elif name == "latency_s":
-            data[name] = pd.Series(columns.pop(name)[rows], dtype=np.float64)
+        elif name in ("latency_s", "audited"):
+            data[name] = pd.Series(columns.pop(name)[rows], dtype=_TYPED[name])
         else:
             data[name] = pd.Series(columns.pop(name)[rows], dtype=object)
     return pd.DataFrame(data, copy=False)

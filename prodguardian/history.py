@@ -336,15 +336,19 @@ def _error_groups(matches: pd.DataFrame, events: pd.DataFrame, first: int, stop:
 
 
 def _revisions(events: pd.DataFrame) -> pd.DataFrame:
+    """Each revision's first and last traffic, and its creation when an audit entry of it was read."""
     named = events[events["revision"] != ""]
     ns = pd.Series(named["ts"].to_numpy().astype("datetime64[ns]").astype("int64"), index=named.index)
-    spans = ns.groupby(named["revision"]).agg(["min", "max"])
+    audited = named["audited"].to_numpy(dtype=bool)
+    spans = ns[~audited].groupby(named["revision"][~audited]).agg(["min", "max"])
+    created = ns[audited].groupby(named["revision"][audited]).min().rename("created")
+    out = spans.join(created, how="outer").rename_axis("revision").reset_index()
     out = pd.DataFrame(
         {
-            "revision": spans.index.astype(str),
-            "first_traffic": spans["min"].astype("Int64").to_numpy(),
-            "last_traffic": spans["max"].astype("Int64").to_numpy(),
-            "created": pd.array([None] * len(spans), dtype="Int64"),
+            "revision": out["revision"].astype(str),
+            "first_traffic": out["min"].astype("Int64"),
+            "last_traffic": out["max"].astype("Int64"),
+            "created": out["created"].astype("Int64"),
         }
     )
     return out[list(REVISION_COLUMNS)] if len(out) else MinuteFacts().revisions
@@ -510,11 +514,15 @@ def _naive_time(ns: int) -> datetime:
 
 
 def _stored_first_seen(revisions: pd.DataFrame, window: Window) -> dict[str, datetime]:
+    """Each revision seen in the window or its baseline, dated by its first entry there: its creation
+    (an audit entry) or its first traffic, as `aggregate` dates it from the entries."""
     start, end = pd.Timestamp(window.baseline_start).value, pd.Timestamp(window.end).value
-    seen = revisions.dropna(subset=["first_traffic"])
-    seen = seen[(seen["last_traffic"] >= start) & (seen["first_traffic"] < end)]
+    created = revisions["created"].where((revisions["created"] >= start) & (revisions["created"] < end))
+    first = pd.concat([revisions["first_traffic"], created], axis=1).min(axis=1)
+    last = pd.concat([revisions["last_traffic"], created], axis=1).max(axis=1)
+    seen = (last >= start) & (first < end)
     return {
-        str(r): _naive_time(int(ns)) for r, ns in zip(seen["revision"], seen["first_traffic"], strict=True)
+        str(r): _naive_time(int(ns)) for r, ns in zip(revisions["revision"][seen], first[seen], strict=True)
     }
 
 

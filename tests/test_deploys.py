@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from prodguardian.check import CheckOptions, run_check
+from prodguardian.history import History
 from prodguardian.render import render
 from prodguardian.rules import RulePack
+from prodguardian.state import StateStore
 from tests import logs
 
 OLD, NEW = "emergence-app-00297-6pr", "emergence-app-00298-abc"
@@ -84,3 +89,27 @@ def test_a_revision_is_dated_by_its_creation_in_the_audit_log_not_its_first_traf
     without_audit = run_check([*served, *failing], CheckOptions(), pack).report
     rollback = next(r for r in without_audit.recommendations if r.advice == "rollback")
     assert rollback.params["since"] == "2025-10-11 11:45"  # the first request, five minutes later
+
+
+def test_a_warm_check_dates_a_revision_by_the_creation_an_earlier_read_stored(
+    pack: RulePack, tmp_path: Path
+) -> None:
+    served = [logs.request(30 * i, "/api/threads", 200, revision=OLD) for i in range(100)]
+    failing = [logs.request(900 + 30 * i, "/api/threads", 503, revision=NEW) for i in range(60)]
+    entries = [*served, _deploy_audit(600, NEW), *failing]
+    stamps = [pd.Timestamp(e["timestamp"]) for e in entries]
+    cursor, end = logs.T0 + timedelta(seconds=700), max(stamps).ceil("min").to_pydatetime()
+    since = cursor - timedelta(minutes=2)  # after the audit entry: the warm read does not hold it
+    with StateStore(tmp_path / "state.sqlite") as store:
+        first = [e for e, t in zip(entries, stamps, strict=True) if t < cursor]
+        run_check(first, CheckOptions(until=cursor), pack, history=History(store))
+        new = [e for e, t in zip(entries, stamps, strict=True) if t >= since]
+        history = History(store, since=since)
+        report = run_check(new, CheckOptions(until=end), pack, history=history).report
+        revisions = store.revisions(logs.SERVICE).set_index("revision")
+    stored = [f"{pd.Timestamp(int(revisions.loc[NEW, c])):%H:%M:%S}" for c in ("created", "first_traffic")]
+    assert stored == ["11:40:00", "11:45:00"]  # the audit entry's time, then the first request's
+    assert pd.isna(revisions.loc[OLD, "created"])  # no audit entry of it was read
+    assert "failing since it started (2025-10-11 11:40 UTC" in render(report)
+    stateless = run_check(entries, CheckOptions(until=end), pack).report
+    assert report.recommendations == stateless.recommendations
