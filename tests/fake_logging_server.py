@@ -32,6 +32,7 @@ import re
 import socket
 import threading
 import zlib
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -208,6 +209,7 @@ class _Parser:
     def __init__(self, text: str) -> None:
         self.tokens = _tokenize(text)
         self.i = 0
+        self.bounds = TimeBounds()
 
     def peek(self) -> tuple[str, str] | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -222,18 +224,27 @@ class _Parser:
     def parse(self) -> Predicate:
         if not self.tokens:
             return lambda s: True
-        predicate = self.conjunction()
+        predicate = self.conjunction(top=True)
         if self.peek() is not None:
             raise FilterError(f"unexpected {self.peek()[1]!r}")  # type: ignore[index]
         return predicate
 
-    def conjunction(self) -> Predicate:
-        parts = [self.disjunction()]
+    def conjunction(self, top: bool = False) -> Predicate:
+        parts = [self.term(top)]
         while (token := self.peek()) is not None and token != ("paren", ")"):
             if token == ("word", "AND"):
                 self.take()
-            parts.append(self.disjunction())
+            parts.append(self.term(top))
         return parts[0] if len(parts) == 1 else (lambda s, ps=tuple(parts): all(p(s) for p in ps))
+
+    def term(self, top: bool) -> Predicate:
+        """One operand of AND; at the top level, a bare `timestamp` comparison also narrows the bounds."""
+        start = self.i
+        predicate = self.disjunction()
+        if top and self.i - start == 3 and self.tokens[start] == ("word", "timestamp"):
+            (_, op), (kind, literal) = self.tokens[start + 1 : start + 3]
+            self.bounds.narrow(op, parse_timestamp(_unquote(literal) if kind == "string" else literal))
+        return predicate
 
     def disjunction(self) -> Predicate:
         parts = [self.unary()]
@@ -373,9 +384,43 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+@dataclass
+class TimeBounds:
+    """The instants (ns) a query's top-level timestamp comparisons allow, as a slice of the stored list."""
+
+    low: int | None = None
+    low_inclusive: bool = True
+    high: int | None = None
+    high_inclusive: bool = False
+
+    def narrow(self, op: str, instant: int) -> None:
+        if op in (">=", ">") and (self.low is None or instant >= self.low):
+            self.low, self.low_inclusive = instant, op == ">="
+        elif op in ("<", "<=") and (self.high is None or instant <= self.high):
+            self.high, self.high_inclusive = instant, op == "<="
+
+    def slice(self, stamps: list[int]) -> slice:
+        """The part of sorted `stamps` within the bounds (bisect: a query reads only its time range)."""
+        first = (
+            0 if self.low is None else (bisect_left if self.low_inclusive else bisect_right)(stamps, self.low)
+        )
+        last = (
+            len(stamps)
+            if self.high is None
+            else (bisect_right if self.high_inclusive else bisect_left)(stamps, self.high)
+        )
+        return slice(first, max(first, last))
+
+
 def compile_filter(text: str) -> Predicate:
     """A predicate on stored entries for a Logging query (the subset described above)."""
     return _Parser(text).parse()
+
+
+def compile_query(text: str) -> tuple[Predicate, TimeBounds]:
+    """The predicate and the time bounds of a Logging query."""
+    parser = _Parser(text)
+    return parser.parse(), parser.bounds
 
 
 # ------------------------------------------------------------------------------------------------ store
@@ -410,7 +455,8 @@ class FakeLogging:
 
     def __init__(self, entries: Iterable[dict[str, Any]] = (), projects: Iterable[str] = ()) -> None:
         self.lock = threading.Lock()
-        self.stored: list[_Stored] = []
+        self.stored: list[_Stored] = []  # in timestamp order
+        self._stamps: list[int] = []  # their timestamps, to bisect
         self.projects: set[str] = set(projects)
         self.calls: list[Call] = []
         self.faults: dict[int, Fault] = {}  # by call number, from 1
@@ -436,6 +482,7 @@ class FakeLogging:
         with self.lock:
             self.stored.extend(new)
             self.stored.sort(key=lambda s: s.key)
+            self._stamps = [s.ts for s in self.stored]
             self._results.clear()
 
     def inject(self, call: int, fault: Fault) -> None:
@@ -466,11 +513,11 @@ class FakeLogging:
 
     def matching(self, filter_: str, projects: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """Entries a filter selects, oldest first (for tests to compare with what a read returned)."""
-        predicate = compile_filter(filter_)
+        predicate, bounds = compile_query(filter_)
         wanted = set(projects) if projects is not None else None
         return [
             s.entry
-            for s in self.stored
+            for s in self.stored[bounds.slice(self._stamps)]
             if predicate(s) and (wanted is None or s.entry["logName"].split("/")[1] in wanted)
         ]
 
@@ -530,9 +577,13 @@ class FakeLogging:
         if cached is not None:
             return cached
         projects, filter_, order = key
-        predicate = compile_filter(filter_)
+        predicate, bounds = compile_query(filter_)
         prefixes = tuple(f"projects/{p}/" for p in projects)
-        results = [s for s in self.stored if s.entry["logName"].startswith(prefixes) and predicate(s)]
+        results = [
+            s
+            for s in self.stored[bounds.slice(self._stamps)]
+            if s.entry["logName"].startswith(prefixes) and predicate(s)
+        ]
         if order == "timestamp desc":
             results.reverse()
         with self.lock:

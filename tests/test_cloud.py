@@ -37,6 +37,7 @@ from tests.fake_logging_server import (
     CloudRunService,
     FakeLoggingServer,
     Fault,
+    compile_filter,
     format_timestamp,
     parse_timestamp,
 )
@@ -799,3 +800,22 @@ def test_the_live_source_reaches_no_private_attribute() -> None:
         and node.attr not in own
     ]
     assert reached == []
+
+
+def test_the_fake_narrows_a_query_to_its_top_level_time_range_and_only_that() -> None:
+    stamps = [format_timestamp(END - timedelta(seconds=s)) for s in range(0, 600, 7)]
+    fake = FakeLoggingServer([logs_entry(t) for t in stamps])
+    start, stop = format_timestamp(END - timedelta(minutes=5)), format_timestamp(END - timedelta(minutes=1))
+    for query in (
+        f'timestamp>="{start}" AND timestamp<"{stop}" AND severity>=DEFAULT',
+        f'timestamp>"{start}" AND timestamp<="{stop}"',
+        f'(timestamp<"{start}" OR timestamp>="{stop}") AND severity>=DEFAULT',  # not a range: scans all
+        f'NOT timestamp<"{start}"',
+    ):
+        predicate = compile_filter(query)
+        assert fake.matching(query) == [s.entry for s in fake.stored if predicate(s)], query
+    assert 0 < len(fake.matching(f'timestamp>="{start}" AND timestamp<"{stop}"')) < len(stamps)
+
+
+def logs_entry(timestamp: str) -> dict[str, Any]:
+    return {"logName": f"projects/{PROJECT}/logs/x", "timestamp": timestamp, "insertId": timestamp}

@@ -84,11 +84,13 @@ def _reference_row(entry: dict[str, Any]) -> dict[str, Any]:
         entry.get("sourceLocation") or (payload or {}).get("logging.googleapis.com/sourceLocation") or {}
     )
     message = _message(entry)
+    resource_name = str((entry.get("protoPayload") or {}).get("resourceName") or "")
+    audited = not labels.get("revision_name") and bool(resource_name.partition("/revisions/")[2])
     row.update(
         ts_text=entry["timestamp"],
         kind=kind,
         service=labels.get("service_name") or "",
-        revision=labels.get("revision_name") or "",
+        revision=resource_name.partition("/revisions/")[2] if audited else labels.get("revision_name") or "",
         instance=(entry.get("labels") or {}).get("instanceId") or "",
         trace=(entry.get("trace") or "").split("/")[-1],
         severity=SEVERITY_RANKS.get(str(entry.get("severity") or "DEFAULT").upper(), 0),
@@ -99,6 +101,7 @@ def _reference_row(entry: dict[str, Any]) -> dict[str, Any]:
         source_function=location.get("function"),
         location=labels.get("location") or "",
         insert_id=entry.get("insertId"),
+        audited=audited,
     )
     return row
 
@@ -111,7 +114,7 @@ def reference_events(entries: list[dict[str, Any]]) -> Events:
     )
     parsed = pd.to_datetime(table.pop("ts_text"), utc=True, format="ISO8601")
     table.insert(0, "ts", parsed.dt.tz_localize(None).astype("datetime64[ns]"))
-    table = table.astype({"status": "Int64", "latency_s": "float64", "severity": "int32"})
+    table = table.astype({"status": "Int64", "latency_s": "float64", "severity": "int32", "audited": bool})
     table = table.sort_values("ts", kind="stable").reset_index(drop=True)
     everything = table[["ts", "service"]]
     totals = events_module.Totals(entries=len(entries))
