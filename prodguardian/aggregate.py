@@ -125,7 +125,7 @@ class Aggregates:
     revision_first_seen: dict[str, datetime] = field(default_factory=dict)
     revision_first_failure: dict[str, datetime] = field(default_factory=dict)
     last_request: datetime | None = None  # the window's last counted request or WebSocket attempt (aware)
-    hourly_latency: pd.DataFrame | None = None  # period, bucket → p50, p95 (ms), for `multivariate`
+    hourly_latency: pd.DataFrame | None = None  # period, bucket → p50, p95 (ms), sketch
 
 
 def aggregate(
@@ -340,11 +340,14 @@ def _timed(counted: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
 
 
 def _hourly_latency(counted: pd.DataFrame) -> pd.DataFrame:
-    """p50 and p95 of the `_latency` requests (interactive, successful) per period and hour bucket."""
+    """p50, p95 and the sketch of the `_latency` requests (interactive, successful) per period and hour
+    bucket: the hours a seasonal reference compares with."""
     timed, failed = _timed(counted)
     requests = timed[~failed & ~background_callers(timed["user_agent"])]
     grouped = (requests["latency_s"] * 1000).groupby([requests["period"], requests["bucket"]])
-    return pd.DataFrame({"p50": grouped.quantile(0.5), "p95": grouped.quantile(0.95)}).reset_index()
+    sketches = [LatencySketch.from_values(ms.to_numpy()) for _, ms in grouped]
+    hourly = pd.DataFrame({"p50": grouped.quantile(0.5), "p95": grouped.quantile(0.95)})
+    return hourly.assign(sketch=pd.Series(sketches, index=hourly.index, dtype=object)).reset_index()
 
 
 def background_callers(user_agents: pd.Series) -> np.ndarray:

@@ -12,7 +12,7 @@ import msgspec
 import pandas as pd
 
 from prodguardian import stats
-from prodguardian.aggregate import Aggregates, Evidence
+from prodguardian.aggregate import QUANTILES, Aggregates, Evidence
 from prodguardian.multivariate import RULE as MIX_RULE
 from prodguardian.multivariate import Feature, unusual_hour
 from prodguardian.reference import Reference, from_baseline
@@ -147,7 +147,7 @@ def detect(
     unknown = unknown or UnknownErrors()
     reference = reference or from_baseline(aggs)
     window_counts = aggs.counts[aggs.counts["period"] == "window"]
-    metrics = _metrics(aggs, window_counts, pack)
+    metrics = _metrics(aggs, window_counts, pack, reference)
     findings: list[Finding] = []
     for rule in pack.rules:
         if rule.is_failure:
@@ -555,7 +555,7 @@ def _mix_finding(aggs: Aggregates) -> list[Finding]:
     ]
 
 
-def _metrics(aggs: Aggregates, window: pd.DataFrame, pack: RulePack) -> Metrics:
+def _metrics(aggs: Aggregates, window: pd.DataFrame, pack: RulePack, reference: Reference | None) -> Metrics:
     traffic = aggs.traffic[aggs.traffic["period"] == "window"]
     requests = int(traffic["requests"].sum())
     ws_attempts = int(traffic["websocket"].sum())
@@ -564,7 +564,6 @@ def _metrics(aggs: Aggregates, window: pd.DataFrame, pack: RulePack) -> Metrics:
     ws_failures = int(units.loc[units["category"] == "websocket", "unit"].nunique())
     metric_rules = {r.id for r in pack.rules if r.type == "metric" and r.category == "database"}
     latency = _latency_row(aggs, "window")
-    base_latency = _latency_row(aggs, "baseline")
     return Metrics(
         requests=requests,
         errors=int(units["unit"].nunique()),
@@ -575,15 +574,21 @@ def _metrics(aggs: Aggregates, window: pd.DataFrame, pack: RulePack) -> Metrics:
         websocket_error_rate=ws_failures / ws_attempts if ws_attempts else None,
         latency_ms=_quantiles(latency),
         failed_latency_ms=_quantiles(_latency_row(aggs, "window", "failed")),
-        baseline_latency_ms=None
-        if base_latency is None
-        else {k: float(base_latency[k]) for k in ("p50", "p95", "p99")},
+        baseline_latency_ms=_usual_quantiles(reference),
         db_reconnections=int(window.loc[window["rule"].isin(metric_rules), "events"].sum()),
     )
 
 
 def _quantiles(row: Any) -> dict[str, float] | None:
     return None if row is None else {k: float(row[k]) for k in ("p50", "p95", "p99")}
+
+
+def _usual_quantiles(reference: Reference | None) -> dict[str, float] | None:
+    """The reference's latency quantiles (the same hours' when seasonal), as the latency finding's."""
+    if reference is None:
+        return None
+    usual = {f"p{round(q * 100)}": reference.usual_latency(q) for q in QUANTILES}
+    return {k: v for k, v in usual.items() if v is not None} or None
 
 
 def _objective_value(

@@ -464,13 +464,13 @@ def _quantile_row(period: str, revision: str, outcome: str, sketch: LatencySketc
 
 
 def _stored_hourly_latency(minutes: pd.DataFrame) -> pd.DataFrame:
-    """`aggregate`'s hourly p50 and p95 from the hours' merged sketches."""
+    """`aggregate`'s hourly p50, p95 and sketch from the hours' merged sketches."""
     rows = []
     for (period, bucket), part in minutes.groupby(["period", "bucket"]):
         sketch = LatencySketch.merged(part["latency"])
         if sketch.count:
-            rows.append((period, bucket, sketch.quantile(0.5), sketch.quantile(0.95)))
-    return pd.DataFrame(rows, columns=["period", "bucket", "p50", "p95"])
+            rows.append((period, bucket, sketch.quantile(0.5), sketch.quantile(0.95), sketch))
+    return pd.DataFrame(rows, columns=["period", "bucket", "p50", "p95", "sketch"])
 
 
 def _last_request(in_window: pd.DataFrame) -> datetime | None:

@@ -3,9 +3,10 @@
 The detector reads a `Reference` only, so it can come from the input's baseline period (`from_baseline`,
 built from the aggregate tables here) or from the state store's history. With a week or more of baseline,
 the reference is the same hour of the same weekday in the weeks before (`weekday` set: daily and weekly
-cycles); otherwise it is the whole baseline period. Latency is always the whole baseline's. Traffic is also
-given as the quietest whole hour of the reference (`quietest_per_hour`), so a daily cycle's night is never
-a "traffic drop" against a day's mean.
+cycles); otherwise it is the whole baseline period. Latency is the same hours' too (merged from the hourly
+sketches), or the whole baseline's exact quantiles without a week. Traffic is also given as the quietest
+whole hour of the reference (`quietest_per_hour`), so a daily cycle's night is never a "traffic drop"
+against a day's mean.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def _reference(
         weekday=weekday,
         start=start,
         weeks=weeks,
-        **_baseline_latency(aggs),
+        **(_baseline_latency(aggs) if buckets is None else _hours_latency(aggs, buckets)),
     )
 
 
@@ -115,6 +116,16 @@ def _quietest(per_hour: pd.Series, buckets: set[int] | None, aggs: Aggregates) -
     if not hours:
         return None
     return float(min(int(per_hour.get(b, 0)) for b in hours))
+
+
+def _hours_latency(aggs: Aggregates, buckets: set[int]) -> dict[str, Any]:
+    """The latency distribution of the reference's hours, merged from their hourly sketches."""
+    hourly = aggs.hourly_latency
+    if hourly is None:
+        return {}
+    rows = hourly[(hourly["period"] == "baseline") & hourly["bucket"].isin(buckets)]
+    sketch = LatencySketch(sum((s.counts for s in rows["sketch"]), LatencySketch().counts))
+    return {"latency": sketch} if sketch.count else {}
 
 
 def _baseline_latency(aggs: Aggregates) -> dict[str, Any]:

@@ -25,7 +25,7 @@ def test_a_slow_hour_is_unusual_for_its_latency(pack: RulePack) -> None:
     assert [f.name for f in mix.features] == ["latency_p95_ms", "latency_p50_ms"]
     assert mix.features[0].value > 2000 and 150 < mix.features[0].usual < 300
     text = render(report, "text")
-    assert "⚠️ Unusual hour — unlike the baseline's 24 hours: p95 latency 2.4 s (usual 219 ms)" in text
+    assert "⚠️ Unusual hour — unlike the baseline's 24 hours: p95 latency 2.4 s (hourly median 219 ms)" in text
     document = json.loads(render(report, "json"))
     jsonschema.validate(document, SCHEMA)
     assert (
