@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from prodguardian.channels import JsonWebhook, Route, json_webhook, load_channels
+from prodguardian.channels.chat import slack_payload
 from prodguardian.channels.delivery import post
 from prodguardian.errors import ConfigError
-from prodguardian.notification import DeliveryError, Notification
+from prodguardian.notification import Channel, DeliveryError, Notification
 from tests.http_receiver import Receiver, http_receiver
 from tests.notifications import notification
 
@@ -236,3 +237,98 @@ def test_a_secret_never_reaches_a_config_error(tmp_path: Path, monkeypatch: pyte
     with pytest.raises(ConfigError) as caught:
         load_channels(path)
     assert "pa55word" not in str(caught.value)
+
+
+# ------------------------------------------------------------------------------ slack, chat, pagerduty
+
+HOSTILE = "<!channel> @here *bold* <http://evil.example|click> `code` & more"
+
+
+def chat_channels(tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> dict[str, Channel]:
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", receiver.url + "/slack")
+    monkeypatch.setenv("CHAT_WEBHOOK_URL", receiver.url + "/chat")
+    monkeypatch.setenv("PD_ROUTING_KEY", "R0UTINGKEY")
+    path = channels_file(
+        tmp_path,
+        "channels:\n"
+        "  - name: slack\n    type: slack\n    url_env: SLACK_WEBHOOK_URL\n"
+        "  - name: chat\n    type: google_chat\n    url_env: CHAT_WEBHOOK_URL\n"
+        "  - name: chat-text\n    type: google_chat\n    url_env: CHAT_WEBHOOK_URL\n    card: false\n"
+        f"  - name: pager\n    type: pagerduty\n    routing_key_env: PD_ROUTING_KEY\n"
+        f"    endpoint: {receiver.url}/v2/enqueue\n",
+    )
+    return {channel.name: channel for channel in load_channels(path)}
+
+
+def test_slack_gets_blocks_with_the_findings_the_command_and_a_text_fallback(
+    tmp_path: Path, receiver: Receiver, firing: Notification, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chat_channels(tmp_path, receiver, monkeypatch)["slack"].send(firing)
+    [got] = receiver.received
+    payload = json.loads(got.body)
+    header, *_, context = payload["blocks"]
+    assert header["type"] == "header" and header["text"]["text"].startswith("🔴 emergence-app")
+    texts = [block["text"]["text"] for block in payload["blocks"] if block["type"] == "section"]
+    assert any("Database unavailable" in text and "manager.py:64" in text for text in texts)
+    assert any("```prodguardian check --service emergence-app" in text for text in texts)
+    assert context["type"] == "context" and "Firing · emergence-app" in context["elements"][0]["text"]
+    assert payload["text"].startswith("🔴 emergence-app")
+
+
+def test_log_text_cannot_mention_link_or_format_in_slack(firing: Notification) -> None:
+    hostile = replace(firing, title=HOSTILE, findings=[{**firing.findings[0], "examples": [HOSTILE]}])
+    payload = slack_payload(hostile)
+    assert "<!channel>" not in payload["text"] and "&lt;!channel&gt;" in payload["text"]
+    for block in payload["blocks"]:
+        text = block.get("text") or block["elements"][0]
+        assert "@here" not in text["text"]
+        if HOSTILE.split()[0] in text["text"]:
+            assert text["type"] == "plain_text"  # no mrkdwn: no bold, no link, no mention
+
+
+def test_google_chat_gets_a_card_or_a_text_message(
+    tmp_path: Path, receiver: Receiver, firing: Notification, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    channels = chat_channels(tmp_path, receiver, monkeypatch)
+    hostile = replace(firing, findings=[{**firing.findings[0], "examples": [HOSTILE]}])
+    channels["chat"].send(hostile)
+    channels["chat-text"].send(hostile)
+    card, text = (json.loads(r.body) for r in receiver.received)
+    paragraphs = [
+        w["textParagraph"]["text"] for s in card["cardsV2"][0]["card"]["sections"] for w in s["widgets"]
+    ]
+    assert any("Database unavailable" in p and "&lt;!channel&gt;" in p for p in paragraphs)
+    assert card["cardsV2"][0]["card"]["header"]["title"].startswith("🔴 emergence-app")
+    assert "<" not in text["text"] and "Database unavailable" in text["text"]
+
+
+def test_pagerduty_triggers_then_resolves_the_same_incident(
+    tmp_path: Path, receiver: Receiver, firing: Notification, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pager = chat_channels(tmp_path, receiver, monkeypatch)["pager"]
+    resolved = replace(firing, id=firing.id + "/resolved", event="resolved")
+    assert pager.wants(firing) and not pager.wants(replace(firing, severity="DEGRADED"))
+    pager.send(firing)
+    pager.send(resolved)
+    trigger, resolve = (json.loads(r.body) for r in receiver.received)
+    assert receiver.received[0].path == "/v2/enqueue"
+    assert trigger["event_action"] == "trigger" and resolve["event_action"] == "resolve"
+    assert trigger["dedup_key"] == resolve["dedup_key"] == "emergence-app/database-unavailable"
+    assert trigger["routing_key"] == "R0UTINGKEY"
+    assert trigger["payload"]["severity"] == "critical" and trigger["payload"]["source"] == "emergence-app"
+    assert "Database unavailable" in trigger["payload"]["summary"]
+
+
+def test_a_pagerduty_refusal_hides_the_routing_key(
+    tmp_path: Path, receiver: Receiver, firing: Notification, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    receiver.status, receiver.answer = 400, b'{"status":"invalid event","message":"bad key R0UTINGKEY"}'
+    with pytest.raises(DeliveryError) as caught:
+        chat_channels(tmp_path, receiver, monkeypatch)["pager"].send(firing)
+    assert "HTTP 400" in str(caught.value) and "R0UTINGKEY" not in str(caught.value)
+
+
+def test_a_french_notification_is_worded_in_french(firing: Notification) -> None:
+    payload = slack_payload(replace(firing, lang="fr", event="resolved"))
+    assert payload["blocks"][0]["text"]["text"].startswith("✅ Résolu")
+    assert "Résolue · emergence-app" in payload["blocks"][-1]["elements"][0]["text"]

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import os
 
-from prodguardian.channels import config, webhook
+from prodguardian.channels import chat, config, webhook
 from prodguardian.channels.delivery import Route
 from prodguardian.channels.webhook import JsonWebhook, json_webhook
 from prodguardian.notification import Channel
 
-BUILDERS: dict[str, config.Builder] = {"webhook": webhook.build}
+BUILDERS: dict[str, config.Builder] = {
+    "webhook": webhook.build,
+    "slack": chat.build_slack,
+    "google_chat": chat.build_google_chat,
+    "pagerduty": chat.build_pagerduty,
+}
 
 
 def load_channels(path: str | os.PathLike[str]) -> list[Channel]:

@@ -4,9 +4,11 @@ whose failures are DeliveryErrors naming the channel and the cause, never the UR
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 import requests
 
 from prodguardian import __version__
@@ -98,3 +100,31 @@ def _cause(exc: BaseException) -> str:
         inner = getattr(current, "reason", None)
         current = inner if isinstance(inner, BaseException) else current.__cause__ or current.__context__
     return "connection failed" if isinstance(exc, requests.ConnectionError) else type(exc).__name__
+
+
+@dataclass
+class PostedJson:
+    """A channel that POSTs a JSON payload built from the notification."""
+
+    name: str
+    url: str = field(repr=False)  # a webhook's path is its key
+    route: Route = field(default_factory=Route)
+    timeout: float = DEFAULT_TIMEOUT
+
+    def wants(self, notification: Notification) -> bool:
+        return self.route.wants(notification)
+
+    def payload(self, notification: Notification) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def hidden(self) -> list[str]:
+        """Secrets besides the URL's, kept out of errors."""
+        return []
+
+    def headers(self, notification: Notification, body: bytes) -> dict[str, str]:
+        return {"Content-Type": "application/json"}
+
+    def send(self, notification: Notification) -> None:
+        body = orjson.dumps(self.payload(notification))
+        headers = self.headers(notification, body)
+        post(self.name, self.url, body, headers, timeout=self.timeout, secrets=self.hidden())

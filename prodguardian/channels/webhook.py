@@ -12,11 +12,10 @@ import hashlib
 import hmac
 import time
 from dataclasses import dataclass, field
-
-import orjson
+from typing import Any
 
 from prodguardian.channels.config import Spec
-from prodguardian.channels.delivery import DEFAULT_TIMEOUT, Route, post
+from prodguardian.channels.delivery import PostedJson
 from prodguardian.notification import Notification
 
 SIGNATURE_HEADER = "X-ProdGuardian-Signature"
@@ -31,26 +30,24 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
 
 
 @dataclass
-class JsonWebhook:
-    """POSTs each notification's JSON (`Notification.to_dict`) to a URL."""
+class JsonWebhook(PostedJson):
+    """POSTs each notification's JSON (`Notification.to_dict`) to a URL, signed when `secret` is set."""
 
-    name: str
-    url: str = field(repr=False)  # its path is the key of many webhooks
     secret: str | None = field(default=None, repr=False)
-    route: Route = field(default_factory=Route)
-    timeout: float = DEFAULT_TIMEOUT
 
-    def wants(self, notification: Notification) -> bool:
-        return self.route.wants(notification)
+    def hidden(self) -> list[str]:
+        return [self.secret or ""]
 
-    def send(self, notification: Notification) -> None:
-        body = orjson.dumps(notification.to_dict())
+    def payload(self, notification: Notification) -> dict[str, Any]:
+        return notification.to_dict()
+
+    def headers(self, notification: Notification, body: bytes) -> dict[str, str]:
         headers = {"Content-Type": "application/json", IDEMPOTENCY_HEADER: notification.id}
         if self.secret:
             timestamp = str(int(time.time()))
             headers[TIMESTAMP_HEADER] = timestamp
             headers[SIGNATURE_HEADER] = signature(self.secret, timestamp, body)
-        post(self.name, self.url, body, headers, timeout=self.timeout, secrets=[self.secret or ""])
+        return headers
 
 
 def json_webhook(url: str, secret: str | None = None, *, name: str = "webhook") -> JsonWebhook:
