@@ -367,6 +367,10 @@ def test_info_prune_and_reset(tmp_path: Path) -> None:
             "error_groups": 1,
             "revisions": 1,
             "cursors": 0,  # cursors age by when they were last written, and both were just now
+            "alerts": 0,
+            "notification_log": 0,
+            "silences": 0,
+            "outbox": 0,
         }
         assert pruned.freed_bytes is not None and pruned.freed_bytes > 0
         assert store.coverage(SERVICE) == [(at(recent), at(recent + 2880))]
@@ -612,7 +616,7 @@ def test_a_schema_1_file_gains_the_failure_and_folded_tables(tmp_path: Path) -> 
     raw.commit()
     raw.close()
     with StateStore(path) as store:
-        assert store.schema_version == len(MIGRATIONS) == 3
+        assert store.schema_version == len(MIGRATIONS) == 4
         assert store.minutes("svc", at(BASE), at(BASE + 1))["requests"].tolist() == [3]
         assert store.failure_minutes("svc", at(BASE), at(BASE + 1)).empty
         assert store.folded_minutes("svc", at(BASE), at(BASE + 1)).empty
