@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from prodguardian.detect import SEVERITIES, Finding
+from prodguardian.detect import Finding
 from prodguardian.notification import AlertSeverity, Event, Notification
 from prodguardian.render import Translator, finding_title, report_dict
 from prodguardian.verdict import STATUS_ICONS, Report
@@ -35,6 +35,7 @@ Hold = int | timedelta  # consecutive runs, or how long the condition must have 
 UNKNOWN_RULE = "unknown"
 SILENCE_KEYS = ("alert", "service", "rule", "category", "revision", "severity")
 NO_SERVICE = "-"  # the service of a report whose input names none
+_RANK = {"INFO": 0, "DEGRADED": 1, "CRITICAL": 2, "UNKNOWN": 3}
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,7 @@ def _conditions(report: Report, service: str, t: Translator) -> list[Condition]:
         root = None if first.rule in roots else first.caused_by
         caused = [s for s in problems if s.caused_by == first.rule and s.rule not in roots]
         # A root is as severe as what it causes: its symptoms notify only through it.
-        severity = max((f.severity for f in (*findings, *caused)), key=SEVERITIES.index)
+        severity = max((f.severity for f in (*findings, *caused)), key=_RANK.__getitem__)
         conditions.append(
             Condition(
                 key,
@@ -223,7 +224,7 @@ def _step(
         alert = _new_alert(condition, at)
         escalated = False
     else:
-        escalated = SEVERITIES.index(condition.severity) > SEVERITIES.index(alert.severity)
+        escalated = _RANK[condition.severity] > _RANK[alert.severity]
         alert = replace(
             alert,
             severity=condition.severity,
