@@ -14,7 +14,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -133,7 +133,26 @@ _TEMPLATES_AND_LAST_SUCCESS: Migration = (
     "ALTER TABLE minutes ADD COLUMN last_success INTEGER",
     "ALTER TABLE minutes ADD COLUMN last_request INTEGER",
 )
-MIGRATIONS: tuple[Migration, ...] = (_SCHEMA_V1, _FAILURES_AND_FOLDED, _TEMPLATES_AND_LAST_SUCCESS)
+# The alert lifecycle's state (prodguardian.alert_state): instants in ns since the epoch, JSON as text.
+_ALERTS: Migration = (
+    """CREATE TABLE alerts (
+        alert TEXT PRIMARY KEY, service TEXT NOT NULL, rule TEXT NOT NULL, category TEXT NOT NULL,
+        revision TEXT, state TEXT NOT NULL, severity TEXT NOT NULL, title TEXT NOT NULL,
+        since INTEGER NOT NULL, changed INTEGER NOT NULL, last_seen INTEGER NOT NULL,
+        evaluated INTEGER NOT NULL, runs INTEGER NOT NULL, firing_since INTEGER, notified INTEGER)
+        WITHOUT ROWID""",
+    """CREATE TABLE notification_log (
+        at INTEGER NOT NULL, notification TEXT NOT NULL, alert TEXT NOT NULL, event TEXT NOT NULL,
+        outcome TEXT NOT NULL, detail TEXT NOT NULL, logged INTEGER NOT NULL)""",
+    """CREATE TABLE silences (
+        id TEXT PRIMARY KEY, matchers TEXT NOT NULL, ends INTEGER NOT NULL, reason TEXT NOT NULL,
+        created INTEGER NOT NULL, expired INTEGER) WITHOUT ROWID""",
+    """CREATE TABLE outbox (
+        notification TEXT NOT NULL, channel TEXT NOT NULL, payload TEXT NOT NULL, alert TEXT NOT NULL,
+        queued INTEGER NOT NULL, tries INTEGER NOT NULL, next_try INTEGER NOT NULL, last_error TEXT,
+        state TEXT NOT NULL, PRIMARY KEY (notification, channel)) WITHOUT ROWID""",
+)
+MIGRATIONS: tuple[Migration, ...] = (_SCHEMA_V1, _FAILURES_AND_FOLDED, _TEMPLATES_AND_LAST_SUCCESS, _ALERTS)
 # The tables of per-minute facts, which a replace or a prune cuts by minute.
 _MINUTE_TABLES = (
     "minutes",
@@ -143,7 +162,15 @@ _MINUTE_TABLES = (
     "template_minutes",
     "samples",
 )
+# `reset` forgets these tables; the alerting tables stay, so a reset never notifies a firing alert again.
 _TABLES = (*_MINUTE_TABLES, "error_groups", "revisions", "coverage", "cursors")
+# What `prune` removes of the alerting tables: only what is over (firing, pending and queued rows stay).
+_OLD_ALERTING = {
+    "alerts": "state = 'resolved' AND changed < ?",
+    "notification_log": "at < ?",
+    "silences": "ends < ?",
+    "outbox": "state != 'pending' AND queued < ?",
+}
 
 
 class StateError(ProdGuardianError):
@@ -310,6 +337,8 @@ class StateStore:
                 ("cursors", "updated"),
             ):
                 removed[table] = db.execute(f"DELETE FROM {table} WHERE {last} < ?", (horizon_ns,)).rowcount
+            for table, old in _OLD_ALERTING.items():
+                removed[table] = db.execute(f"DELETE FROM {table} WHERE {old}", (horizon_ns,)).rowcount
         freed = None
         if vacuum:
             before = self._size()
@@ -539,6 +568,14 @@ class StateStore:
             yield
         except sqlite3.Error as error:
             raise _state_error(error, self.path, self.busy_timeout) from error
+
+    def writing(self) -> AbstractContextManager[sqlite3.Connection]:
+        """One write transaction, for the modules that keep their own tables here (alert_state)."""
+        return self._writing()
+
+    def reading(self) -> AbstractContextManager[sqlite3.Connection]:
+        """Several reads from one snapshot, for the modules that keep their own tables here."""
+        return self._reading()
 
     @contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:

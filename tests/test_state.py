@@ -367,6 +367,10 @@ def test_info_prune_and_reset(tmp_path: Path) -> None:
             "error_groups": 1,
             "revisions": 1,
             "cursors": 0,  # cursors age by when they were last written, and both were just now
+            "alerts": 0,
+            "notification_log": 0,
+            "silences": 0,
+            "outbox": 0,
         }
         assert pruned.freed_bytes is not None and pruned.freed_bytes > 0
         assert store.coverage(SERVICE) == [(at(recent), at(recent + 2880))]
@@ -542,7 +546,11 @@ def _overwrite(path: Path, offset: int, data: bytes) -> None:
         ),
         (_foreign_id, r"another application \(application_id 0x12345678\)"),
         (_tables_no_id, r"another application \(tables but no ProdGuardian id\)"),
-        (_newer, r"written by a newer ProdGuardian \(schema 9, this one knows 3\): upgrade prodguardian"),
+        (
+            _newer,
+            rf"written by a newer ProdGuardian \(schema 9, this one knows {len(MIGRATIONS)}\):"
+            " upgrade prodguardian",
+        ),
         (
             lambda p, r: (_store_with_data(p, r), _overwrite(p, p.stat().st_size // 2, b"\xff" * 4096)),
             r"corrupt \(.+\): move it away to start a new one",
@@ -600,7 +608,7 @@ def test_a_file_migrates_to_the_next_schema_keeping_its_facts(tmp_path: Path, re
     assert raw.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) + 1
     assert raw.execute("SELECT count(*), sum(cpu_ms) FROM minutes").fetchone() == (len(before["minutes"]), 0)
     raw.close()
-    with pytest.raises(StateError, match=r"schema 4, this one knows 3"):
+    with pytest.raises(StateError, match=rf"schema {len(MIGRATIONS) + 1}, this one knows {len(MIGRATIONS)}"):
         StateStore(path)
 
 
@@ -612,7 +620,7 @@ def test_a_schema_1_file_gains_the_failure_and_folded_tables(tmp_path: Path) -> 
     raw.commit()
     raw.close()
     with StateStore(path) as store:
-        assert store.schema_version == len(MIGRATIONS) == 3
+        assert store.schema_version == len(MIGRATIONS) == 4
         assert store.minutes("svc", at(BASE), at(BASE + 1))["requests"].tolist() == [3]
         assert store.failure_minutes("svc", at(BASE), at(BASE + 1)).empty
         assert store.folded_minutes("svc", at(BASE), at(BASE + 1)).empty
@@ -625,11 +633,13 @@ def test_a_failed_migration_leaves_the_file_as_it_was(tmp_path: Path, recorded: 
         v1 = _dump(store)
     broken = ("ALTER TABLE minutes ADD COLUMN cpu_ms INTEGER", "CREATE TABLE minutes (minute INTEGER)")
     with pytest.raises(
-        StateError, match=r"migration to schema 4 failed \(.*already exists\); the file is unchanged"
+        StateError,
+        match=rf"migration to schema {len(MIGRATIONS) + 1} failed \(.*already exists\);"
+        " the file is unchanged",
     ):
         StateStore(path, migrations=(*MIGRATIONS, broken))
     with StateStore(path) as store:
-        assert store.schema_version == 3
+        assert store.schema_version == len(MIGRATIONS)
         assert _dump(store) == v1
     raw = sqlite3.connect(path)
     assert "cpu_ms" not in [row[1] for row in raw.execute("PRAGMA table_info(minutes)")]
