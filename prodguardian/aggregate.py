@@ -18,13 +18,14 @@ import pandas as pd
 from prodguardian.classify import Classified
 from prodguardian.folding import DROP_REASONS, DUPLICATE, ECHO, MERGED, OTHER_RESOURCE
 from prodguardian.rules import RulePack
-from prodguardian.sketch import LatencySketch
+from prodguardian.sketch import LatencySketch, slots_of
 from prodguardian.texts import per_distinct_text
 
 QUANTILES = (0.5, 0.95, 0.99)
 # Data that starts this little after a period's start still covers it (the first request came minutes in).
 COVERAGE_SLACK = timedelta(minutes=5)
 _SCOPE_COLUMNS = (
+    "ts",
     "kind",
     "status",
     "latency_s",
@@ -36,6 +37,7 @@ _SCOPE_COLUMNS = (
 )
 # A quiet this many times the failures' mean spacing: exp(-5) < 1% if they were still arriving at that pace.
 RECOVERY_SPACINGS = 5
+NS_PER_MINUTE = 60_000_000_000
 MAX_EXAMPLES = 3
 MAX_EXAMPLE_CHARS = 300
 # Google's callers that run work in the background: judged by success and timeouts, not by how fast they are.
@@ -126,6 +128,11 @@ class Aggregates:
     revision_first_failure: dict[str, datetime] = field(default_factory=dict)
     last_request: datetime | None = None  # the window's last counted request or WebSocket attempt (aware)
     hourly_latency: pd.DataFrame | None = None  # period, bucket → p50, p95 (ms), sketch
+    # Per minute of the baseline and window (`age`: whole minutes before the window's end), for the
+    # report's timelines: requests, WebSocket attempts and the latency sketch (bytes) of `_latency`'s
+    # requests; and distinct failures per category ("" counting each failure once), in its first minute.
+    minute_traffic: pd.DataFrame | None = None  # age, requests, websocket, latency (rows may repeat an age)
+    minute_failures: pd.DataFrame | None = None  # age, category, failures
 
 
 def aggregate(
@@ -153,6 +160,8 @@ def aggregate(
         revision_first_seen=_first_seen(events),
         revision_first_failure=_first_failure(matches, events),
         last_request=_last_request(events[period == "window"]),
+        minute_traffic=_minute_traffic(counted, window),
+        minute_failures=_minute_failures(matches, events, window),
     )
 
 
@@ -348,6 +357,38 @@ def _hourly_latency(counted: pd.DataFrame) -> pd.DataFrame:
     sketches = [LatencySketch.from_values(ms.to_numpy()) for _, ms in grouped]
     hourly = pd.DataFrame({"p50": grouped.quantile(0.5), "p95": grouped.quantile(0.95)})
     return hourly.assign(sketch=pd.Series(sketches, index=hourly.index, dtype=object)).reset_index()
+
+
+def minute_age(ts: pd.Series | np.ndarray, window: Window) -> np.ndarray:
+    """Whole minutes from each time to the window's end (0: the window's last minute)."""
+    ns = np.asarray(ts).astype("datetime64[ns]").astype("int64")
+    return np.asarray((_naive(window.end).value - 1 - ns) // NS_PER_MINUTE)
+
+
+def _minute_traffic(counted: pd.DataFrame, window: Window) -> pd.DataFrame:
+    kind = counted["kind"]
+    age = minute_age(counted["ts"], window)
+    frame = pd.DataFrame({"age": age, "requests": kind == "request", "websocket": kind == "websocket"})
+    traffic = frame.groupby("age")[["requests", "websocket"]].sum()
+    timed, failed = _timed(counted)
+    served = timed[~failed & ~background_callers(timed["user_agent"])]
+    slots = slots_of(served["latency_s"].to_numpy() * 1000)
+    ages = minute_age(served["ts"], window)
+    groups = pd.Series(ages).groupby(ages).indices
+    sketches = {age: LatencySketch.from_slots(slots[rows]).to_bytes() for age, rows in groups.items()}
+    traffic["latency"] = [sketches.get(age) for age in traffic.index]
+    return traffic.rename_axis("age").reset_index()
+
+
+def _minute_failures(matches: pd.DataFrame, events: pd.DataFrame, window: Window) -> pd.DataFrame:
+    """Distinct failures per minute (of their first line) and category, and over every category ("")."""
+    failing = failure_units(matches[matches["is_failure"]])
+    failing = failing.assign(age=minute_age(events["ts"].to_numpy()[failing["row"].to_numpy()], window))
+    failing["age"] = failing.groupby("unit")["age"].transform("max")  # the oldest line: the first
+    per_category = failing.drop_duplicates(["unit", "category"])
+    every = failing.drop_duplicates("unit").assign(category="")
+    both = pd.concat([per_category, every])
+    return both.groupby(["age", "category"]).size().rename("failures").reset_index()
 
 
 def background_callers(user_agents: pd.Series) -> np.ndarray:

@@ -33,6 +33,7 @@ from prodguardian.history import (
 from prodguardian.probes import ProbeResult, probe_findings
 from prodguardian.rules import RulePack, load_pack
 from prodguardian.source import PAGE_WARNING, FileSource, ReadOptions
+from prodguardian.timelines import build_timeline
 from prodguardian.unknown_errors import mine_errors
 from prodguardian.verdict import Context, Reason, Report, Status, build_report, unknown_report
 
@@ -335,6 +336,7 @@ def _check_service(
     clock.lap("detect")
     report = build_report(detection, context)
     report.probes = list(probes)
+    report.timeline = build_timeline(aggs, report.findings)
     clock.lap("verdict")
     return report
 

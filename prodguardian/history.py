@@ -422,7 +422,14 @@ def stored_aggregates(store: StateStore, service: str, window: Window) -> Aggreg
         revision_first_seen=_stored_first_seen(store.revisions(service), window),
         revision_first_failure=_stored_first_failure(rules),
         last_request=_last_request(in_window),
+        minute_traffic=_aged(minutes, window)[["age", "requests", "websocket", "latency"]],
+        minute_failures=_aged(failures, window)[["age", "category", "failures"]],
     )
+
+
+def _aged(frame: pd.DataFrame, window: Window) -> pd.DataFrame:
+    """Stored minutes as `Aggregates.minute_traffic` counts them: minutes before the window's end."""
+    return frame.assign(age=_unix_minute(window.end) - 1 - frame["minute"].to_numpy())
 
 
 def _with_period(frame: pd.DataFrame, window: Window) -> pd.DataFrame:

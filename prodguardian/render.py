@@ -27,6 +27,7 @@ from prodguardian.multivariate import Feature
 from prodguardian.probes import ProbeResult
 from prodguardian.reference import Reference
 from prodguardian.resources import data_dir
+from prodguardian.sparkline import recent, sparkline
 from prodguardian.unknown_errors import TOP_TEMPLATES, ErrorTemplate
 from prodguardian.verdict import STATUS_ICONS, LogText, Reason, Recommendation, Report
 
@@ -263,7 +264,45 @@ def _view(report: Report, t: Translator) -> dict[str, Any]:
         "objective_lines": _objective_lines(objectives, t),
         "recommendations": recommendations,
         "probes": [probe_line(p, t) for p in report.probes],
+        "sparklines": sparkline_lines(report, t),
     }
+
+
+def sparkline_lines(report: Report, t: Translator) -> list[str]:
+    """One line per signal of the report's timeline: its name per bucket, its last bars, its range."""
+    timeline = report.timeline
+    if timeline is None or not timeline.size:
+        return []
+    bucket = t.hours(timeline.bucket / timedelta(hours=1)).replace(t.unit, "")
+    lines = []
+    for signal in timeline.signals:
+        values, start = recent(signal.values, timeline.window_index)
+        known = [v for v in values if v is not None]
+        low, high = (min(known), max(known)) if known else (None, None)
+        lines.append(
+            t(
+                "sparkline_line",
+                name=signal_name(signal.name, t),
+                bucket=bucket,
+                bars=LogText(sparkline(values, start)),
+                low=figure(low, signal.unit, t),
+                high=figure(high, signal.unit, t),
+            )
+        )
+    return lines
+
+
+def signal_name(name: str, t: Translator) -> str:
+    """A timeline signal's name in the report's language (`errors:database`: database errors)."""
+    kind, _, category = name.partition(":")
+    return t("signals.errors_of", category=category) if category else t(f"signals.{kind}")
+
+
+def figure(value: float | None, unit: str, t: Translator) -> str:
+    """A timeline value: a count, a share (rate) or milliseconds."""
+    if unit == "rate":
+        return t.pct(value)
+    return t.ms(value) if unit == "ms" else t.num(value)
 
 
 def probe_line(result: ProbeResult, t: Translator) -> dict[str, str]:

@@ -16,6 +16,7 @@ from prodguardian.aggregate import Window
 from prodguardian.detect import SEVERITIES, Detection, Finding, Metrics, ObjectiveResult, RevisionStats
 from prodguardian.probes import ProbeResult
 from prodguardian.reference import Reference
+from prodguardian.timelines import Timeline
 from prodguardian.unknown_errors import ErrorTemplate
 
 Status = Literal["OK", "DEGRADED", "CRITICAL", "UNKNOWN"]
@@ -113,6 +114,7 @@ class Report:
     probes: list[ProbeResult] = field(
         default_factory=list
     )  # `check --probe`: each a row, a failure a finding
+    timeline: Timeline | None = None  # the key signals over the baseline and window, for charts
 
     @property
     def exit_code(self) -> int:
