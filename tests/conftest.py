@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from prodguardian.rules import RulePack, load_pack
 from prodguardian.simulate import generate
@@ -28,14 +29,23 @@ def pack() -> RulePack:
     return load_pack()
 
 
+def _shared_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This run's temporary folder that every xdist worker sees (each worker's own one is below it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if "PYTEST_XDIST_WORKER" in os.environ else base
+
+
 @pytest.fixture(scope="session")
 def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A gcloud-style JSON export of each scenario the CLI tests use."""
-    folder = tmp_path_factory.mktemp("exports")
+    """A gcloud-style JSON export of each scenario the CLI tests use, written once for all xdist workers."""
+    folder = _shared_folder(tmp_path_factory) / "exports"
+    folder.mkdir(exist_ok=True)
     paths = {}
     for name in ("db-outage", "healthy", "slow", "bad-deploy"):
         paths[name] = folder / f"{name}.json"
-        write_export(generate(name), str(paths[name]))
+        with FileLock(folder / f"{name}.lock"):
+            if not paths[name].exists():  # write_export writes whole or not at all
+                write_export(generate(name), str(paths[name]))
     return paths
 
 
