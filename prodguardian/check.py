@@ -140,6 +140,7 @@ def check_logs(
     baseline: str | timedelta = "24h",
     rules: RulePack | Iterable[str | os.PathLike[str]] = (),
     read: ReadOptions | None = None,
+    multivariate: bool = False,
 ) -> Report:
     """Check logs and return the report, as `prodguardian check` does (render it with `render_report`; its
     `exit_code` is the command's).
@@ -149,6 +150,7 @@ def check_logs(
     `freshness` before `until` (default: just after the newest entry; now for a live read; a naive datetime
     is UTC), and "usual" is
     measured over the `baseline` before it. `rules` are extra rule folders, or a `RulePack` from `load_pack`.
+    `multivariate` also looks for an unusual mix of the hour's numbers (`check --multivariate`; scikit-learn).
     Raises a `ProdGuardianError` for input, rules, options or a read that fail.
     """
     options = CheckOptions(
@@ -157,6 +159,7 @@ def check_logs(
         until=_moment(until),
         baseline=_duration(baseline, "baseline"),
         rules=() if isinstance(rules, RulePack) else tuple(str(folder) for folder in rules),
+        multivariate=multivariate,
     )
     pack = rules if isinstance(rules, RulePack) else load_pack(options.rules)
     entries: LogInput | Iterable[Any]
