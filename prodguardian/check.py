@@ -355,14 +355,19 @@ class _Stopwatch:
         self.last = now
 
 
-def failed_report(reason: str, options: CheckOptions) -> Report:
+def failed_report(reason: str, options: CheckOptions, probes: Sequence[ProbeResult] = ()) -> Report:
     """The UNKNOWN report of a check that could not be made (input that cannot be read, logs that could not
-    be fetched), for a reader who must not keep an earlier status."""
+    be fetched), for a reader who must not keep an earlier status; with the probes made before it failed."""
+    report = unknown_report(reason, failed_context(options))
+    report.probes = list(probes)
+    return report
+
+
+def failed_context(options: CheckOptions) -> Context:
+    """The context of a check or verification that could not be made: its service and window only."""
     until = options.until or datetime.now(UTC)
     start = until - options.freshness
-    return unknown_report(
-        reason, Context(options.service, None, None, Window(start, until, start - options.baseline), {})
-    )
+    return Context(options.service, None, None, Window(start, until, start - options.baseline), {})
 
 
 def require_log_entries(events: Events, where: str | None) -> None:

@@ -190,3 +190,23 @@ def test_probes_join_a_check_of_one_service_only(pack: RulePack) -> None:
     report = run_check(entries, CheckOptions(service="billing"), pack, [down]).report
     assert report.status == "CRITICAL" and [f.rule for f in report.problems] == ["probe-failed"]
     assert "❌ http://127.0.0.1:9/api/health — unreachable: connection refused" in render(report)
+
+
+def test_a_check_or_verify_that_fails_after_probing_keeps_the_probes_in_its_json_report(
+    base_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    report, gone = tmp_path / "r.json", str(tmp_path / "gone.json")
+    probes = ["--probe", base_url + "/api/health", "--probe", base_url + "/broken"]
+    assert main(["check", "--source", gone, *probes, "--json-report", str(report)]) == 3
+    document = json.loads(report.read_text(encoding="utf-8"))
+    jsonschema.validate(document, SCHEMA)
+    assert document["status"] == "UNKNOWN" and document["reason"] == f"{gone}: No such file or directory"
+    assert [(p["url"], p["ok"]) for p in document["probes"]] == [
+        (base_url + "/api/health", True),
+        (base_url + "/broken", False),
+    ]
+    assert main(["verify", "--source", gone, "--url", base_url, "--json-report", str(report)]) == 3
+    document = json.loads(report.read_text(encoding="utf-8"))
+    assert document["verdict"] == "NOT ENOUGH DATA"
+    assert [p["url"] for p in document["probes"]] == service_probes(base_url)
+    capsys.readouterr()
