@@ -35,7 +35,7 @@ from prodguardian.errors import ConfigError, ProdGuardianError
 from prodguardian.files import STDOUT, write_text
 from prodguardian.history import History, cursor_key, read_start
 from prodguardian.patterns import csv_rows
-from prodguardian.probes import ProbeResult, check_url, probe_all, service_probes
+from prodguardian.probes import TIMEOUT_S, ProbeResult, check_url, probe_all, service_probes
 from prodguardian.render import FORMATS, LANGUAGES, clean, render
 from prodguardian.render_verify import render_verification
 from prodguardian.rules import RulePack, collect_pack, load_pack
@@ -309,12 +309,22 @@ _read_options = _stack(
         help="MiB of a large export a worker reads at a time.",
     ),
 )
-_probe_option = _option(
-    "--probe",
-    "probes",
-    setting="probes",
-    multiple=True,
-    help="GET this health URL (repeatable): it must answer 200 and, for a JSON body, a healthy `status`.",
+_probe_options = _stack(
+    _option(
+        "--probe",
+        "probes",
+        setting="probes",
+        multiple=True,
+        help="GET this health URL (repeatable): it must answer 200 and, for a JSON body, a healthy `status`.",
+    ),
+    _option(
+        "--probe-timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        default=TIMEOUT_S,
+        show_default=True,
+        metavar="SECONDS",
+        help="How long each health probe may take before it fails as a timeout.",
+    ),
 )
 
 
@@ -326,7 +336,7 @@ _probe_option = _option(
     is_flag=True,
     help="Also look for an hour whose mix of numbers no single test flags (IsolationForest; slower).",
 )
-@_probe_option
+@_probe_options
 @_report_options()
 @_rules_option
 @_cloud_options
@@ -380,7 +390,7 @@ def _check(opts: dict[str, Any], probes: list[ProbeResult]) -> int:
     if live and opts["show_filter"]:
         click.echo(_live_source(opts, options, pack).filter)
         return 0
-    probes[:] = probe_all(opts["probes"])
+    probes[:] = probe_all(opts["probes"], opts["probe_timeout"])
     location = _state_location(opts, options)
     if location is None:
         report = run_check(_open_source(opts, options, pack), options, pack, probes).report
@@ -553,7 +563,7 @@ def _write_reports(rendering: Callable[[str], str], opts: dict[str, Any]) -> Non
     setting="service_url",
     help="The service's URL: probe its /api/health, /health/liveness and /health/readiness.",
 )
-@_probe_option
+@_probe_options
 @_report_options("verify")
 @_rules_option
 @_cloud_options
@@ -595,7 +605,7 @@ def _verify(opts: dict[str, Any], probes: list[ProbeResult]) -> int:
     def attempt() -> Verification:
         options = _check_options(opts)
         source = _open_source(opts, options, pack)
-        probes[:] = probe_all(urls)
+        probes[:] = probe_all(urls, opts["probe_timeout"])
         return run_verify(source, VerifyOptions(options, opts["revision"]), pack, probes)
 
     result = wait_for_traffic(attempt, wait) if wait else attempt()
