@@ -27,14 +27,16 @@ from prodguardian.history import (
     ceil_minute,
     read_totals,
     record,
+    recorded_from,
     stored_aggregates,
+    stored_error_seeds,
     stored_template_counts,
 )
 from prodguardian.probes import ProbeResult, probe_findings
 from prodguardian.rules import RulePack, load_pack
 from prodguardian.source import PAGE_WARNING, FileSource, ReadOptions
 from prodguardian.timelines import build_timeline
-from prodguardian.unknown_errors import mine_errors
+from prodguardian.unknown_errors import ErrorSeed, mine_errors
 from prodguardian.verdict import Context, Reason, Report, Status, build_report, unknown_report
 
 CLOCK_SKEW = timedelta(minutes=5)  # how far past now an entry's timestamp may be before it is not believed
@@ -304,21 +306,17 @@ def _check_service(
     context = Context(service, events.project, region_of(table), window, totals, warnings)
     classified = classify(table, pack)
     clock.lap("classify")
-    mined = mine_errors(classified, pack, window)
+    read_from = window.end
+    seeds: list[ErrorSeed] = []
+    if history is not None and service is not None:
+        read_from = recorded_from(history, window, _data_start(table), bool(totals.get("truncated")))
+        seeds = stored_error_seeds(history.store, service, pack, window, read_from)
+    mined = mine_errors(classified, pack, window, seeds)
     clock.lap("unknown_errors")
     counted = None
     if history is not None and service is not None:
-        truncated = bool(totals.get("truncated"))
         gaps = record(
-            history,
-            service,
-            classified,
-            pack,
-            window,
-            events.dropped,
-            _data_start(table),
-            mined.sightings(),
-            truncated,
+            history, service, classified, pack, window, events.dropped, read_from, mined.sightings()
         )
         warnings.extend(_gap_warning(start, end) for start, end in gaps)
         aggs = stored_aggregates(history.store, service, window)
