@@ -20,7 +20,7 @@ import jinja2
 
 from prodguardian.channels.config import Spec
 from prodguardian.channels.delivery import DEFAULT_TIMEOUT, Route, scrubbed
-from prodguardian.channels.message import Message, message, one_line
+from prodguardian.channels.message import message, one_line
 from prodguardian.notification import DeliveryError, Notification, notification_id
 from prodguardian.render import template_environment
 
@@ -67,8 +67,8 @@ def email_message(notification: Notification, envelope: Envelope) -> EmailMessag
         mail["In-Reply-To"] = mail["References"] = message_id(first, envelope.domain)
     mail["X-ProdGuardian-Alert"] = one_line(notification.alert)
     attached = ATTACHMENT if notification.html else None
-    mail.set_content(_part(m, notification, "notification.txt.j2", attached))
-    mail.add_alternative(_part(m, notification, "notification.html.j2", attached), subtype="html")
+    mail.set_content(text_part(notification, attached=attached))
+    mail.add_alternative(html_part(notification, attached), subtype="html")
     if notification.html:
         mail.add_attachment(
             notification.html.encode("utf-8"), maintype="text", subtype="html", filename=ATTACHMENT
@@ -76,11 +76,27 @@ def email_message(notification: Notification, envelope: Envelope) -> EmailMessag
     return mail
 
 
-def _part(m: Message, notification: Notification, template: str, attached: str | None) -> str:
-    environment = _html_templates() if template.endswith(".html.j2") else template_environment()
+def text_part(notification: Notification, *, titled: bool = True, attached: str | None = None) -> str:
+    """The notification as plain text in its language, headed by its title unless `titled` is False."""
+    return _rendered(template_environment(), "notification.txt.j2", notification, titled, attached)
+
+
+def html_part(notification: Notification, attached: str | None = None) -> str:
+    """The notification as an HTML page for mail clients: inline styles, every value escaped."""
+    return _rendered(_html_templates(), "notification.html.j2", notification, True, attached)
+
+
+def _rendered(
+    environment: jinja2.Environment,
+    template: str,
+    notification: Notification,
+    titled: bool,
+    attached: str | None,
+) -> str:
+    m = message(notification)
     colour = COLOURS["resolved" if m.resolved else notification.severity]
     return environment.get_template(template).render(
-        m=m, lang=notification.lang, colour=colour, attached=attached
+        m=m, lang=notification.lang, colour=colour, titled=titled, attached=attached
     )
 
 
