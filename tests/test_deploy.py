@@ -30,6 +30,8 @@ import yaml
 from prodguardian.channels import load_channels
 from prodguardian.check import parse_duration
 from prodguardian.cli import cli
+from tests.fake_logging_server import FakeLoggingServer
+from tests.http_receiver import http_receiver
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -143,6 +145,35 @@ def test_the_crontab_line_is_valid_shell() -> None:
     ((_, command),) = list(crontab_entries())
     result = subprocess.run(["sh", "-n", "-c", command], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.skipif(shutil.which("sh") is None, reason="no POSIX shell here (Windows) to run the line")
+@pytest.mark.skipif(watch_command_name() != "watch", reason="`prodguardian watch` is not on this branch yet")
+def test_the_crontab_line_alerts_once_through_a_local_slack(
+    tmp_path: Path, logging_api: FakeLoggingServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The line as cron runs it (sh -c, HOME set), its files laid out as docs/deploy.md says, against the
+    fake Logging API's outage and a local Slack: one message, not repeated by the next run."""
+    ((_, command),) = list(crontab_entries())
+    program = tmp_path / ".local/share/prodguardian/venv/bin/prodguardian"
+    for folder in (program.parent, tmp_path / ".local/state/prodguardian", tmp_path / ".config/prodguardian"):
+        folder.mkdir(parents=True)
+    program.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m prodguardian "$@"\n', encoding="utf-8")
+    program.chmod(0o755)
+    shutil.copy(DEPLOY / "channels.example.yaml", tmp_path / ".config/prodguardian/channels.yaml")
+    env = {**os.environ, "HOME": str(tmp_path), "PRODGUARDIAN_UNTIL": "2025-10-11T12:04:00Z"}
+    env["PRODGUARDIAN_PROJECT"] = "emergence-469005"
+    with http_receiver() as slack:
+        secrets = (DEPLOY / "systemd" / "watch.env").read_text(encoding="utf-8")
+        secrets = re.sub(r"SLACK_WEBHOOK_URL='[^']*'", f"SLACK_WEBHOOK_URL='{slack.url}/slack'", secrets)
+        (tmp_path / ".config/prodguardian/watch.env").write_text(secrets, encoding="utf-8")
+        runs = [subprocess.run(["sh", "-c", command], env=env, check=False, timeout=300) for _ in range(2)]
+        assert [run.returncode for run in runs] == [2, 2], (
+            tmp_path / ".local/state/prodguardian/watch.log"
+        ).read_text()
+        assert [r.path for r in slack.received] == ["/slack"], "one message for the incident, not one a run"
+    assert "Database" in slack.received[0].body.decode("utf-8")
+    assert (tmp_path / ".local/state/prodguardian/state.sqlite").is_file()
 
 
 # The systemd service and timer
