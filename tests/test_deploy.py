@@ -17,6 +17,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import textwrap
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -509,15 +510,37 @@ def test_the_image_is_built_by_the_cloud_build_config() -> None:
     assert config["images"] == ["$_IMAGE"] and "--tag=$_IMAGE" in step["args"]
 
 
-def test_docs_cloud_md_sets_up_the_same_account_and_roles() -> None:
-    """docs/cloud.md's set-up (for `check`) and the watch job's share the account and its roles."""
-    variables, commands = cloud_setup()
-    block = re.search(
-        r"### Set-up\n.*?```sh\n(.*?)```", (ROOT / "docs" / "cloud.md").read_text("utf-8"), re.S
-    )
+def cloud_md_setup() -> tuple[dict[str, str], list[list[str]]]:
+    """docs/cloud.md's set-up commands (for `check`), which docs/deploy.md's first step refers to."""
+    text = (ROOT / "docs" / "cloud.md").read_text(encoding="utf-8")
+    block = re.search(r"### Set-up\n.*?```sh\n(.*?)```", text, re.S)
     assert block, "docs/cloud.md has its set-up block"
-    documented_variables, documented = shell_script_commands(block[1])
-    for name in ("SA", "BUCKET", "REGION"):
+    return shell_script_commands(block[1])
+
+
+def test_docs_cloud_md_sets_up_the_same_account_and_roles() -> None:
+    variables, commands = cloud_setup()
+    documented_variables, documented = cloud_md_setup()
+    for name in ("PROJECT", "SA", "BUCKET", "REGION"):
         assert documented_variables[name] == variables[name]
     roles = {(member, role) for _, member, role in bindings(commands)}
     assert {(member, role) for _, member, role in bindings(documented)} <= roles
+
+
+def test_docs_deploy_md_shows_the_recipes_commands() -> None:
+    """What docs/deploy.md shows is what deploy/ holds: the crontab line, the schtasks command, and every
+    gcloud command of setup.sh, each either shown in its Cloud Run section or one of docs/cloud.md's set-up
+    that it refers to."""
+    text = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    ((schedule, command),) = list(crontab_entries())
+    assert f"{schedule} {command}" in text.splitlines()
+    assert windows_lines("install-task.cmd")[0] in [line.strip() for line in text.splitlines()]
+    cloud_run = text[text.index("## Cloud Run Job and Cloud Scheduler") : text.index("## What is tested")]
+    fenced = re.findall(r"^([ \t]*)```sh\n(.*?)^\1```", cloud_run, re.S | re.M)
+    blocks = [textwrap.dedent(body) for _, body in fenced]
+    shown_variables, shown = shell_script_commands("\n".join(blocks))
+    variables, commands = cloud_setup()
+    assert shown and shown_variables == variables
+    assert all(c in commands for c in shown), "a gcloud command the page shows is not setup.sh's"
+    _, referred = cloud_md_setup()
+    assert [c for c in commands if c not in shown] == [c for c in commands if c in referred]
