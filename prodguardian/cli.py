@@ -37,6 +37,7 @@ from prodguardian.history import History, cursor_key, read_start
 from prodguardian.patterns import csv_rows
 from prodguardian.probes import TIMEOUT_S, ProbeResult, check_url, probe_all, service_probes
 from prodguardian.render import FORMATS, LANGUAGES, clean, render
+from prodguardian.render_html import render_html
 from prodguardian.render_verify import render_verification
 from prodguardian.rules import RulePack, collect_pack, load_pack
 from prodguardian.source import PART_BYTES, FileSource, ReadOptions, write_export
@@ -55,6 +56,7 @@ ENV_PREFIX = "PRODGUARDIAN_"
 DEBUG_ENV = "PRODGUARDIAN_DEBUG"  # set (not 0): an internal error prints its traceback
 T = TypeVar("T")
 PREFIX = "prodguardian: "  # what every message on stderr starts with
+CHECK_FORMATS = (*FORMATS, "html")  # a check's report can be a page with charts; a verification's cannot
 STATUSES = {code: status for status, code in EXIT_CODES.items()}  # a check's exit code, named
 
 
@@ -181,18 +183,19 @@ def _stack(*decorators: Callable[[Callable[..., Any]], Callable[..., Any]]) -> C
     return apply
 
 
-def _report_options(command: str = "") -> Callable[..., Any]:
+def _report_options(command: str = "", formats: tuple[str, ...] = FORMATS) -> Callable[..., Any]:
     """--format, --lang, --output and --json-report. The files are settings of their command (`demo` has
     `demo_output`, `demo_json_report`), so a check's settings never send another command's report there."""
     files = f"{command}_" if command else ""
+    html = ", html a page with charts (the html extra)" if "html" in formats else ""
     return _stack(
         _option(
             "--format",
             "fmt",
-            type=click.Choice(FORMATS),
+            type=click.Choice(formats),
             default="text",
             show_default=True,
-            help="text for a terminal, markdown for an agent or a chat, json for machines.",
+            help=f"text for a terminal, markdown for an agent or a chat, json for machines{html}.",
         ),
         _option(
             "--lang",
@@ -337,7 +340,7 @@ _probe_options = _stack(
     help="Also look for an hour whose mix of numbers no single test flags (IsolationForest; slower).",
 )
 @_probe_options
-@_report_options()
+@_report_options(formats=CHECK_FORMATS)
 @_rules_option
 @_cloud_options
 @_state_options
@@ -535,8 +538,12 @@ def _emit(report: Report, opts: dict[str, Any]) -> int:
             f"warning: skipped {skipped:,} {entries} with no usable timestamp (not a JSON object, no "
             "timestamp, or one that does not parse, is out of range or is in the future)"
         )
-    _write_reports(lambda fmt: render(report, fmt, opts["lang"]), opts)
+    _write_reports(lambda fmt: _render_report(report, fmt, opts["lang"]), opts)
     return report.exit_code
+
+
+def _render_report(report: Report, fmt: str, lang: str) -> str:
+    return render_html(report, lang) if fmt == "html" else render(report, fmt, lang)
 
 
 def _write_reports(rendering: Callable[[str], str], opts: dict[str, Any]) -> None:
@@ -622,7 +629,7 @@ def _verify(opts: dict[str, Any], probes: list[ProbeResult]) -> int:
     "--export", type=click.Path(dir_okay=False), help="Write the scenario as a gcloud JSON export instead."
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the simulator.")
-@_report_options("demo")
+@_report_options("demo", CHECK_FORMATS)
 @_rules_option
 def demo(scenario: str, list_only: bool, export: str | None, seed: int, **opts: Any) -> None:
     """Run the check on simulated Cloud Run traffic (no Google account needed).
