@@ -12,6 +12,7 @@ import tempfile
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,7 +32,7 @@ from prodguardian.cloud import (
     CloudSource,
     ReadStats,
 )
-from prodguardian.errors import ConfigError, ProdGuardianError
+from prodguardian.errors import ConfigError, InputError, ProdGuardianError, SourceError
 from prodguardian.files import STDOUT, write_text
 from prodguardian.history import History, cursor_key, read_start
 from prodguardian.patterns import csv_rows
@@ -40,7 +41,7 @@ from prodguardian.render import FORMATS, LANGUAGES, clean, render
 from prodguardian.render_verify import render_verification
 from prodguardian.rules import RulePack, collect_pack, load_pack
 from prodguardian.source import PART_BYTES, FileSource, ReadOptions, write_export
-from prodguardian.state import StateStore, default_state_path
+from prodguardian.state import StateError, StateStore, default_state_path
 from prodguardian.verdict import EXIT_CODES, Report
 from prodguardian.verify import Verification, VerifyOptions, run_verify, wait_for_traffic
 
@@ -49,6 +50,7 @@ ENV_PREFIX = "PRODGUARDIAN_"
 DEBUG_ENV = "PRODGUARDIAN_DEBUG"  # set (not 0): an internal error prints its traceback
 T = TypeVar("T")
 PREFIX = "prodguardian: "  # what every message on stderr starts with
+WEBHOOK_SECRET_ENV = "PRODGUARDIAN_WEBHOOK_SECRET"  # the HMAC secret of `watch --webhook`: never an option
 STATUSES = {code: status for status, code in EXIT_CODES.items()}  # a check's exit code, named
 
 
@@ -312,14 +314,17 @@ _probe_option = _option(
 )
 
 
-@cli.command()
-@_source_option
-@_window_options
-@_option(
+_multivariate_option = _option(
     "--multivariate",
     is_flag=True,
     help="Also look for an hour whose mix of numbers no single test flags (IsolationForest; slower).",
 )
+
+
+@cli.command()
+@_source_option
+@_window_options
+@_multivariate_option
 @_probe_option
 @_report_options()
 @_rules_option
@@ -337,23 +342,25 @@ def check(ctx: click.Context, /, **opts: Any) -> None:
       gcloud logging read '...' --format=json | prodguardian check --source - --format markdown
     """
     options = _check_options(opts)
+    ctx.exit(_reporting_failure(opts, options, lambda: _check(opts, options)))
+
+
+def _reporting_failure(opts: dict[str, Any], options: CheckOptions, run: Callable[[], int]) -> int:
+    """`run()`; if it fails, the JSON report says UNKNOWN: its reader must not see an older status."""
     try:
-        code = _check(opts, options)
-    except Exception as exc:  # whatever failed, a reader of the JSON report must not see an older status
+        return run()
+    except Exception as exc:
         if opts["json_report"]:
             reason = str(exc) if isinstance(exc, ProdGuardianError) else _internal_error(exc)
             with suppress(ProdGuardianError):  # the error to tell is the one that failed the check
                 write_text(opts["json_report"], render(failed_report(reason, options), "json", opts["lang"]))
         raise
-    ctx.exit(code)
 
 
 def _check(opts: dict[str, Any], options: CheckOptions) -> int:
     """Run the check the options describe and emit its report; the exit code."""
     pack = load_pack(options.rules)
-    live = opts["source"] == "cloud"
-    if live and opts["show_filter"]:
-        click.echo(_live_source(opts, options, pack).filter)
+    if _showed_filter(opts, options, pack):
         return 0
     probes = probe_all(opts["probes"])
     location = _state_location(opts, options)
@@ -363,11 +370,29 @@ def _check(opts: dict[str, Any], options: CheckOptions) -> int:
         from prodguardian.remote_state import with_remote_state
 
         report = with_remote_state(
-            location, lambda path: _check_with_state(path, opts, options, pack, probes)
+            location,
+            lambda path: _on_store(path, lambda s: _check_with_state(s, opts, options, pack, probes)),
         )
-    if live and _shows_progress(opts):
-        _end_progress_line()
+    _end_live_progress(opts)
     return _emit(report, opts)
+
+
+def _showed_filter(opts: dict[str, Any], options: CheckOptions, pack: RulePack) -> bool:
+    """`--show-filter` of a live check: print the Cloud Logging filter instead of checking."""
+    if opts["source"] == "cloud" and opts["show_filter"]:
+        click.echo(_live_source(opts, options, pack).filter)
+        return True
+    return False
+
+
+def _end_live_progress(opts: dict[str, Any]) -> None:
+    if opts["source"] == "cloud" and _shows_progress(opts):
+        _end_progress_line()
+
+
+def _on_store(path: Path, work: Callable[[StateStore], T]) -> T:
+    with StateStore(path) as store:
+        return work(store)
 
 
 def _open_source(opts: dict[str, Any], options: CheckOptions, pack: Any) -> Any:
@@ -391,21 +416,20 @@ def _state_location(opts: dict[str, Any], options: CheckOptions) -> str | None:
 
 
 def _check_with_state(
-    path: Path, opts: dict[str, Any], options: CheckOptions, pack: RulePack, probes: list[ProbeResult]
+    store: StateStore, opts: dict[str, Any], options: CheckOptions, pack: RulePack, probes: list[ProbeResult]
 ) -> Report:
-    """The check on the store at `path`: a live check reads only what the store lacks."""
-    with StateStore(path) as store:
-        if opts["source"] != "cloud":
-            source = _open_source(opts, options, pack)
-            return run_check(source, options, pack, probes, history=History(store)).report
-        from prodguardian import cloud
+    """The check on `store`: a live check reads only what the store lacks."""
+    if opts["source"] != "cloud":
+        source = _open_source(opts, options, pack)
+        return run_check(source, options, pack, probes, history=History(store)).report
+    from prodguardian import cloud
 
-        assert options.until is not None and options.service is not None
-        project = cloud.resolve_project(opts.get("project") or None)
-        key = cursor_key(project, opts.get("region") or None, options.service)
-        since = read_start(store, options.service, key, options.until - options.freshness - options.baseline)
-        source = _live_source({**opts, "project": project}, options, pack, start=since)
-        return run_check(source, options, pack, probes, history=History(store, since, key)).report
+    assert options.until is not None and options.service is not None
+    project = cloud.resolve_project(opts.get("project") or None)
+    key = cursor_key(project, opts.get("region") or None, options.service)
+    since = read_start(store, options.service, key, options.until - options.freshness - options.baseline)
+    source = _live_source({**opts, "project": project}, options, pack, start=since)
+    return run_check(source, options, pack, probes, history=History(store, since, key)).report
 
 
 def _check_options(opts: dict[str, Any]) -> CheckOptions:
@@ -437,6 +461,173 @@ def _live_source(
         calls_per_second=opts["calls_per_second"],
     )
     return live_source(options, pack, settings, _progress_line if _shows_progress(opts) else None, start)
+
+
+_watch_options = _stack(
+    _option(
+        "--channels",
+        type=click.Path(dir_okay=False),
+        help="Channels file (YAML: Slack, Google Chat, PagerDuty, webhooks…; see docs/alerting.md).",
+    ),
+    _option(
+        "--webhook",
+        "webhooks",
+        setting="webhooks",
+        multiple=True,
+        help=f"POST each notification's JSON here (repeatable); signed with ${WEBHOOK_SECRET_ENV} when set.",
+    ),
+    click.option("--dry-run", is_flag=True, help="Check and print what would be sent; change nothing."),
+    _option(
+        "--repeat-interval",
+        default="4h",
+        show_default=True,
+        help="Remind of a firing alert this often.",
+    ),
+    _option(
+        "--keep-firing-for",
+        default="10m",
+        show_default=True,
+        help="Resolve an alert once its condition has been gone this long (no flapping).",
+    ),
+    _option(
+        "--critical-after",
+        default="1",
+        show_default=True,
+        help="Fire a CRITICAL alert after this many runs in a row, or this long (10m).",
+    ),
+    _option(
+        "--degraded-after",
+        default="2",
+        show_default=True,
+        help="Fire a DEGRADED alert after this many runs in a row, or this long (15m).",
+    ),
+    _option(
+        "--unknown-after",
+        type=click.IntRange(min=1),
+        default=3,
+        show_default=True,
+        help="Fire the UNKNOWN alert (could not check) after this many failed runs in a row.",
+    ),
+)
+
+
+@cli.command("watch")
+@_source_option
+@_window_options
+@_multivariate_option
+@_probe_option
+@_report_options("watch")
+@_rules_option
+@_cloud_options
+@_option(
+    "--state",
+    help="The state store of the check and of the alerts: a SQLite file or gs://BUCKET/OBJECT (default: a "
+    "file in the user's state folder).",
+)
+@_read_options
+@_watch_options
+@click.pass_context
+def watch_command(ctx: click.Context, /, **opts: Any) -> None:
+    """Check, update the alerts, and notify only when one fires, reminds or resolves (run it from cron).
+
+    The report goes to stdout as `check` prints it (none with --quiet); what was queued, sent, muted, failed
+    or dropped goes to stderr (with --quiet, only failures). Exit status: the check's (0/1/2), or 3 when it
+    could not check (then the service's UNKNOWN alert counts the run) or an option, file or state is wrong
+    (then nothing is changed).
+
+    \b
+    Examples:
+      prodguardian watch --service emergence-app --channels channels.yaml --dry-run
+      prodguardian watch --service emergence-app --channels channels.yaml --state gs://my-bucket/pg.sqlite
+      prodguardian watch --source export.json --webhook http://localhost:8080/hook --state pg.sqlite
+    """
+    options = _check_options(opts)
+    ctx.exit(_reporting_failure(opts, options, lambda: _watch(opts, options)))
+
+
+@dataclass(frozen=True)
+class _Judged:
+    """The first pass of a watch run: its report, the source's failure if any, and what it queued."""
+
+    report: Report
+    failure: ProdGuardianError | None
+    lines: list[str]
+
+
+def _watch(opts: dict[str, Any], options: CheckOptions) -> int:
+    """One watch run: check and judge the alerts (one pass over the store), then deliver (another)."""
+    from prodguardian import watch
+    from prodguardian.channels import load_channels
+    from prodguardian.remote_state import with_remote_state
+
+    names = ("repeat_interval", "keep_firing_for", "critical_after", "degraded_after", "unknown_after")
+    policy = watch.policy(*(opts[name] for name in names))
+    channels = load_channels(opts["channels"]) if opts["channels"] else []
+    channels += watch.webhooks(opts["webhooks"], os.environ.get(WEBHOOK_SECRET_ENV) or None)
+    pack = load_pack(options.rules)
+    if _showed_filter(opts, options, pack):
+        return 0
+    probes = probe_all(opts["probes"])
+    location = _state_of(opts)
+
+    def judge(store: StateStore) -> _Judged:
+        report, failure = _checked_or_failed(store, opts, options, pack, probes)
+        if opts["dry_run"]:
+            return _Judged(
+                report, failure, watch.plan_lines(watch.plan(store, report, policy, opts["lang"]), channels)
+            )
+        return _Judged(
+            report, failure, watch.outcome_lines(watch.update(store, report, channels, policy, opts["lang"]))
+        )
+
+    if opts["dry_run"]:
+        judged = _dry(location, lambda path: _on_store(path, judge))
+        lines = judged.lines
+    else:
+        judged = with_remote_state(location, lambda path: _on_store(path, judge))
+        at = watch.clock(judged.report)
+        sent = with_remote_state(
+            location, lambda path: _on_store(path, lambda s: watch.deliver(s, channels, at))
+        )
+        lines = judged.lines + watch.delivery_lines(sent)
+    _end_live_progress(opts)
+    return _watch_output(judged, lines, opts)
+
+
+def _checked_or_failed(
+    store: StateStore, opts: dict[str, Any], options: CheckOptions, pack: RulePack, probes: list[ProbeResult]
+) -> tuple[Report, ProdGuardianError | None]:
+    """The check's report, or the UNKNOWN one of a check whose logs could not be read or fetched."""
+    try:
+        return _check_with_state(store, opts, options, pack, probes), None
+    except (SourceError, InputError) as exc:
+        return failed_report(str(exc), options), exc
+
+
+def _dry(location: str, work: Callable[[Path], T]) -> T:
+    """`work` on a throwaway copy of the state; its errors name the state, not the copy."""
+    from prodguardian.remote_state import state_copy
+
+    with state_copy(location) as path:
+        try:
+            return work(path)
+        except StateError as exc:
+            raise StateError(exc.message, location) from None
+
+
+def _watch_output(judged: _Judged, lines: list[str], opts: dict[str, Any]) -> int:
+    """The report (none for a failed check: its error instead), then the notification lines; the exit code."""
+    if judged.failure is not None:
+        _say(f"error: {judged.failure}")
+        if opts["json_report"]:
+            write_text(opts["json_report"], render(judged.report, "json", opts["lang"]))
+        code = 3
+    else:
+        code = _emit(judged.report, {**opts, "no_stdout": opts["quiet"]})
+    for line in lines:
+        if not opts["quiet"] or line.startswith(("failed", "error")):
+            _say(line)
+    return code
 
 
 @cli.command()
@@ -509,7 +700,8 @@ def _write_reports(rendering: Callable[[str], str], opts: dict[str, Any]) -> Non
     text = rendering(opts["fmt"])
     document = rendering("json") if opts.get("json_report") else None
     with suppress(BrokenPipeError):  # the reader stopped reading (`| head -1`): the status still stands
-        write_text(opts.get("output") or STDOUT, text)
+        if opts.get("output") or not opts.get("no_stdout"):
+            write_text(opts.get("output") or STDOUT, text)
     if document is not None:
         write_text(opts["json_report"], document)
 
@@ -750,11 +942,11 @@ def _open_state(opts: dict[str, Any], work: Callable[[StateStore], T]) -> T:
     """`work` on the store --state names (default: the user's), saved back to gs:// when it is remote."""
     from prodguardian.remote_state import with_remote_state
 
-    def on(path: Path) -> T:
-        with StateStore(path) as store:
-            return work(store)
+    return with_remote_state(_state_of(opts), lambda path: _on_store(path, work))
 
-    return with_remote_state(str(opts.get("state") or default_state_path()), on)
+
+def _state_of(opts: dict[str, Any]) -> str:
+    return str(opts.get("state") or default_state_path())
 
 
 @state.command("info")
