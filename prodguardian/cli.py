@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import orjson
 import yaml
 
 from prodguardian import __version__
@@ -630,6 +631,130 @@ def _watch_output(judged: _Judged, lines: list[str], opts: dict[str, Any]) -> in
     return code
 
 
+@cli.command("alerts")
+@_state_option
+@click.option("--all", "show_all", is_flag=True, help="Also the resolved alerts the store still keeps.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output."
+)
+def alerts_command(show_all: bool, fmt: str, **opts: Any) -> None:
+    """List the firing and pending alerts of `watch` (with --all, the resolved ones too, until `state prune`
+    removes them).
+
+    \b
+    Examples:
+      prodguardian alerts
+      prodguardian alerts --all --format json --state gs://my-bucket/prodguardian.sqlite
+    """
+    from prodguardian import alert_state
+
+    found = _open_state(opts, alert_state.load_all if show_all else alert_state.current_alerts)
+    if fmt == "json":
+        click.echo(orjson.dumps([_alert_dict(a) for a in found], option=orjson.OPT_INDENT_2).decode())
+        return
+    if not found:
+        click.echo("no alert stored" if show_all else "no firing or pending alert")
+    for alert in found:
+        notified = f"{alert.notified:%Y-%m-%d %H:%M}" if alert.notified else "never"
+        click.echo(
+            f"{alert.state:<8} {alert.severity:<8} {alert.service:<20} {alert.rule:<28} since "
+            f"{alert.since:%Y-%m-%d %H:%M} UTC, notified {notified}"
+            + (f" ({alert.revision})" if alert.revision else "")
+        )
+
+
+def _alert_dict(alert: Any) -> dict[str, Any]:
+    fields = ("key", "service", "rule", "category", "revision", "state", "severity", "title", "runs")
+    times = ("since", "changed", "last_seen", "firing_since", "notified")
+    return {
+        **{name: getattr(alert, name) for name in fields},
+        **{name: getattr(alert, name) and getattr(alert, name).isoformat() for name in times},
+    }
+
+
+@cli.group()
+def silence() -> None:
+    """Mute the notifications of matching alerts for a while (they still change state)."""
+
+
+@silence.command("add")
+@_state_option
+@click.option(
+    "--match",
+    "matches",
+    multiple=True,
+    required=True,
+    help="KEY=VALUE (repeatable, all must match; globs allowed): alert, service, rule, category, revision, "
+    "severity.",
+)
+@click.option("--for", "duration", required=True, help="How long it mutes, from now (2h, 1d…).")
+@click.option("--reason", required=True, help="Why (shown by `silence list`).")
+def silence_add(matches: tuple[str, ...], duration: str, reason: str, **opts: Any) -> None:
+    """Mute the matching alerts until the time --for says; print the silence's ID.
+
+    \b
+    Example:
+      prodguardian silence add --match rule=database-unavailable --for 2h --reason "database migration"
+    """
+    from prodguardian import alert_state
+    from prodguardian.alerts import parse_matchers
+
+    try:
+        matchers = parse_matchers(matches)
+    except ValueError as exc:
+        raise ConfigError(str(exc), "--match") from None
+    if not reason.strip():
+        raise ConfigError("a silence needs a reason", "--reason")
+    ends = datetime.now(UTC) + parse_duration(duration, "--for")
+    added = _open_state(opts, lambda store: alert_state.add_silence(store, matchers, ends, reason.strip()))
+    click.echo(added.id)
+    _say(f"silence {added.id} mutes {_matched(added.matchers)} until {ends:%Y-%m-%d %H:%M} UTC")
+
+
+def _matched(matchers: dict[str, str]) -> str:
+    return " ".join(f"{key}={value}" for key, value in matchers.items())
+
+
+@silence.command("list")
+@_state_option
+def silence_list(**opts: Any) -> None:
+    """Print the silences in force: ID, end, matchers and reason.
+
+    \b
+    Example:
+      prodguardian silence list
+    """
+    from prodguardian import alert_state
+
+    found = _open_state(opts, lambda store: alert_state.list_silences(store, datetime.now(UTC)))
+    if not found:
+        click.echo("no silence in force")
+    for item in found:
+        click.echo(
+            f"{item.id}  until {item.ends:%Y-%m-%d %H:%M} UTC  {_matched(item.matchers)}  "
+            + clean(item.reason)
+        )
+
+
+@silence.command("expire")
+@_state_option
+@click.argument("silence_id")
+def silence_expire(silence_id: str, **opts: Any) -> None:
+    """End a silence now: the next `watch` sends what it then owes.
+
+    \b
+    Example:
+      prodguardian silence expire 3f2a9c1d
+    """
+    from prodguardian import alert_state
+
+    if not _open_state(opts, lambda store: alert_state.expire_silence(store, silence_id)):
+        raise ConfigError(
+            f"no silence {silence_id!r} in force (see `prodguardian silence list`)", _state_of(opts)
+        )
+    click.echo(f"expired {silence_id}")
+
+
 @cli.command()
 @_window_options
 @_rules_option
@@ -952,15 +1077,21 @@ def _state_of(opts: dict[str, Any]) -> str:
 @state.command("info")
 @_state_option
 def state_info(**opts: Any) -> None:
-    """Print the store's file, size, services, stored ranges and read cursors.
+    """Print the store's file, size, alert counts, services, stored ranges and read cursors.
 
     \b
     Example:
       prodguardian state info --state gs://my-bucket/prodguardian.sqlite
     """
-    info = _open_state(opts, lambda store: store.info())
+    from prodguardian import alert_state
+
+    info, alerting = _open_state(opts, lambda store: (store.info(), alert_state.counts(store)))
     click.echo(f"file: {opts.get('state') or info.path}")
     click.echo(f"size: {info.size_bytes:,} bytes, schema {info.schema_version}")
+    click.echo(
+        f"alerts: {alerting.firing} firing, {alerting.pending} pending; {alerting.silences} silences in"
+        f" force; outbox: {alerting.outbox_pending} to send, {alerting.outbox_dropped} dropped"
+    )
     for service in info.services:
         click.echo(
             f"service {service.service}: {service.minute_rows:,} minute rows, {service.revisions} revisions,"
@@ -998,6 +1129,9 @@ def state_prune(older_than: str, vacuum: bool, **opts: Any) -> None:
 @click.option("--yes", is_flag=True, help="Yes, forget everything the store holds.")
 def state_reset(yes: bool, **opts: Any) -> None:
     """Forget everything the store holds (the file stays); the next check reads its whole baseline again.
+
+    The alerts, silences and outbox of `watch` stay: forgetting them would send every firing alert again as
+    new, lift every silence and lose the notifications not yet delivered.
 
     \b
     Example:
