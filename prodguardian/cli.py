@@ -600,6 +600,8 @@ def _checked_or_failed(
 ) -> tuple[Report, ProdGuardianError | None]:
     """The check's report, or the UNKNOWN one of a check whose logs could not be read or fetched."""
     try:
+        if opts["source"] == "cloud" and not options.service:  # every service: no read cursor to keep
+            return run_check(_open_source(opts, options, pack), options, pack, probes).report, None
         return _check_with_state(store, opts, options, pack, probes), None
     except (SourceError, InputError) as exc:
         return failed_report(str(exc), options), exc

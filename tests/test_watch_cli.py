@@ -23,6 +23,7 @@ from prodguardian.cli import WEBHOOK_SECRET_ENV, main
 from prodguardian.source import write_export
 from tests.alerting import START, STEP
 from tests.fake_gcs_server import FakeGcsServer, fake_gcs_server  # noqa: F401 - the fixture
+from tests.fake_logging_server import FakeLoggingServer
 from tests.http_receiver import Received, Receiver, http_receiver
 
 DB = "emergence-app/database-unavailable"
@@ -232,6 +233,17 @@ def test_every_service_of_the_input_has_its_own_alerts(watch: Watch) -> None:
     watch.captured()
     assert code == 2
     assert sorted(watch.posted()) == ["firing billing-api/database-unavailable", f"firing {DB}"]
+
+
+def test_a_live_watch_reads_cloud_logging_with_or_without_a_service(
+    watch: Watch, logging_api: FakeLoggingServer
+) -> None:
+    live = ["watch", "--project", "emergence-469005", "--until", "2025-10-11T12:04:00Z", "--quiet"]
+    live += ["--state", watch.state, "--webhook", watch.url]
+    assert main([*live, "--service", "emergence-app"]) == 2
+    assert main(live) == 2  # the project's every service: the same alert, judged at the same clock
+    err = watch.captured()
+    assert watch.posted() == [f"firing {DB}"] and "error" not in err
 
 
 @pytest.mark.parametrize(
