@@ -565,6 +565,8 @@ def _watch(opts: dict[str, Any], options: CheckOptions) -> int:
     policy = watch.policy(*(opts[name] for name in names))
     channels = load_channels(opts["channels"]) if opts["channels"] else []
     channels += watch.webhooks(opts["webhooks"], os.environ.get(WEBHOOK_SECRET_ENV) or None)
+    if not channels and not opts["quiet"]:
+        _say("warning: no channel (--channels FILE, --webhook URL): the alerts are kept, nothing is sent")
     pack = load_pack(options.rules)
     if _showed_filter(opts, options, pack):
         return 0
