@@ -4,7 +4,8 @@ notifications to send. Pure functions, no I/O.
 An alert's identity is (service, rule, revision when the finding names a failing revision), never its text.
 Each identity goes pending → firing → resolved: it fires once its condition held long enough (`for`: runs
 or a duration per severity), stays firing until it has been absent for `keep_firing_for` (no flapping),
-reminds every `repeat_interval`, and says when it resolves. A finding caused by another one present in the
+reminds every `repeat_interval`, and says when it resolves (`keep_firing_for` is judged to the minute:
+`CLOCK_GRACE`). A finding caused by another one present in the
 same report is a symptom: it is an alert of its own but never notifies (inhibited); its findings appear in
 the root's notification. A check that failed (UNKNOWN) is the service's `unknown` alert once it failed
 `unknown_after` runs in a row. A silenced alert changes state as usual and notifies nothing; the first run
@@ -34,6 +35,10 @@ Hold = int | timedelta  # consecutive runs, or how long the condition must have 
 UNKNOWN_RULE = "unknown"
 SILENCE_KEYS = ("alert", "service", "rule", "category", "revision", "severity")
 NO_SERVICE = "-"  # the service of a report whose input names none
+# keep_firing_for is judged a minute short: a run's clock may come up to a minute early (a file's last entry
+# precedes the run's time, a cron run starts a few seconds late), so a 10-minute keep resolves on the second
+# clean 5-minute run every time, not on the second or the third as the seconds fall.
+CLOCK_GRACE = timedelta(minutes=1)
 _RANK = {"INFO": 0, "DEGRADED": 1, "CRITICAL": 2, "UNKNOWN": 3}
 
 
@@ -290,7 +295,7 @@ def _absent(alert: Alert, at: datetime, policy: Policy, lang: str, outcome: Outc
     if alert.state == "pending":
         outcome.removed.append(alert.key)
         return
-    keep = timedelta(0) if alert.rule == UNKNOWN_RULE else policy.keep_firing_for
+    keep = timedelta(0) if alert.rule == UNKNOWN_RULE else policy.keep_firing_for - CLOCK_GRACE
     if at - alert.last_seen < keep:
         outcome.alerts.append(replace(alert, evaluated=at, runs=0))
         return

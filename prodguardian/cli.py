@@ -12,11 +12,13 @@ import tempfile
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import orjson
 import yaml
 
 from prodguardian import __version__
@@ -31,7 +33,7 @@ from prodguardian.cloud import (
     CloudSource,
     ReadStats,
 )
-from prodguardian.errors import ConfigError, ProdGuardianError
+from prodguardian.errors import ConfigError, InputError, ProdGuardianError, SourceError
 from prodguardian.files import STDOUT, write_text
 from prodguardian.history import History, cursor_key, read_start
 from prodguardian.patterns import csv_rows
@@ -41,7 +43,7 @@ from prodguardian.render_html import render_html
 from prodguardian.render_verify import render_verification
 from prodguardian.rules import RulePack, collect_pack, load_pack
 from prodguardian.source import PART_BYTES, FileSource, ReadOptions, write_export
-from prodguardian.state import StateStore, default_state_path
+from prodguardian.state import StateError, StateStore, default_state_path
 from prodguardian.verdict import EXIT_CODES, Report
 from prodguardian.verify import (
     Verification,
@@ -57,6 +59,7 @@ DEBUG_ENV = "PRODGUARDIAN_DEBUG"  # set (not 0): an internal error prints its tr
 T = TypeVar("T")
 PREFIX = "prodguardian: "  # what every message on stderr starts with
 CHECK_FORMATS = (*FORMATS, "html")  # a check's report can be a page with charts; a verification's cannot
+WEBHOOK_SECRET_ENV = "PRODGUARDIAN_WEBHOOK_SECRET"  # the HMAC secret of `watch --webhook`: never an option
 STATUSES = {code: status for status, code in EXIT_CODES.items()}  # a check's exit code, named
 
 
@@ -331,14 +334,17 @@ _probe_options = _stack(
 )
 
 
-@cli.command()
-@_source_option
-@_window_options
-@_option(
+_multivariate_option = _option(
     "--multivariate",
     is_flag=True,
     help="Also look for an hour whose mix of numbers no single test flags (IsolationForest; slower).",
 )
+
+
+@cli.command()
+@_source_option
+@_window_options
+@_multivariate_option
 @_probe_options
 @_report_options(formats=CHECK_FORMATS)
 @_rules_option
@@ -355,12 +361,18 @@ def check(ctx: click.Context, /, **opts: Any) -> None:
       prodguardian check --source logs.json --until 2025-10-11T12:04:00Z
       gcloud logging read '...' --format=json | prodguardian check --source - --format markdown
     """
+    ctx.exit(_reporting_unknown(opts, _check))
+
+
+def _reporting_unknown(opts: dict[str, Any], run: Callable[[dict[str, Any], list[ProbeResult]], int]) -> int:
+    """`run(opts, probes)` of a check or watch; if it fails, the JSON report says UNKNOWN, with the probes
+    `run` made before it failed."""
     probes: list[ProbeResult] = []
 
     def failed(reason: str) -> str:
         return render(failed_report(reason, _failed_options(opts), probes), "json", opts["lang"])
 
-    ctx.exit(_reporting_failure(opts, lambda: _check(opts, probes), failed))
+    return _reporting_failure(opts, lambda: run(opts, probes), failed)
 
 
 def _reporting_failure(opts: dict[str, Any], run: Callable[[], int], failed: Callable[[str], str]) -> int:
@@ -389,9 +401,7 @@ def _check(opts: dict[str, Any], probes: list[ProbeResult]) -> int:
     results as soon as they are made, for the report of a check that fails after them."""
     options = _check_options(opts)
     pack = load_pack(options.rules)
-    live = opts["source"] == "cloud"
-    if live and opts["show_filter"]:
-        click.echo(_live_source(opts, options, pack).filter)
+    if _showed_filter(opts, options, pack):
         return 0
     probes[:] = probe_all(opts["probes"], opts["probe_timeout"])
     location = _state_location(opts, options)
@@ -401,11 +411,29 @@ def _check(opts: dict[str, Any], probes: list[ProbeResult]) -> int:
         from prodguardian.remote_state import with_remote_state
 
         report = with_remote_state(
-            location, lambda path: _check_with_state(path, opts, options, pack, probes)
+            location,
+            lambda path: _on_store(path, lambda s: _check_with_state(s, opts, options, pack, probes)),
         )
-    if live and _shows_progress(opts):
-        _end_progress_line()
+    _end_live_progress(opts)
     return _emit(report, opts)
+
+
+def _showed_filter(opts: dict[str, Any], options: CheckOptions, pack: RulePack) -> bool:
+    """`--show-filter` of a live check: print the Cloud Logging filter instead of checking."""
+    if opts["source"] == "cloud" and opts["show_filter"]:
+        click.echo(_live_source(opts, options, pack).filter)
+        return True
+    return False
+
+
+def _end_live_progress(opts: dict[str, Any]) -> None:
+    if opts["source"] == "cloud" and _shows_progress(opts):
+        _end_progress_line()
+
+
+def _on_store(path: Path, work: Callable[[StateStore], T]) -> T:
+    with StateStore(path) as store:
+        return work(store)
 
 
 def _open_source(opts: dict[str, Any], options: CheckOptions, pack: Any) -> Any:
@@ -429,21 +457,20 @@ def _state_location(opts: dict[str, Any], options: CheckOptions) -> str | None:
 
 
 def _check_with_state(
-    path: Path, opts: dict[str, Any], options: CheckOptions, pack: RulePack, probes: list[ProbeResult]
+    store: StateStore, opts: dict[str, Any], options: CheckOptions, pack: RulePack, probes: list[ProbeResult]
 ) -> Report:
-    """The check on the store at `path`: a live check reads only what the store lacks."""
-    with StateStore(path) as store:
-        if opts["source"] != "cloud":
-            source = _open_source(opts, options, pack)
-            return run_check(source, options, pack, probes, history=History(store)).report
-        from prodguardian import cloud
+    """The check on `store`: a live check reads only what the store lacks."""
+    if opts["source"] != "cloud":
+        source = _open_source(opts, options, pack)
+        return run_check(source, options, pack, probes, history=History(store)).report
+    from prodguardian import cloud
 
-        assert options.until is not None and options.service is not None
-        project = cloud.resolve_project(opts.get("project") or None)
-        key = cursor_key(project, opts.get("region") or None, options.service)
-        since = read_start(store, options.service, key, options.until - options.freshness - options.baseline)
-        source = _live_source({**opts, "project": project}, options, pack, start=since)
-        return run_check(source, options, pack, probes, history=History(store, since, key)).report
+    assert options.until is not None and options.service is not None
+    project = cloud.resolve_project(opts.get("project") or None)
+    key = cursor_key(project, opts.get("region") or None, options.service)
+    since = read_start(store, options.service, key, options.until - options.freshness - options.baseline)
+    source = _live_source({**opts, "project": project}, options, pack, start=since)
+    return run_check(source, options, pack, probes, history=History(store, since, key)).report
 
 
 def _check_options(opts: dict[str, Any]) -> CheckOptions:
@@ -475,6 +502,301 @@ def _live_source(
         calls_per_second=opts["calls_per_second"],
     )
     return live_source(options, pack, settings, _progress_line if _shows_progress(opts) else None, start)
+
+
+_watch_options = _stack(
+    _option(
+        "--channels",
+        type=click.Path(dir_okay=False),
+        help="Channels file (YAML: Slack, Google Chat, PagerDuty, webhooks…; see docs/alerting.md).",
+    ),
+    _option(
+        "--webhook",
+        "webhooks",
+        setting="webhooks",
+        multiple=True,
+        help=f"POST each notification's JSON here (repeatable); signed with ${WEBHOOK_SECRET_ENV} when set.",
+    ),
+    click.option("--dry-run", is_flag=True, help="Check and print what would be sent; change nothing."),
+    _option(
+        "--repeat-interval",
+        default="4h",
+        show_default=True,
+        help="Remind of a firing alert this often.",
+    ),
+    _option(
+        "--keep-firing-for",
+        default="10m",
+        show_default=True,
+        help="Resolve an alert once its condition has been gone this long (no flapping).",
+    ),
+    _option(
+        "--critical-after",
+        default="1",
+        show_default=True,
+        help="Fire a CRITICAL alert after this many runs in a row, or this long (10m).",
+    ),
+    _option(
+        "--degraded-after",
+        default="2",
+        show_default=True,
+        help="Fire a DEGRADED alert after this many runs in a row, or this long (15m).",
+    ),
+    _option(
+        "--unknown-after",
+        type=click.IntRange(min=1),
+        default=3,
+        show_default=True,
+        help="Fire the UNKNOWN alert (could not check) after this many failed runs in a row.",
+    ),
+)
+
+
+@cli.command("watch")
+@_source_option
+@_window_options
+@_multivariate_option
+@_probe_options
+@_report_options("watch", formats=CHECK_FORMATS)
+@_rules_option
+@_cloud_options
+@_option(
+    "--state",
+    help="The state store of the check and of the alerts: a SQLite file or gs://BUCKET/OBJECT (default: a "
+    "file in the user's state folder).",
+)
+@_read_options
+@_watch_options
+@click.pass_context
+def watch_command(ctx: click.Context, /, **opts: Any) -> None:
+    """Check, update the alerts, and notify only when one fires, reminds or resolves (run it from cron).
+
+    The report goes to stdout as `check` prints it (none with --quiet); what was queued, sent, muted, failed
+    or dropped goes to stderr (with --quiet, only failures). Exit status: the check's (0/1/2), or 3 when it
+    could not check (then the service's UNKNOWN alert counts the run) or an option, file or state is wrong
+    (then nothing is changed).
+
+    \b
+    Examples:
+      prodguardian watch --service emergence-app --channels channels.yaml --dry-run
+      prodguardian watch --service emergence-app --channels channels.yaml --state gs://my-bucket/pg.sqlite
+      prodguardian watch --source export.json --webhook http://localhost:8080/hook --state pg.sqlite
+    """
+    ctx.exit(_reporting_unknown(opts, _watch))
+
+
+@dataclass(frozen=True)
+class _Judged:
+    """The first pass of a watch run: its report, the source's failure if any, and what it queued."""
+
+    report: Report
+    failure: ProdGuardianError | None
+    lines: list[str]
+
+
+def _watch(opts: dict[str, Any], probes: list[ProbeResult]) -> int:
+    """One watch run: check and judge the alerts (one pass over the store), then deliver (another)."""
+    options = _check_options(opts)
+    from prodguardian import watch
+    from prodguardian.channels import load_channels
+    from prodguardian.remote_state import with_remote_state
+
+    names = ("repeat_interval", "keep_firing_for", "critical_after", "degraded_after", "unknown_after")
+    policy = watch.policy(*(opts[name] for name in names))
+    channels = load_channels(opts["channels"]) if opts["channels"] else []
+    channels += watch.webhooks(opts["webhooks"], os.environ.get(WEBHOOK_SECRET_ENV) or None)
+    if not channels and not opts["quiet"]:
+        _say("warning: no channel (--channels FILE, --webhook URL): the alerts are kept, nothing is sent")
+    pack = load_pack(options.rules)
+    if _showed_filter(opts, options, pack):
+        return 0
+    probes[:] = probe_all(opts["probes"], opts["probe_timeout"])
+    location = _state_of(opts)
+
+    def judge(store: StateStore) -> _Judged:
+        report, failure = _checked_or_failed(store, opts, options, pack, probes)
+        if opts["dry_run"]:
+            return _Judged(
+                report, failure, watch.plan_lines(watch.plan(store, report, policy, opts["lang"]), channels)
+            )
+        return _Judged(
+            report, failure, watch.outcome_lines(watch.update(store, report, channels, policy, opts["lang"]))
+        )
+
+    if opts["dry_run"]:
+        judged = _dry(location, lambda path: _on_store(path, judge))
+        lines = judged.lines
+    else:
+        judged = with_remote_state(location, lambda path: _on_store(path, judge))
+        at = watch.clock(judged.report)
+        sent = with_remote_state(
+            location, lambda path: _on_store(path, lambda s: watch.deliver(s, channels, at))
+        )
+        lines = judged.lines + watch.delivery_lines(sent)
+    _end_live_progress(opts)
+    return _watch_output(judged, lines, opts)
+
+
+def _checked_or_failed(
+    store: StateStore, opts: dict[str, Any], options: CheckOptions, pack: RulePack, probes: list[ProbeResult]
+) -> tuple[Report, ProdGuardianError | None]:
+    """The check's report, or the UNKNOWN one of a check whose logs could not be read or fetched."""
+    try:
+        if opts["source"] == "cloud" and not options.service:  # every service: no read cursor to keep
+            return run_check(_open_source(opts, options, pack), options, pack, probes).report, None
+        return _check_with_state(store, opts, options, pack, probes), None
+    except (SourceError, InputError) as exc:
+        return failed_report(str(exc), options, probes), exc
+
+
+def _dry(location: str, work: Callable[[Path], T]) -> T:
+    """`work` on a throwaway copy of the state; its errors name the state, not the copy."""
+    from prodguardian.remote_state import state_copy
+
+    with state_copy(location) as path:
+        try:
+            return work(path)
+        except StateError as exc:
+            raise StateError(exc.message, location) from None
+
+
+def _watch_output(judged: _Judged, lines: list[str], opts: dict[str, Any]) -> int:
+    """The report (none for a failed check: its error instead), then the notification lines; the exit code."""
+    if judged.failure is not None:
+        _say(f"error: {judged.failure}")
+        if opts["json_report"]:
+            write_text(opts["json_report"], render(judged.report, "json", opts["lang"]))
+        code = 3
+    else:
+        code = _emit(judged.report, {**opts, "no_stdout": opts["quiet"]})
+    for line in lines:
+        if not opts["quiet"] or line.startswith(("failed", "error")):
+            _say(line)
+    return code
+
+
+@cli.command("alerts")
+@_state_option
+@click.option("--all", "show_all", is_flag=True, help="Also the resolved alerts the store still keeps.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output."
+)
+def alerts_command(show_all: bool, fmt: str, **opts: Any) -> None:
+    """List the firing and pending alerts of `watch` (with --all, the resolved ones too, until `state prune`
+    removes them).
+
+    \b
+    Examples:
+      prodguardian alerts
+      prodguardian alerts --all --format json --state gs://my-bucket/prodguardian.sqlite
+    """
+    from prodguardian import alert_state
+
+    found = _open_state(opts, alert_state.load_all if show_all else alert_state.current_alerts)
+    if fmt == "json":
+        click.echo(orjson.dumps([_alert_dict(a) for a in found], option=orjson.OPT_INDENT_2).decode())
+        return
+    if not found:
+        click.echo("no alert stored" if show_all else "no firing or pending alert")
+    for alert in found:
+        notified = f"{alert.notified:%Y-%m-%d %H:%M}" if alert.notified else "never"
+        click.echo(
+            f"{alert.state:<8} {alert.severity:<8} {alert.service:<20} {alert.rule:<28} since "
+            f"{alert.since:%Y-%m-%d %H:%M} UTC, notified {notified}"
+            + (f" ({alert.revision})" if alert.revision else "")
+        )
+
+
+def _alert_dict(alert: Any) -> dict[str, Any]:
+    fields = ("key", "service", "rule", "category", "revision", "state", "severity", "title", "runs")
+    times = ("since", "changed", "last_seen", "firing_since", "notified")
+    return {
+        **{name: getattr(alert, name) for name in fields},
+        **{name: getattr(alert, name) and getattr(alert, name).isoformat() for name in times},
+    }
+
+
+@cli.group()
+def silence() -> None:
+    """Mute the notifications of matching alerts for a while (they still change state)."""
+
+
+@silence.command("add")
+@_state_option
+@click.option(
+    "--match",
+    "matches",
+    multiple=True,
+    required=True,
+    help="KEY=VALUE (repeatable, all must match; globs allowed): alert, service, rule, category, revision, "
+    "severity.",
+)
+@click.option("--for", "duration", required=True, help="How long it mutes, from now (2h, 1d…).")
+@click.option("--reason", required=True, help="Why (shown by `silence list`).")
+def silence_add(matches: tuple[str, ...], duration: str, reason: str, **opts: Any) -> None:
+    """Mute the matching alerts until the time --for says; print the silence's ID.
+
+    \b
+    Example:
+      prodguardian silence add --match rule=database-unavailable --for 2h --reason "database migration"
+    """
+    from prodguardian import alert_state
+    from prodguardian.alerts import parse_matchers
+
+    try:
+        matchers = parse_matchers(matches)
+    except ValueError as exc:
+        raise ConfigError(str(exc), "--match") from None
+    if not reason.strip():
+        raise ConfigError("a silence needs a reason", "--reason")
+    ends = datetime.now(UTC) + parse_duration(duration, "--for")
+    added = _open_state(opts, lambda store: alert_state.add_silence(store, matchers, ends, reason.strip()))
+    click.echo(added.id)
+    _say(f"silence {added.id} mutes {_matched(added.matchers)} until {ends:%Y-%m-%d %H:%M} UTC")
+
+
+def _matched(matchers: dict[str, str]) -> str:
+    return " ".join(f"{key}={value}" for key, value in matchers.items())
+
+
+@silence.command("list")
+@_state_option
+def silence_list(**opts: Any) -> None:
+    """Print the silences in force: ID, end, matchers and reason.
+
+    \b
+    Example:
+      prodguardian silence list
+    """
+    from prodguardian import alert_state
+
+    found = _open_state(opts, lambda store: alert_state.list_silences(store, datetime.now(UTC)))
+    if not found:
+        click.echo("no silence in force")
+    for item in found:
+        click.echo(
+            f"{item.id}  until {item.ends:%Y-%m-%d %H:%M} UTC  {_matched(item.matchers)}  "
+            + clean(item.reason)
+        )
+
+
+@silence.command("expire")
+@_state_option
+@click.argument("silence_id")
+def silence_expire(silence_id: str, **opts: Any) -> None:
+    """End a silence now: the next `watch` sends what it then owes.
+
+    \b
+    Example:
+      prodguardian silence expire 3f2a9c1d
+    """
+    from prodguardian import alert_state
+
+    if not _open_state(opts, lambda store: alert_state.expire_silence(store, silence_id)):
+        raise ConfigError(
+            f"no silence {silence_id!r} in force (see `prodguardian silence list`)", _state_of(opts)
+        )
+    click.echo(f"expired {silence_id}")
 
 
 @cli.command()
@@ -551,7 +873,8 @@ def _write_reports(rendering: Callable[[str], str], opts: dict[str, Any]) -> Non
     text = rendering(opts["fmt"])
     document = rendering("json") if opts.get("json_report") else None
     with suppress(BrokenPipeError):  # the reader stopped reading (`| head -1`): the status still stands
-        write_text(opts.get("output") or STDOUT, text)
+        if opts.get("output") or not opts.get("no_stdout"):
+            write_text(opts.get("output") or STDOUT, text)
     if document is not None:
         write_text(opts["json_report"], document)
 
@@ -804,25 +1127,31 @@ def _open_state(opts: dict[str, Any], work: Callable[[StateStore], T]) -> T:
     """`work` on the store --state names (default: the user's), saved back to gs:// when it is remote."""
     from prodguardian.remote_state import with_remote_state
 
-    def on(path: Path) -> T:
-        with StateStore(path) as store:
-            return work(store)
+    return with_remote_state(_state_of(opts), lambda path: _on_store(path, work))
 
-    return with_remote_state(str(opts.get("state") or default_state_path()), on)
+
+def _state_of(opts: dict[str, Any]) -> str:
+    return str(opts.get("state") or default_state_path())
 
 
 @state.command("info")
 @_state_option
 def state_info(**opts: Any) -> None:
-    """Print the store's file, size, services, stored ranges and read cursors.
+    """Print the store's file, size, alert counts, services, stored ranges and read cursors.
 
     \b
     Example:
       prodguardian state info --state gs://my-bucket/prodguardian.sqlite
     """
-    info = _open_state(opts, lambda store: store.info())
+    from prodguardian import alert_state
+
+    info, alerting = _open_state(opts, lambda store: (store.info(), alert_state.counts(store)))
     click.echo(f"file: {opts.get('state') or info.path}")
     click.echo(f"size: {info.size_bytes:,} bytes, schema {info.schema_version}")
+    click.echo(
+        f"alerts: {alerting.firing} firing, {alerting.pending} pending; {alerting.silences} silences in"
+        f" force; outbox: {alerting.outbox_pending} to send, {alerting.outbox_dropped} dropped"
+    )
     for service in info.services:
         click.echo(
             f"service {service.service}: {service.minute_rows:,} minute rows, {service.revisions} revisions,"
@@ -860,6 +1189,9 @@ def state_prune(older_than: str, vacuum: bool, **opts: Any) -> None:
 @click.option("--yes", is_flag=True, help="Yes, forget everything the store holds.")
 def state_reset(yes: bool, **opts: Any) -> None:
     """Forget everything the store holds (the file stays); the next check reads its whole baseline again.
+
+    The alerts, silences and outbox of `watch` stay: forgetting them would send every firing alert again as
+    new, lift every silence and lose the notifications not yet delivered.
 
     \b
     Example:

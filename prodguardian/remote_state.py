@@ -19,6 +19,7 @@ import hashlib
 import importlib
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from prodguardian.cloud import (
     one_line,
 )
 from prodguardian.errors import ConfigError, ProdGuardianError
+from prodguardian.state import StateError
 
 DEFAULT_ATTEMPTS = 3  # runs of the work by with_remote_state before it gives up on a busy state
 GIVE_UP_AFTER = 60.0  # seconds one call may spend retrying transient faults (429, 5xx, network)
@@ -147,6 +149,34 @@ def remote_state(
         generation = transfer.download(local)
         yield local
         transfer.upload(local, generation)
+
+
+@contextlib.contextmanager
+def state_copy(
+    location: str | os.PathLike[str], *, client: Any = None, give_up_after: float = GIVE_UP_AFTER
+) -> Iterator[Path]:
+    """A throwaway copy of the state at `location` (a dry run's): what is done to it is never saved, and
+    the state itself is only read. The path does not exist when the state does not yet."""
+    with tempfile.TemporaryDirectory(prefix="prodguardian-copy-", ignore_cleanup_errors=True) as folder:
+        copy = Path(folder) / LOCAL_NAME
+        if is_remote(location):
+            _Transfer(parse_gcs_url(os.fspath(location)), client, give_up_after).download(copy)
+        else:
+            with remote_state(location) as path:  # refuses a URL that is not gs://
+                _copy_local(path, copy)
+        yield copy
+
+
+def _copy_local(path: Path, copy: Path) -> None:
+    """The file and its write-ahead log (the latest commits may be only there)."""
+    for suffix in ("", "-wal"):
+        source = path.with_name(path.name + suffix)
+        try:
+            shutil.copyfile(source, copy.with_name(copy.name + suffix))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StateError(f"cannot read the state store: {exc.strerror or exc}", str(source)) from None
 
 
 def with_remote_state(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +25,7 @@ class Receiver:
     status: int = 200
     answer: bytes = b"ok"
     delay: threading.Event | None = None  # when set, each request waits for it (a hung receiver)
+    on_request: Callable[[Received], None] | None = None  # called with each request before it is answered
 
 
 @contextmanager
@@ -34,7 +35,10 @@ def http_receiver() -> Iterator[Receiver]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            receiver.received.append(Received(self.path, dict(self.headers.items()), body))
+            request = Received(self.path, dict(self.headers.items()), body)
+            receiver.received.append(request)
+            if receiver.on_request is not None:
+                receiver.on_request(request)
             if receiver.delay is not None:
                 receiver.delay.wait(5)
             self.send_response(receiver.status)
