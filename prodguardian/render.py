@@ -456,7 +456,10 @@ def _usual(finding: Finding, report: Report, t: Translator) -> str:
             return ""
         if finding.p_value is None:
             return t("usual_ms", value=t.ms(finding.baseline_ms))
-        return t("usual_ms_compared", value=t.ms(finding.baseline_ms), p=p_value_text(finding.p_value, t))
+        value, p = t.ms(finding.baseline_ms), p_value_text(finding.p_value, t)
+        if report.reference is not None and report.reference.seasonal:
+            return t("usual_ms_seasonal", when=seasonal_hour(report.reference, t), value=value, p=p)
+        return t("usual_ms_compared", value=value, p=p)
     if finding.baseline_per_hour is None:
         return ""
     rate = t.rate(finding.baseline_per_hour)
