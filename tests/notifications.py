@@ -11,7 +11,7 @@ from typing import Any
 
 from prodguardian.check import check_logs
 from prodguardian.notification import Event, Notification
-from prodguardian.render import render
+from prodguardian.render import Translator, render
 from prodguardian.simulate import generate
 from prodguardian.source import write_export
 
@@ -35,13 +35,14 @@ def notification(event: Event = "firing", scenario: str = "db-outage", lang: str
     symptoms = [f for f in findings if f["caused_by"]]
     end = datetime.fromisoformat(report["window"]["end"].replace("Z", "+00:00"))
     service = report["service"]
+    titles = {"resolved": Translator(lang)("alerts.resolved", service=service, title=root["summary"])}
     return Notification(
         id=f"{service}/{root['rule']}/{event}/{end.isoformat()}",
         alert=f"{service}/{root['rule']}",
         event=event,
         severity=report["status"] if report["status"] != "OK" else "DEGRADED",
         service=service,
-        title=f"🔴 {service}: {root['summary']}",
+        title=titles.get(event, f"🔴 {service}: {root['summary']}"),
         at=end,
         started_at=end,
         lang=lang,

@@ -62,9 +62,9 @@ def test_a_resolution_is_a_success(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, receiver: Receiver
 ) -> None:
     channel = apprise_channel(tmp_path, monkeypatch, json_url(receiver, "/a"))
-    channel.send(replace(notification(), event="resolved", commands=[]))
+    channel.send(notification("resolved"))
     payload = json.loads(receiver.received[0].body)
-    assert payload["type"] == "success" and payload["title"].startswith("✅ Resolved")
+    assert payload["type"] == "success" and payload["title"].startswith("✅ resolved emergence-app")
 
 
 def test_a_refusal_is_a_delivery_error_without_the_url(

@@ -329,6 +329,6 @@ def test_a_pagerduty_refusal_hides_the_routing_key(
 
 
 def test_a_french_notification_is_worded_in_french(firing: Notification) -> None:
-    payload = slack_payload(replace(firing, lang="fr", event="resolved"))
-    assert payload["blocks"][0]["text"]["text"].startswith("✅ Résolu")
+    payload = slack_payload(notification("resolved", lang="fr"))
+    assert payload["blocks"][0]["text"]["text"].startswith("✅ résolu emergence-app")
     assert "Résolue · emergence-app" in payload["blocks"][-1]["elements"][0]["text"]

@@ -141,7 +141,7 @@ def test_a_reminder_and_the_resolution_thread_under_the_first_firing(
         firing, id=notification_id(firing.alert, "reminder", later), event="reminder", at=later
     )
     resolved = replace(
-        firing, id=notification_id(firing.alert, "resolved", later), event="resolved", at=later, commands=[]
+        notification("resolved"), id=notification_id(firing.alert, "resolved", later), at=later, commands=[]
     )
     for sent in (firing, reminder, resolved):
         channel.send(sent)
@@ -149,7 +149,8 @@ def test_a_reminder_and_the_resolution_thread_under_the_first_firing(
     assert [mail["In-Reply-To"] for mail in replies] == [first["Message-ID"]] * 2
     assert [mail["References"] for mail in replies] == [first["Message-ID"]] * 2
     assert len({mail["Message-ID"] for mail in (first, *replies)}) == 3
-    assert replies[1]["Subject"].startswith("[prod] [CRITICAL] ✅ Resolved")
+    assert replies[1]["Subject"] == f"[prod] [CRITICAL] {resolved.title}"
+    assert resolved.title.startswith("✅ resolved emergence-app: Database unavailable")
     assert "Resolved · emergence-app" in parts(replies[1])[0]
 
 

@@ -55,13 +55,12 @@ def message(notification: Notification) -> Message:
     t = Translator(notification.lang if notification.lang in LANGUAGES else "en")
     title = one_line(notification.title)
     resolved = notification.event == "resolved"
-    header = t("notify.resolved_title", title=title) if resolved else title
     findings = [_finding_lines(finding, t) for finding in notification.findings]
     symptoms = [one_line(symptom.get("summary", "")) for symptom in notification.symptoms]
     cut = max(0, len(findings) - SHOWN) + max(0, len(symptoms) - SHOWN)
     return Message(
-        header=header,
-        subject=t("notify.subject", severity=notification.severity, title=header),
+        header=title,  # the lifecycle words each event's title ("✅ resolved …"): not prefixed again here
+        subject=t("notify.subject", severity=notification.severity, title=title),
         context=_context(notification, t),
         findings=findings[:SHOWN],
         symptoms=symptoms[:SHOWN],
