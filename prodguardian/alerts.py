@@ -19,14 +19,13 @@ alone, so a replayed or concurrent run of the same window counts once.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from prodguardian.detect import Finding
-from prodguardian.notification import AlertSeverity, Event, Notification
+from prodguardian.notification import AlertSeverity, Event, Notification, notification_id
 from prodguardian.render import Translator, finding_title, report_dict
 from prodguardian.verdict import STATUS_ICONS, Report
 
@@ -330,11 +329,6 @@ def _notification(alert: Alert, condition: Condition, event: Event, at: datetime
         commands=condition.commands,
         report=condition.report,
     )
-
-
-def notification_id(key: str, event: str, at: datetime) -> str:
-    """The same message of the same run has the same id (receivers de-duplicate by it)."""
-    return hashlib.blake2b(f"{key}\x00{event}\x00{at.isoformat()}".encode(), digest_size=10).hexdigest()
 
 
 def parse_matchers(items: Sequence[str]) -> dict[str, str]:

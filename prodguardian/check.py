@@ -27,14 +27,16 @@ from prodguardian.history import (
     ceil_minute,
     read_totals,
     record,
+    recorded_from,
     stored_aggregates,
+    stored_error_seeds,
     stored_template_counts,
 )
 from prodguardian.probes import ProbeResult, probe_findings
 from prodguardian.rules import RulePack, load_pack
 from prodguardian.source import PAGE_WARNING, FileSource, ReadOptions
 from prodguardian.timelines import build_timeline
-from prodguardian.unknown_errors import mine_errors
+from prodguardian.unknown_errors import ErrorSeed, mine_errors
 from prodguardian.verdict import Context, Reason, Report, Status, build_report, unknown_report
 
 CLOCK_SKEW = timedelta(minutes=5)  # how far past now an entry's timestamp may be before it is not believed
@@ -140,6 +142,7 @@ def check_logs(
     baseline: str | timedelta = "24h",
     rules: RulePack | Iterable[str | os.PathLike[str]] = (),
     read: ReadOptions | None = None,
+    multivariate: bool = False,
 ) -> Report:
     """Check logs and return the report, as `prodguardian check` does (render it with `render_report`; its
     `exit_code` is the command's).
@@ -149,6 +152,7 @@ def check_logs(
     `freshness` before `until` (default: just after the newest entry; now for a live read; a naive datetime
     is UTC), and "usual" is
     measured over the `baseline` before it. `rules` are extra rule folders, or a `RulePack` from `load_pack`.
+    `multivariate` also looks for an unusual mix of the hour's numbers (`check --multivariate`; scikit-learn).
     Raises a `ProdGuardianError` for input, rules, options or a read that fail.
     """
     options = CheckOptions(
@@ -157,6 +161,7 @@ def check_logs(
         until=_moment(until),
         baseline=_duration(baseline, "baseline"),
         rules=() if isinstance(rules, RulePack) else tuple(str(folder) for folder in rules),
+        multivariate=multivariate,
     )
     pack = rules if isinstance(rules, RulePack) else load_pack(options.rules)
     entries: LogInput | Iterable[Any]
@@ -301,21 +306,17 @@ def _check_service(
     context = Context(service, events.project, region_of(table), window, totals, warnings)
     classified = classify(table, pack)
     clock.lap("classify")
-    mined = mine_errors(classified, pack, window)
+    read_from = window.end
+    seeds: list[ErrorSeed] = []
+    if history is not None and service is not None:
+        read_from = recorded_from(history, window, _data_start(table), bool(totals.get("truncated")))
+        seeds = stored_error_seeds(history.store, service, pack, window, read_from)
+    mined = mine_errors(classified, pack, window, seeds)
     clock.lap("unknown_errors")
     counted = None
     if history is not None and service is not None:
-        truncated = bool(totals.get("truncated"))
         gaps = record(
-            history,
-            service,
-            classified,
-            pack,
-            window,
-            events.dropped,
-            _data_start(table),
-            mined.sightings(),
-            truncated,
+            history, service, classified, pack, window, events.dropped, read_from, mined.sightings()
         )
         warnings.extend(_gap_warning(start, end) for start, end in gaps)
         aggs = stored_aggregates(history.store, service, window)
@@ -352,14 +353,19 @@ class _Stopwatch:
         self.last = now
 
 
-def failed_report(reason: str, options: CheckOptions) -> Report:
+def failed_report(reason: str, options: CheckOptions, probes: Sequence[ProbeResult] = ()) -> Report:
     """The UNKNOWN report of a check that could not be made (input that cannot be read, logs that could not
-    be fetched), for a reader who must not keep an earlier status."""
+    be fetched), for a reader who must not keep an earlier status; with the probes made before it failed."""
+    report = unknown_report(reason, failed_context(options))
+    report.probes = list(probes)
+    return report
+
+
+def failed_context(options: CheckOptions) -> Context:
+    """The context of a check or verification that could not be made: its service and window only."""
     until = options.until or datetime.now(UTC)
     start = until - options.freshness
-    return unknown_report(
-        reason, Context(options.service, None, None, Window(start, until, start - options.baseline), {})
-    )
+    return Context(options.service, None, None, Window(start, until, start - options.baseline), {})
 
 
 def require_log_entries(events: Events, where: str | None) -> None:

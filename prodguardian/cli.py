@@ -35,20 +35,28 @@ from prodguardian.errors import ConfigError, ProdGuardianError
 from prodguardian.files import STDOUT, write_text
 from prodguardian.history import History, cursor_key, read_start
 from prodguardian.patterns import csv_rows
-from prodguardian.probes import ProbeResult, check_url, probe_all, service_probes
+from prodguardian.probes import TIMEOUT_S, ProbeResult, check_url, probe_all, service_probes
 from prodguardian.render import FORMATS, LANGUAGES, clean, render
+from prodguardian.render_html import render_html
 from prodguardian.render_verify import render_verification
 from prodguardian.rules import RulePack, collect_pack, load_pack
 from prodguardian.source import PART_BYTES, FileSource, ReadOptions, write_export
 from prodguardian.state import StateStore, default_state_path
 from prodguardian.verdict import EXIT_CODES, Report
-from prodguardian.verify import Verification, VerifyOptions, run_verify, wait_for_traffic
+from prodguardian.verify import (
+    Verification,
+    VerifyOptions,
+    failed_verification,
+    run_verify,
+    wait_for_traffic,
+)
 
 CONFIG_FILE = "prodguardian.yaml"
 ENV_PREFIX = "PRODGUARDIAN_"
 DEBUG_ENV = "PRODGUARDIAN_DEBUG"  # set (not 0): an internal error prints its traceback
 T = TypeVar("T")
 PREFIX = "prodguardian: "  # what every message on stderr starts with
+CHECK_FORMATS = (*FORMATS, "html")  # a check's report can be a page with charts; a verification's cannot
 STATUSES = {code: status for status, code in EXIT_CODES.items()}  # a check's exit code, named
 
 
@@ -175,18 +183,19 @@ def _stack(*decorators: Callable[[Callable[..., Any]], Callable[..., Any]]) -> C
     return apply
 
 
-def _report_options(command: str = "") -> Callable[..., Any]:
+def _report_options(command: str = "", formats: tuple[str, ...] = FORMATS) -> Callable[..., Any]:
     """--format, --lang, --output and --json-report. The files are settings of their command (`demo` has
     `demo_output`, `demo_json_report`), so a check's settings never send another command's report there."""
     files = f"{command}_" if command else ""
+    html = ", html a page with charts (the html extra)" if "html" in formats else ""
     return _stack(
         _option(
             "--format",
             "fmt",
-            type=click.Choice(FORMATS),
+            type=click.Choice(formats),
             default="text",
             show_default=True,
-            help="text for a terminal, markdown for an agent or a chat, json for machines.",
+            help=f"text for a terminal, markdown for an agent or a chat, json for machines{html}.",
         ),
         _option(
             "--lang",
@@ -208,7 +217,7 @@ def _report_options(command: str = "") -> Callable[..., Any]:
             type=click.Path(dir_okay=False),
             default=None,
             help="Also write the JSON report to FILE (for tools, next to a text or markdown report); a check "
-            "that fails writes an UNKNOWN report there.",
+            "that fails writes an UNKNOWN report there, a verification a NOT ENOUGH DATA one.",
         ),
     )
 
@@ -303,12 +312,22 @@ _read_options = _stack(
         help="MiB of a large export a worker reads at a time.",
     ),
 )
-_probe_option = _option(
-    "--probe",
-    "probes",
-    setting="probes",
-    multiple=True,
-    help="GET this health URL (repeatable): it must answer 200 and, for a JSON body, a healthy `status`.",
+_probe_options = _stack(
+    _option(
+        "--probe",
+        "probes",
+        setting="probes",
+        multiple=True,
+        help="GET this health URL (repeatable): it must answer 200 and, for a JSON body, a healthy `status`.",
+    ),
+    _option(
+        "--probe-timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        default=TIMEOUT_S,
+        show_default=True,
+        metavar="SECONDS",
+        help="How long each health probe may take before it fails as a timeout.",
+    ),
 )
 
 
@@ -320,8 +339,8 @@ _probe_option = _option(
     is_flag=True,
     help="Also look for an hour whose mix of numbers no single test flags (IsolationForest; slower).",
 )
-@_probe_option
-@_report_options()
+@_probe_options
+@_report_options(formats=CHECK_FORMATS)
 @_rules_option
 @_cloud_options
 @_state_options
@@ -336,26 +355,45 @@ def check(ctx: click.Context, /, **opts: Any) -> None:
       prodguardian check --source logs.json --until 2025-10-11T12:04:00Z
       gcloud logging read '...' --format=json | prodguardian check --source - --format markdown
     """
-    options = _check_options(opts)
+    probes: list[ProbeResult] = []
+
+    def failed(reason: str) -> str:
+        return render(failed_report(reason, _failed_options(opts), probes), "json", opts["lang"])
+
+    ctx.exit(_reporting_failure(opts, lambda: _check(opts, probes), failed))
+
+
+def _reporting_failure(opts: dict[str, Any], run: Callable[[], int], failed: Callable[[str], str]) -> int:
+    """Run a command that writes a JSON report; if it fails, write `failed(reason)` (the JSON of a report
+    that cannot tell) to `--json-report` before the error goes on, so a reader never sees an older one."""
     try:
-        code = _check(opts, options)
-    except Exception as exc:  # whatever failed, a reader of the JSON report must not see an older status
+        return run()
+    except Exception as exc:
         if opts["json_report"]:
             reason = str(exc) if isinstance(exc, ProdGuardianError) else _internal_error(exc)
-            with suppress(ProdGuardianError):  # the error to tell is the one that failed the check
-                write_text(opts["json_report"], render(failed_report(reason, options), "json", opts["lang"]))
+            with suppress(ProdGuardianError):  # the error to tell is the one that failed the command
+                write_text(opts["json_report"], failed(reason))
         raise
-    ctx.exit(code)
 
 
-def _check(opts: dict[str, Any], options: CheckOptions) -> int:
-    """Run the check the options describe and emit its report; the exit code."""
+def _failed_options(opts: dict[str, Any]) -> CheckOptions:
+    """The window a failed command meant, or the default one when its options are what failed."""
+    try:
+        return _check_options(opts)
+    except ProdGuardianError:
+        return CheckOptions(service=opts.get("service") or None)
+
+
+def _check(opts: dict[str, Any], probes: list[ProbeResult]) -> int:
+    """Run the check the options describe and emit its report; the exit code. `probes` gets the probes'
+    results as soon as they are made, for the report of a check that fails after them."""
+    options = _check_options(opts)
     pack = load_pack(options.rules)
     live = opts["source"] == "cloud"
     if live and opts["show_filter"]:
         click.echo(_live_source(opts, options, pack).filter)
         return 0
-    probes = probe_all(opts["probes"])
+    probes[:] = probe_all(opts["probes"], opts["probe_timeout"])
     location = _state_location(opts, options)
     if location is None:
         report = run_check(_open_source(opts, options, pack), options, pack, probes).report
@@ -500,8 +538,12 @@ def _emit(report: Report, opts: dict[str, Any]) -> int:
             f"warning: skipped {skipped:,} {entries} with no usable timestamp (not a JSON object, no "
             "timestamp, or one that does not parse, is out of range or is in the future)"
         )
-    _write_reports(lambda fmt: render(report, fmt, opts["lang"]), opts)
+    _write_reports(lambda fmt: _render_report(report, fmt, opts["lang"]), opts)
     return report.exit_code
+
+
+def _render_report(report: Report, fmt: str, lang: str) -> str:
+    return render_html(report, lang) if fmt == "html" else render(report, fmt, lang)
 
 
 def _write_reports(rendering: Callable[[str], str], opts: dict[str, Any]) -> None:
@@ -528,7 +570,7 @@ def _write_reports(rendering: Callable[[str], str], opts: dict[str, Any]) -> Non
     setting="service_url",
     help="The service's URL: probe its /api/health, /health/liveness and /health/readiness.",
 )
-@_probe_option
+@_probe_options
 @_report_options("verify")
 @_rules_option
 @_cloud_options
@@ -544,6 +586,18 @@ def verify(ctx: click.Context, /, **opts: Any) -> None:
       prodguardian verify --service emergence-app --wait 15m --url https://emergence-app-47fmxpbtfq-ew.a.run.app
       prodguardian verify --source export.json --revision emergence-app-00298-xyz --format markdown
     """
+    probes: list[ProbeResult] = []
+
+    def failed(reason: str) -> str:
+        options = VerifyOptions(_failed_options(opts), opts["revision"])
+        return render_verification(failed_verification(reason, options, probes), "json", opts["lang"])
+
+    ctx.exit(_reporting_failure(opts, lambda: _verify(opts, probes), failed))
+
+
+def _verify(opts: dict[str, Any], probes: list[ProbeResult]) -> int:
+    """Verify the deploy the options describe and write its report; the exit code. `probes` gets the latest
+    probes' results as soon as they are made, for the report of a verification that fails after them."""
     wait = parse_duration(opts["wait"], "--wait") if opts["wait"] else None
     if wait and (opts["source"] != "cloud" or opts["until"]):
         raise ConfigError("--wait re-reads Cloud Logging up to now: use --source cloud, without --until")
@@ -553,19 +607,19 @@ def verify(ctx: click.Context, /, **opts: Any) -> None:
     pack = load_pack(tuple(opts.get("rules_dirs") or ()))
     if opts["source"] == "cloud" and opts["show_filter"]:
         click.echo(_open_source(opts, _check_options(opts), pack).filter)
-        ctx.exit(0)
+        return 0
 
     def attempt() -> Verification:
         options = _check_options(opts)
         source = _open_source(opts, options, pack)
-        found = probe_all(urls)
-        return run_verify(source, VerifyOptions(options, opts["revision"]), pack, found)
+        probes[:] = probe_all(urls, opts["probe_timeout"])
+        return run_verify(source, VerifyOptions(options, opts["revision"]), pack, probes)
 
     result = wait_for_traffic(attempt, wait) if wait else attempt()
     if _shows_progress(opts) and opts["source"] == "cloud":
         _end_progress_line()
     _write_reports(lambda fmt: render_verification(result, fmt, opts["lang"]), opts)
-    ctx.exit(result.exit_code)
+    return result.exit_code
 
 
 @cli.command()
@@ -575,7 +629,7 @@ def verify(ctx: click.Context, /, **opts: Any) -> None:
     "--export", type=click.Path(dir_okay=False), help="Write the scenario as a gcloud JSON export instead."
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the simulator.")
-@_report_options("demo")
+@_report_options("demo", CHECK_FORMATS)
 @_rules_option
 def demo(scenario: str, list_only: bool, export: str | None, seed: int, **opts: Any) -> None:
     """Run the check on simulated Cloud Run traffic (no Google account needed).

@@ -48,6 +48,7 @@ from prodguardian.state import (
     MinuteFacts,
     StateStore,
 )
+from prodguardian.unknown_errors import ErrorSeed
 
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
@@ -110,13 +111,22 @@ def record(
     pack: RulePack,
     window: Window,
     dropped: pd.DataFrame,
-    data_start: datetime | None,
+    start: datetime,
     sightings: pd.DataFrame,
-    truncated: bool = False,
 ) -> list[tuple[datetime, datetime]]:
-    """Write what this read found for `service` into the store: the minutes it covers whole, up to the
-    window's end, in one transaction. Returns the parts of the window and baseline the store still lacks
-    (start, end), to warn about."""
+    """Write what this read found for `service` into the store: the minutes from `start` (`recorded_from`)
+    up to the window's end, in one transaction. Returns the parts of the window and baseline the store still
+    lacks (start, end), to warn about."""
+    facts = minute_facts(classified, pack, dropped, start, window, sightings)
+    cursor = Cursor(history.cursor, window.end) if history.cursor else None
+    history.store.replace(service, start, window.end, facts, cursor)
+    return _gaps(history.store, service, window, live=history.since is not None)
+
+
+def recorded_from(
+    history: History, window: Window, data_start: datetime | None, truncated: bool = False
+) -> datetime:
+    """The first minute this read holds whole: `record` replaces the stored minutes from then on."""
     if history.since is not None:
         start = ceil_minute(history.since)
         if truncated and data_start is not None:  # reads go newest first: the oldest part is missing
@@ -125,11 +135,32 @@ def record(
         start = floor_minute(data_start)
     else:
         start = window.end
-    start = min(start, window.end)
-    facts = minute_facts(classified, pack, dropped, start, window, sightings)
-    cursor = Cursor(history.cursor, window.end) if history.cursor else None
-    history.store.replace(service, start, window.end, facts, cursor)
-    return _gaps(history.store, service, window, live=history.since is not None)
+    return min(start, window.end)
+
+
+def stored_error_seeds(
+    store: StateStore, service: str, pack: RulePack, window: Window, read_from: datetime
+) -> list[ErrorSeed]:
+    """The unknown errors of the stored minutes this read does not hold (baseline and earlier window):
+    each group's example, oldest first, to seed this read's template miner (`unknown_errors`)."""
+    if read_from <= window.baseline_start:
+        return []
+    fallback = [rule.id for rule in pack.rules if rule.type == "fallback"]
+    minutes = store.rule_minutes(service, window.baseline_start, read_from)
+    minutes = minutes[minutes["rule"].isin(fallback) & (minutes["failures"] > 0)]
+    if minutes.empty:
+        return []
+    firsts = minutes.groupby(["rule", "grp"])["minute"].min().sort_values(kind="stable")
+    groups = store.error_groups(service)
+    examples: dict[Any, str] = dict(
+        zip(zip(groups["rule"], groups["grp"], strict=True), groups["example"], strict=True)
+    )
+    baseline_end = _unix_minute(window.start)
+    return [
+        ErrorSeed(examples[key], int(first) < baseline_end)
+        for key, first in firsts.items()
+        if examples.get(key)
+    ]
 
 
 def read_totals(history: History, window: Window, read_entries: int, calls: int | None) -> dict[str, Any]:

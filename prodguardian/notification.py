@@ -7,6 +7,7 @@ channel renders it its own way (Slack blocks, a PagerDuty event, an email).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -33,6 +34,8 @@ class Notification:
     symptoms: list[dict[str, Any]] = field(default_factory=list)  # inhibited alerts' findings, shown inside
     commands: list[str] = field(default_factory=list)  # ready-to-paste commands (rollback first)
     report: dict[str, Any] | None = None  # the service's JSON report, for channels that attach it
+    # the service's self-contained HTML report, charts inline, for channels that carry it (email attaches it)
+    html: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -49,6 +52,11 @@ class Notification:
                 "started_at": datetime.fromisoformat(data["started_at"]),
             }
         )
+
+
+def notification_id(key: str, event: str, at: datetime) -> str:
+    """The same message of the same run has the same id (receivers de-duplicate by it)."""
+    return hashlib.blake2b(f"{key}\x00{event}\x00{at.isoformat()}".encode(), digest_size=10).hexdigest()
 
 
 class DeliveryError(Exception):

@@ -195,15 +195,15 @@ def render(report: Report, fmt: str = "text", lang: str = "en") -> str:
     t = Translator(lang, markdown=fmt == "markdown")
     template = template_environment().get_template(f"report.{'md' if fmt == 'markdown' else 'txt'}.j2")
     if not report.services:
-        return template.render(**_view(report, t))
+        return template.render(**report_view(report, t))
     overview = t(
         "services_overview",
         n=len(report.services),
         count=len(report.services),
-        list=", ".join(f"{STATUS_ICONS[s.status]} {_service_name(s, t)}" for s in report.services),
+        list=", ".join(f"{STATUS_ICONS[s.status]} {service_name(s, t)}" for s in report.services),
     )
     rule = "\n---\n\n" if fmt == "markdown" else "\n" + "─" * 60 + "\n\n"
-    pages = [template.render(**_view(service, t)) for service in report.services]
+    pages = [template.render(**report_view(service, t)) for service in report.services]
     return overview + "\n\n" + rule.join(pages)
 
 
@@ -239,7 +239,7 @@ def template_environment() -> jinja2.Environment:
     return env
 
 
-def _view(report: Report, t: Translator) -> dict[str, Any]:
+def report_view(report: Report, t: Translator) -> dict[str, Any]:
     """What the templates show, already worded and quoted: the templates only loop and choose."""
     blocks, shown = _blocks(report, t)
     notes = _notes(report, t, shown)
@@ -323,7 +323,7 @@ def probe_outcome(result: ProbeResult, t: Translator) -> str:
     )
 
 
-def _service_name(report: Report, t: Translator) -> str:
+def service_name(report: Report, t: Translator) -> str:
     service = report.context.service
     return t.quote(service) if service else t("unnamed_service")
 
@@ -334,7 +334,7 @@ def _title(report: Report, t: Translator) -> str:
         "title",
         icon=STATUS_ICONS[report.status],
         status=report.status,
-        service=_service_name(report, t),
+        service=service_name(report, t),
         region=t("region", region=LogText(region)) if region else "",
     )
 
@@ -456,7 +456,10 @@ def _usual(finding: Finding, report: Report, t: Translator) -> str:
             return ""
         if finding.p_value is None:
             return t("usual_ms", value=t.ms(finding.baseline_ms))
-        return t("usual_ms_compared", value=t.ms(finding.baseline_ms), p=p_value_text(finding.p_value, t))
+        value, p = t.ms(finding.baseline_ms), p_value_text(finding.p_value, t)
+        if report.reference is not None and report.reference.seasonal:
+            return t("usual_ms_seasonal", when=seasonal_hour(report.reference, t), value=value, p=p)
+        return t("usual_ms_compared", value=value, p=p)
     if finding.baseline_per_hour is None:
         return ""
     rate = t.rate(finding.baseline_per_hour)

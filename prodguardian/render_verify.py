@@ -126,6 +126,7 @@ def _reason(result: Verification, t: Translator) -> str | None:
         revision=LogText(new.revision) if new else "",
         n=t.num(new.traffic if new else 0),
         min=t.num(MIN_TRAFFIC),
+        error=LogText(result.error or ""),
     )
 
 

@@ -7,11 +7,15 @@ innermost application frame (`tracebacks.trace_group`), any other's the template
 generalises a baseline template is that template). A template is new when the baseline holds none of its
 failures and the known templates (a state store's, say) do not name it; without a baseline nor known
 templates nothing can be new.
+
+A check with a state store reads only what is new, so the miner is first seeded with the stored groups'
+examples (`ErrorSeed`): a message that generalises a stored template joins it as it would have in one read
+of everything, and a template a baseline seed joined is not new.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -52,6 +56,14 @@ class UnknownErrors:
         return [template for template in self.templates if template.new]
 
 
+@dataclass(frozen=True)
+class ErrorSeed:
+    """A stored unknown error's example line, mined before the read's; `in_baseline`: it failed there."""
+
+    text: str
+    in_baseline: bool
+
+
 @dataclass
 class _Unit:
     """One failure's rows (in time order) and the template it takes."""
@@ -70,6 +82,7 @@ class MinedErrors:
     by_key: dict[str, list[_Unit]] = field(default_factory=dict)
     in_window: frozenset[int] = frozenset()
     groups: dict[int, set[str]] = field(default_factory=dict)
+    seen_in_baseline: frozenset[str] = frozenset()  # ids of the templates a baseline seed joined
 
     def sightings(self) -> pd.DataFrame:
         """When each failure began (ts) and its template's id: a state store keeps them, for `known`."""
@@ -88,6 +101,7 @@ class MinedErrors:
         """The window's templates; `known`: template ids seen before (never new); `counted`: each template's
         failures in the window and in the baseline, when a state store holds more than these rows."""
         comparable = baseline_available or bool(known)  # else nothing can be new
+        known = frozenset(known) | self.seen_in_baseline
         templates = [
             template
             for key, members in self.by_key.items()
@@ -99,8 +113,11 @@ class MinedErrors:
         return UnknownErrors(templates, _superseded(templates))
 
 
-def mine_errors(classified: Classified, pack: RulePack, window: Window) -> MinedErrors:
-    """Each failure of the fallback rules' rows in the window and baseline, under its template."""
+def mine_errors(
+    classified: Classified, pack: RulePack, window: Window, seeds: Sequence[ErrorSeed] = ()
+) -> MinedErrors:
+    """Each failure of the fallback rules' rows in the window and baseline, under its template; `seeds`
+    are mined first (a state store's earlier errors)."""
     fallback = [rule.id for rule in pack.rules if rule.type == "fallback"]
     matches = classified.matches[classified.matches["rule"].isin(fallback)]
     events = classified.events
@@ -114,10 +131,13 @@ def mine_errors(classified: Classified, pack: RulePack, window: Window) -> Mined
     for row, group in zip(matches["row"].tolist(), matches["group"].tolist(), strict=True):
         if group:
             groups.setdefault(row, set()).add(str(group))
+    miner = TemplateMiner()
+    seeded = [(miner.add(seed.text), seed.in_baseline) for seed in seeds]
     by_key: dict[str, list[_Unit]] = {}
-    for unit in _units(events, rows):
+    for unit in _units(events, rows, miner):
         by_key.setdefault(unit.key, []).append(unit)
-    return MinedErrors(events, by_key, in_window, groups)
+    seen = frozenset(template_id(miner.templates[index].text) for index, baseline in seeded if baseline)
+    return MinedErrors(events, by_key, in_window, groups, seen)
 
 
 def _template(
@@ -151,7 +171,7 @@ def _recounted(template: ErrorTemplate, count: int, baseline_count: int) -> Erro
     )
 
 
-def _units(events: pd.DataFrame, rows: np.ndarray) -> list[_Unit]:
+def _units(events: pd.DataFrame, rows: np.ndarray, miner: TemplateMiner) -> list[_Unit]:
     """The failures of the rows (a row outside any failure is one of its own), each with its template.
 
     Each distinct text is mined once: a message the miner has seen joins the template it joined before.
@@ -162,7 +182,6 @@ def _units(events: pd.DataFrame, rows: np.ndarray) -> list[_Unit]:
     for row in rows.tolist():
         failure = int(failures[row])
         units.setdefault(failure if failure >= 0 else -1 - row, _Unit()).rows.append(row)
-    miner = TemplateMiner()
     by_text: dict[str, int] = {}
     mined: dict[int, int] = {}
     for row, text in zip(rows.tolist(), _texts(events, rows), strict=True):

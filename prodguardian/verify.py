@@ -20,6 +20,7 @@ from prodguardian.check import (
     CLOCK_SKEW,
     CheckOptions,
     after_newest,
+    failed_context,
     region_of,
     require_log_entries,
     services_to_check,
@@ -100,6 +101,7 @@ class Verification:
     new_groups: list[Finding] = field(default_factory=list)
     probes: list[ProbeResult] = field(default_factory=list)
     reason: str | None = None  # NOT ENOUGH DATA: why (a catalog key under verify.reasons)
+    error: str | None = None  # reason `failed`: the error that stopped the verification
     rollback: str | None = None  # FAIL: the command back to the previous revision
     rollback_helps: bool = False  # the previous revision met what the new one misses
 
@@ -150,6 +152,17 @@ def run_verify(
             "NOT ENOUGH DATA", context, None, None, False, probes=list(probes), reason="no_revision"
         )
     return _judged(context, *sides, list(probes))
+
+
+def failed_verification(
+    error: str, options: VerifyOptions, probes: Iterable[ProbeResult] = ()
+) -> Verification:
+    """The NOT ENOUGH DATA verdict of a verification that could not be made (input that cannot be read, logs
+    that could not be fetched), for a reader who must not keep an earlier verdict."""
+    context = failed_context(options.check)
+    return Verification(
+        "NOT ENOUGH DATA", context, None, None, False, probes=list(probes), reason="failed", error=error
+    )
 
 
 def _context_window(until: datetime, options: VerifyOptions) -> Window:

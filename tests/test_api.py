@@ -178,3 +178,15 @@ def test_the_library_reads_no_prodguardian_variable(
     report = prodguardian.check_logs(export, until=UNTIL)
     assert report.context.window.end - report.context.window.start == timedelta(hours=1)
     assert report.status == "CRITICAL"
+
+
+def test_a_multivariate_check_is_the_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    export = tmp_path / "slow.json"
+    write_export(generate("slow", scale=0.1), str(export))
+    assert main(["check", "--source", str(export), "--multivariate", "--format", "json"]) == 1
+    expected = capsys.readouterr().out
+    report = prodguardian.check_logs(export, multivariate=True)
+    assert prodguardian.render_report(report, "json") == expected
+    mix = next(f for f in report.findings if f.kind == "mix")
+    assert mix.severity == "DEGRADED" and mix.features[0].name == "latency_p95_ms"
+    assert not [f for f in prodguardian.check_logs(export).findings if f.kind == "mix"]

@@ -24,6 +24,7 @@ from prodguardian.verdict import Context, Report, build_report
 from tests import logs
 
 HOUR = 3600.0
+WEEK = 7 * 24 * HOUR
 # T0 is 11:30 UTC on Saturday 2025-10-11: the window is 11:00–12:00, the baseline the 24 hours before.
 WINDOW = Window(
     logs.T0 - timedelta(minutes=30), logs.T0 + timedelta(minutes=30), logs.T0 - timedelta(hours=24.5)
@@ -193,16 +194,7 @@ def test_a_check_with_a_state_store_names_the_same_weekday_and_hour(pack: RulePa
     """Eight days stored a day at a time (as a backfill does), then a check that reads only its hour: the
     reference comes from the store's minutes, the same Saturday hour a week before."""
     entries = _weekly_job(1)
-    days = [WINDOW.end - timedelta(days=d) for d in range(9, 0, -1)] + [WINDOW.start]
-    with StateStore(tmp_path / "state.sqlite") as store:
-        for start, end in pairwise(days):
-            day = [e for e in entries if start <= _moment(e) < end]
-            options = CheckOptions(logs.SERVICE, freshness=end - start, until=end, baseline=timedelta(0))
-            run_check(day, options, pack, history=History(store, since=start))
-        window = [e for e in entries if _moment(e) >= WINDOW.start]
-        options = CheckOptions(logs.SERVICE, until=WINDOW.end, baseline=timedelta(days=8))
-        run = run_check(window, options, pack, history=History(store, since=WINDOW.start))
-    report = run.report
+    report = _stored_check(entries, pack, tmp_path / "state.sqlite")
     text = render(report, "text")
     assert "baseline: Saturdays 11:00, 1 week before" in text.splitlines()[1]
     assert "(usual for Saturdays 11:00: 4/h, p = 0.64)" in text
@@ -212,3 +204,48 @@ def test_a_check_with_a_state_store_names_the_same_weekday_and_hour(pack: RulePa
 
 def _moment(entry: dict[str, Any]) -> datetime:
     return logs.T0 + timedelta(seconds=_seconds(entry))
+
+
+def _stored_check(entries: list[dict[str, Any]], pack: RulePack, path: Path) -> Report:
+    """Store the days before the window a day at a time (as a backfill does), then check the window's hour
+    with the store's 8 days as its baseline."""
+    days = [WINDOW.end - timedelta(days=d) for d in range(9, 0, -1)] + [WINDOW.start]
+    with StateStore(path) as store:
+        for start, end in pairwise(days):
+            day = [e for e in entries if start <= _moment(e) < end]
+            options = CheckOptions(logs.SERVICE, freshness=end - start, until=end, baseline=timedelta(0))
+            run_check(day, options, pack, history=History(store, since=start))
+        window = [e for e in entries if _moment(e) >= WINDOW.start]
+        options = CheckOptions(logs.SERVICE, until=WINDOW.end, baseline=timedelta(days=8))
+        return run_check(window, options, pack, history=History(store, since=WINDOW.start)).report
+
+
+def _nightly_batch(window_ms: int) -> list[dict[str, Any]]:
+    """6 requests an hour at 100 ms over 8 days and the window, and 120 more every Saturday 11:00–12:00 (a
+    weekly batch) that take about 300 ms a week before and `window_ms` in the window's hour."""
+    quiet = requests(6, WINDOW_START - 9 * 24 * HOUR, 1800, latency="0.1s")
+    batch = []
+    for week, ms in ((1, 300), (0, window_ms)):
+        start = WINDOW_START - week * WEEK
+        for i, entry in enumerate(requests(120, start, start + HOUR)):
+            entry["httpRequest"]["latency"] = f"{(ms + i % 40) / 1000}s"
+            batch.append(entry)
+    return quiet + batch
+
+
+def test_latency_is_compared_with_the_same_hour_of_the_week(pack: RulePack, tmp_path: Path) -> None:
+    """The batch hour is slow every week: 3 times the rest of the days, but usual for that hour; twice as
+    slow as usual for that hour (still under the 1 s objective) is a finding naming the hour."""
+    usual = _stored_check(_nightly_batch(300), pack, tmp_path / "usual.sqlite")
+    latency = next(f for f in usual.findings if f.rule == "latency-p95")
+    assert latency.severity == "INFO" and round(latency.baseline_ms or 0) in range(320, 345)
+    assert usual.status == "OK"
+    day = [e for e in _nightly_batch(300) if _seconds(e) > WINDOW_START - 24 * HOUR]
+    assert finding(check(day, pack)[0], "latency-p95").severity == "DEGRADED"  # against a plain day: slow
+    slow = _stored_check(_nightly_batch(800), pack, tmp_path / "slow.sqlite")
+    latency = next(f for f in slow.findings if f.rule == "latency-p95")
+    assert latency.severity == "DEGRADED" and latency.threshold == {"above_usual": 2.0, "p_below": 1e-4}
+    assert (latency.value_ms or 0) < 1000  # under the fixed objective: only the hour's own usual tells
+    text, french = render(slow, "text"), render(slow, "text", "fr")
+    assert "usual for Saturdays 11:00: 3" in text and "p < 1e-6)" in text
+    assert "habituel le samedi à 11:00\u00a0: 3" in french

@@ -9,6 +9,7 @@ import io
 import json
 import sys
 from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,12 @@ import pytest
 from prodguardian import patterns
 from prodguardian.check import CheckOptions, run_check
 from prodguardian.cli import main
+from prodguardian.history import History
 from prodguardian.patterns import TemplateMiner, template_id, tokens
 from prodguardian.render import render
 from prodguardian.rules import RulePack
 from prodguardian.simulate import generate
+from prodguardian.state import StateStore
 from prodguardian.tracebacks import trace_group
 from prodguardian.verdict import Report
 from tests import logs
@@ -162,7 +165,7 @@ def unknown_report(entries: list[dict[str, Any]], pack: RulePack) -> Report:
     return run_check(entries, CheckOptions(until=logs.T0 + _HALF_HOUR), pack).report
 
 
-_HALF_HOUR = __import__("datetime").timedelta(minutes=30)
+_HALF_HOUR = timedelta(minutes=30)
 
 
 def hourly(text: str, hours: range, per_hour: int = 2) -> list[dict[str, Any]]:
@@ -190,6 +193,57 @@ def test_a_template_seen_in_the_baseline_does_not_re_alert(pack: RulePack) -> No
     new = [(f.group, f.count, f.severity) for f in report.findings if f.kind == "new_error"]
     assert new == [("Invoice <*> has no customer", 1, "DEGRADED")]
     assert report.status == "DEGRADED"
+
+
+def _templates(report: Report) -> list[tuple[str, str, bool]]:
+    return sorted((p.id, p.template, p.new) for p in report.patterns)
+
+
+def test_incremental_checks_mine_the_templates_of_one_read_of_everything(
+    tmp_path: Path, pack: RulePack
+) -> None:
+    """A check with a state store reads only what is new: its miner starts from the stored errors, so a
+    message that generalises a stored template takes that template's id, and a baseline's is not new."""
+    minute = 60
+    traffic = [logs.request(i * 30, "/api/threads") for i in range(-6 * 60, 2 * 20)]
+    baseline = [
+        logs.text_line(-(150 - 20 * i) * minute, f"Sync for user {name} gave up", "ERROR")
+        for i, name in enumerate(("alice", "bob", "alice", "bob"))
+    ]
+    first_part = [
+        logs.text_line(-10 * minute, "Sync for user carol gave up", "ERROR"),
+        logs.text_line(-5 * minute, "Refund for customer dave failed", "ERROR"),
+    ]
+    second_part = [
+        logs.text_line(2 * minute, "Sync for user erin gave up", "ERROR"),
+        logs.text_line(4 * minute, "Refund for customer frank failed", "ERROR"),
+    ]
+    export = sorted(traffic + baseline + first_part + second_part, key=lambda e: e["timestamp"])
+    cut, end = logs.T0, logs.T0 + timedelta(minutes=10)
+
+    def options(until: datetime) -> CheckOptions:
+        return CheckOptions(until=until, baseline=timedelta(hours=2))
+
+    def before(moment: datetime) -> list[dict[str, Any]]:
+        return [e for e in export if e["timestamp"] < logs.stamp(moment)]
+
+    with StateStore(tmp_path / "state.sqlite") as store:
+        first = run_check(before(cut), options(cut), pack, history=History(store)).report
+        rest = [e for e in export if e["timestamp"] >= logs.stamp(cut)]
+        second = run_check(rest, options(end), pack, history=History(store)).report
+    sync, refund = "Sync for user <*> gave up", "Refund for customer <*> failed"
+    assert _templates(first) == _templates(run_check(before(cut), options(cut), pack).report)
+    assert _templates(first) == [
+        (template_id("Refund for customer dave failed"), "Refund for customer dave failed", True),
+        (template_id(sync), sync, False),
+    ]
+    # The second read holds one Sync and one Refund message, each generalising what the first one stored.
+    assert _templates(second) == _templates(run_check(export, options(end), pack).report)
+    assert _templates(second) == sorted(
+        [(template_id(refund), refund, True), (template_id(sync), sync, False)]
+    )
+    assert [f.group for f in second.findings if f.kind == "new_error"] == [refund]
+    assert next(p for p in second.patterns if p.template == sync).count == 2  # carol's stored, erin's read
 
 
 def test_without_a_baseline_nothing_is_new(pack: RulePack) -> None:

@@ -190,3 +190,45 @@ def test_probes_join_a_check_of_one_service_only(pack: RulePack) -> None:
     report = run_check(entries, CheckOptions(service="billing"), pack, [down]).report
     assert report.status == "CRITICAL" and [f.rule for f in report.problems] == ["probe-failed"]
     assert "❌ http://127.0.0.1:9/api/health — unreachable: connection refused" in render(report)
+
+
+def test_a_check_or_verify_that_fails_after_probing_keeps_the_probes_in_its_json_report(
+    base_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    report, gone = tmp_path / "r.json", str(tmp_path / "gone.json")
+    probes = ["--probe", base_url + "/api/health", "--probe", base_url + "/broken"]
+    assert main(["check", "--source", gone, *probes, "--json-report", str(report)]) == 3
+    document = json.loads(report.read_text(encoding="utf-8"))
+    jsonschema.validate(document, SCHEMA)
+    assert document["status"] == "UNKNOWN" and document["reason"] == f"{gone}: No such file or directory"
+    assert [(p["url"], p["ok"]) for p in document["probes"]] == [
+        (base_url + "/api/health", True),
+        (base_url + "/broken", False),
+    ]
+    assert main(["verify", "--source", gone, "--url", base_url, "--json-report", str(report)]) == 3
+    document = json.loads(report.read_text(encoding="utf-8"))
+    assert document["verdict"] == "NOT ENOUGH DATA"
+    assert [p["url"] for p in document["probes"]] == service_probes(base_url)
+    capsys.readouterr()
+
+
+def test_the_probe_timeout_is_an_option_and_a_setting(
+    base_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The slow endpoint answers after 2 s: within the default 5 s, a timeout under a shorter limit."""
+    export = tmp_path / "deploy.json"
+    old, new = "emergence-app-00297-6pr", "emergence-app-00298-abc"
+    entries = [logs.request(10 * i, "/api/threads", revision=old) for i in range(150)]
+    entries += [logs.request(2000 + 10 * i, "/api/threads", revision=new) for i in range(150)]
+    write_export(entries, str(export))
+    slow = base_url + "/slow"
+    argv = ["verify", "--source", str(export), "--probe", slow, "--probe-timeout", str(TIMEOUT_S)]
+    assert main([*argv, "--format", "json"]) == 2
+    probes = json.loads(capsys.readouterr().out)["probes"]
+    assert [(p["url"], p["ok"], p["problem"]) for p in probes] == [(slow, False, "timeout")]
+    (tmp_path / "prodguardian.yaml").write_text(f"probe_timeout: {TIMEOUT_S}\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", "--source", str(export), "--probe", slow]) == 2
+    assert f"❌ Health probe failed: {slow} — no answer within " in capsys.readouterr().out
+    assert main(["check", "--source", str(export), "--probe-timeout", "0"]) == 3
+    assert "--probe-timeout" in capsys.readouterr().err

@@ -25,6 +25,7 @@ from prodguardian.verify import (
     MIN_TRAFFIC,
     Verification,
     VerifyOptions,
+    failed_verification,
     new_error_groups,
     run_verify,
     wait_for_traffic,
@@ -234,6 +235,26 @@ def test_cli_wait_needs_the_live_source(capsys: pytest.CaptureFixture[str]) -> N
     assert code == 3 and "--wait: 'soon' is not a duration" in err
 
 
+def test_a_failed_verify_writes_not_enough_data_to_the_json_report(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Automation reading --json-report always gets this verification's verdict, never an older one."""
+    report, gone = tmp_path / "verify.json", tmp_path / "gone.json"
+    report.write_text('{"verdict": "PASS"}', encoding="utf-8")
+    code, out, err = run(
+        capsys, "verify", "--source", str(gone), "--service", "emergence-app", "--json-report", str(report)
+    )
+    assert code == 3 and out == "" and f"{gone}: No such file or directory" in err
+    document = json.loads(report.read_text(encoding="utf-8"))
+    assert document["verdict"] == "NOT ENOUGH DATA" and document["service"] == "emergence-app"
+    assert document["reason"] == f"could not verify: {gone}: No such file or directory"
+    assert (document["revision"], document["rollback"], document["probes"]) == (None, None, [])
+    argv = ["verify", "--source", str(gone), "--wait", "15m", "--json-report", str(report), "--lang", "fr"]
+    assert run(capsys, *argv)[0] == 3  # an option that fails: the same, in the report's language
+    reason = json.loads(report.read_text(encoding="utf-8"))["reason"]
+    assert reason.startswith("vérification impossible\u00a0: --wait re-reads Cloud Logging up to now")
+
+
 def test_cli_waits_on_the_live_source_and_stops_once_there_is_traffic(
     capsys: pytest.CaptureFixture[str],
     fake_logging_server: FakeLoggingServer,
@@ -290,7 +311,8 @@ def test_the_json_form_follows_its_schema_in_every_verdict(pack: RulePack) -> No
     timeout = ProbeResult("http://127.0.0.1:9/api/health", False, "timeout", elapsed_ms=5000.0)
     little = run_verify(_traffic(0, 200, OLD) + _traffic(2000, 20, NEW), VerifyOptions(), pack, [timeout])
     silent = run_verify([logs.text_line(0, "worker heartbeat", "INFO")], VerifyOptions(), pack)
-    for result in (scenario("healthy"), scenario("bad-deploy"), little, silent):
+    failed = failed_verification("export.json: No such file or directory", VerifyOptions(), [timeout])
+    for result in (scenario("healthy"), scenario("bad-deploy"), little, silent, failed):
         for lang in ("en", "fr"):
             validator.validate(json.loads(render_verification(result, "json", lang)))
 

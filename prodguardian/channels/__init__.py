@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from prodguardian.channels import chat, config, webhook
+from prodguardian.channels import apprise_urls, chat, config, mail, webhook
 from prodguardian.channels.delivery import Route
 from prodguardian.channels.webhook import JsonWebhook, json_webhook
 from prodguardian.notification import Channel
@@ -15,6 +15,8 @@ BUILDERS: dict[str, config.Builder] = {
     "slack": chat.build_slack,
     "google_chat": chat.build_google_chat,
     "pagerduty": chat.build_pagerduty,
+    "email": mail.build,
+    "apprise": apprise_urls.build,
 }
 
 
