@@ -4,7 +4,8 @@ For a service at each --rates requests a second (the traffic of benchmarks/bench
 echoes, "Request completed" lines, 0.5 % failures with a traceback, database reconnections), the fake Logging
 API (tests/fake_logging_server.py) serves --hours of logs to the real google-cloud-logging client. Then
 `prodguardian check` (the CLI, in this process) runs a cold check with an empty store and --checks warm checks
-5 minutes apart, each beside the stateless check (`--no-state`) of the same window. Pacing is off (the fake
+5 minutes apart, each beside the stateless check (`--no-state`) of the same window: calls, entries and bytes
+pulled (the HTTP answers' bodies), wall time, and the store's size after the check. Pacing is off (the fake
 answers at once): the calls are what the quota would be charged, the wall time is the client's and the
 check's. The target: a warm check makes no more calls than its new entries need (1,000 a page), plus one,
 and never re-reads the baseline.
@@ -56,6 +57,8 @@ def check(server: FakeLoggingServer, until: str, baseline: str, state: str | Non
         "code": code,
         "calls": len(server.calls),
         "entries": server.served,
+        "bytes": server.served_bytes,
+        "store": Path(state).stat().st_size if state else 0,
         "filter": server.requests[0]["filter"] if server.calls else "",
         "wall": wall,
         "from_state": (report["totals"].get("read") or {}).get("baseline_from_state_hours", 0.0),
@@ -74,7 +77,17 @@ def main() -> None:
     os.environ["PRODGUARDIAN_CALLS_PER_SECOND"] = "1e9"
     baseline_hours = float(args.baseline.rstrip("h"))
     hours = 1 + baseline_hours + (args.checks * EVERY) / timedelta(hours=1)
-    rows = []
+    print(f"Checks of a 1 h window, --baseline {args.baseline}, every 5 minutes (pacing off):")
+    print()
+    print(
+        "| requests/s | check | calls | entries pulled | MB pulled | wall (s) | baseline from state "
+        "| store (MB) | stateless calls | stateless entries | stateless MB | stateless wall (s) "
+        "| new entries → their pages + 1 |"
+    )
+    print(
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        flush=True,
+    )
     for rate in (int(r) for r in args.rates.split(",")):
         entries = build(rate, hours)
         server = FakeLoggingServer().start()
@@ -92,23 +105,21 @@ def main() -> None:
                 since = (first + (n - 1) * EVERY).strftime("%Y-%m-%dT%H:%M:%S")
                 new_only = re.sub(r'timestamp>="[^"]+"', f'timestamp>="{since}Z"', stored["filter"])
                 stored["new"] = len(server.matching(new_only)) if n else None
-                rows.append((rate, "cold" if n == 0 else f"warm {n}", stored, stateless))
+                print_row(rate, "cold" if n == 0 else f"warm {n}", stored, stateless)
         server.stop()
         del entries
-    print(f"Checks of a 1 h window, --baseline {args.baseline}, every 5 minutes (pacing off):")
-    print()
+
+
+def print_row(rate: int, label: str, stored: dict[str, Any], stateless: dict[str, Any]) -> None:
+    """One row of the table, as soon as it is measured (a 100 requests/s run takes minutes)."""
+    floor = "" if stored["new"] is None else f"{stored['new']:,} → {math.ceil(stored['new'] / PAGE) + 1}"
     print(
-        "| requests/s | check | calls | entries pulled | wall (s) | baseline from state | stateless calls "
-        "| stateless entries | stateless wall (s) | new entries → their pages + 1 |"
+        f"| {rate} | {label} | {stored['calls']} | {stored['entries']:,} | {stored['bytes'] / 1e6:.1f} |"
+        f" {stored['wall']:.2f} | {stored['from_state']:g} h | {stored['store'] / 1e6:.1f} |"
+        f" {stateless['calls']} | {stateless['entries']:,} | {stateless['bytes'] / 1e6:.1f} |"
+        f" {stateless['wall']:.2f} | {floor} |",
+        flush=True,
     )
-    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for rate, label, stored, stateless in rows:
-        floor = "" if stored["new"] is None else f"{stored['new']:,} → {math.ceil(stored['new'] / PAGE) + 1}"
-        print(
-            f"| {rate} | {label} | {stored['calls']} | {stored['entries']:,} | {stored['wall']:.2f} |"
-            f" {stored['from_state']:g} h | {stateless['calls']} | {stateless['entries']:,} |"
-            f" {stateless['wall']:.2f} | {floor} |"
-        )
 
 
 if __name__ == "__main__":

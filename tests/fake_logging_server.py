@@ -426,6 +426,27 @@ def compile_query(text: str) -> tuple[Predicate, TimeBounds]:
 # ------------------------------------------------------------------------------------------------ store
 
 
+class _Results:
+    """A query's matching entries, found as the pages ask for them: a page scans only as far as it needs, so
+    the first page of a query over millions of entries answers at once (the client's timeout is 30 s)."""
+
+    def __init__(self, stored: list[_Stored], span: slice, predicate: Predicate, prefixes: tuple[str, ...]):
+        self.lock = threading.Lock()  # a retried call waits for the scan under way instead of repeating it
+        self.stored, self.predicate, self.prefixes = stored, predicate, prefixes
+        self.next, self.stop = span.start, span.stop
+        self.found: list[_Stored] = []
+
+    def page(self, offset: int, size: int) -> tuple[list[_Stored], bool]:
+        """The matches [offset, offset + size), and whether more follow."""
+        with self.lock:
+            while len(self.found) <= offset + size and self.next < self.stop:
+                s = self.stored[self.next]
+                self.next += 1
+                if s.entry["logName"].startswith(self.prefixes) and self.predicate(s):
+                    self.found.append(s)
+            return self.found[offset : offset + size], len(self.found) > offset + size
+
+
 @dataclass
 class _Page:
     entries: list[_Stored]
@@ -462,7 +483,8 @@ class FakeLogging:
         self.faults: dict[int, Fault] = {}  # by call number, from 1
         self.always: Fault | None = None  # applies to every call without a numbered fault
         self.served = 0
-        self._results: dict[tuple[tuple[str, ...], str, str], list[_Stored]] = {}
+        self.served_bytes = 0  # the HTTP answers' bodies, pages only
+        self._results: dict[tuple[tuple[str, ...], str, str], _Results] = {}
         self._tokens: dict[str, tuple[tuple[tuple[str, ...], str, str], int]] = {}
         self._token_ids = itertools.count(1)
         self.stopping = threading.Event()
@@ -499,6 +521,7 @@ class FakeLogging:
             self.faults.clear()
             self.always = None
             self.served = 0
+            self.served_bytes = 0
 
     # -- records
 
@@ -523,7 +546,7 @@ class FakeLogging:
 
     def prepare(self, body: dict[str, Any]) -> None:
         """Evaluate a request's filter ahead of time (benchmarks time the reader, not this fake)."""
-        self._query(self._key(body))
+        self._page(self._key(body), 0, len(self.stored))
 
     # -- serving
 
@@ -540,9 +563,9 @@ class FakeLogging:
             return fault, _Error(fault.status, fault.message or DEFAULT_MESSAGES.get(fault.status, "error"))
         try:
             key = self._key(body)
-            results = self._query(key)
             offset = self._offset(body.get("pageToken") or "", key)
             size = self._page_size(body.get("pageSize"))
+            page, more = self._page(key, offset, size)
         except FilterError as exc:
             call.status = 400
             return fault, _Error(400, str(exc))
@@ -551,8 +574,6 @@ class FakeLogging:
             return fault, _Error(404, str(exc.args[0]))
         if fault is not None and fault.empty_page:
             return fault, _Page([], self._token(key, offset))
-        page = results[offset : offset + size]
-        more = offset + size < len(results)
         call.served = len(page)
         with self.lock:
             self.served += len(page)
@@ -571,24 +592,23 @@ class FakeLogging:
             raise FilterError(f"unsupported orderBy {order!r}")
         return projects, str(body.get("filter") or ""), order
 
-    def _query(self, key: tuple[tuple[str, ...], str, str]) -> list[_Stored]:
-        with self.lock:
-            cached = self._results.get(key)
-        if cached is not None:
-            return cached
+    def _page(
+        self, key: tuple[tuple[str, ...], str, str], offset: int, size: int
+    ) -> tuple[list[_Stored], bool]:
+        """The matches [offset, offset + size) of the query, and whether more follow."""
         projects, filter_, order = key
-        predicate, bounds = compile_query(filter_)
-        prefixes = tuple(f"projects/{p}/" for p in projects)
-        results = [
-            s
-            for s in self.stored[bounds.slice(self._stamps)]
-            if s.entry["logName"].startswith(prefixes) and predicate(s)
-        ]
-        if order == "timestamp desc":
-            results.reverse()
         with self.lock:
-            self._results[key] = results
-        return results
+            results = self._results.get(key)
+            if results is None:
+                predicate, bounds = compile_query(filter_)
+                prefixes = tuple(f"projects/{p}/" for p in projects)
+                span = bounds.slice(self._stamps)
+                if order == "timestamp desc":  # scanned from the newest: a reversed copy of the range
+                    stored, span = self.stored[span][::-1], slice(0, span.stop - span.start)
+                else:
+                    stored = self.stored
+                results = self._results[key] = _Results(stored, span, predicate, prefixes)
+        return results.page(offset, size)
 
     def _offset(self, token: str, key: tuple[tuple[str, ...], str, str]) -> int:
         if not token:
@@ -663,7 +683,10 @@ class _Handler(BaseHTTPRequestHandler):
                 members.append(b'"entries":[' + b",".join(s.json() for s in result.entries) + b"]")
             if result.next_token:
                 members.append(b'"nextPageToken":' + orjson.dumps(result.next_token))
-            self._send(200, b"{" + b",".join(members) + b"}")
+            payload = b"{" + b",".join(members) + b"}"
+            with core.lock:
+                core.served_bytes += len(payload)
+            self._send(200, payload)
 
     def _send(self, status: int, payload: bytes) -> None:
         try:

@@ -817,5 +817,25 @@ def test_the_fake_narrows_a_query_to_its_top_level_time_range_and_only_that() ->
     assert 0 < len(fake.matching(f'timestamp>="{start}" AND timestamp<"{stop}"')) < len(stamps)
 
 
+def test_the_fake_pages_a_query_in_either_order_as_it_is_read() -> None:
+    """Pages are found as they are asked for (a first page over millions of entries answers at once): read
+    page by page, oldest or newest first, they hold exactly what the filter selects."""
+    stamps = [format_timestamp(END - timedelta(seconds=s)) for s in range(0, 600, 7)]
+    fake = FakeLoggingServer([logs_entry(t) for t in stamps])
+    query = f'timestamp>="{format_timestamp(END - timedelta(minutes=8))}" AND NOT insertId:"3Z"'
+    for order in ("timestamp asc", "timestamp desc"):
+        body: dict[str, Any] = {"resourceNames": [f"projects/{PROJECT}"], "filter": query, "orderBy": order}
+        read: list[dict[str, Any]] = []
+        while True:
+            _, page = fake.handle({**body, "pageSize": 6}, "http", {})
+            read += [s.entry for s in page.entries]
+            if page.next_token is None:
+                break
+            body["pageToken"] = page.next_token
+        expected = fake.matching(query)
+        assert read == (expected if order == "timestamp asc" else expected[::-1]), order
+        assert 6 < len(read) < len(stamps)
+
+
 def logs_entry(timestamp: str) -> dict[str, Any]:
     return {"logName": f"projects/{PROJECT}/logs/x", "timestamp": timestamp, "insertId": timestamp}
