@@ -295,7 +295,9 @@ def sparkline_lines(report: Report, t: Translator) -> list[str]:
 def signal_name(name: str, t: Translator) -> str:
     """A timeline signal's name in the report's language (`errors:database`: database errors)."""
     kind, _, category = name.partition(":")
-    return t("signals.errors_of", category=category) if category else t(f"signals.{kind}")
+    if not category:
+        return t(f"signals.{kind}")
+    return t(f"signals.errors_by.{category}", default=t("signals.errors_of", category=category))
 
 
 def figure(value: float | None, unit: str, t: Translator) -> str:

@@ -47,5 +47,5 @@ def test_the_text_and_markdown_reports_show_an_outage_in_the_window() -> None:
     before, _, after = line.partition("│")
     assert set(before.split("/5min ")[1]) == {"▁"} and "█" in after
     markdown = render(report, "markdown", "fr")
-    assert "- erreurs database/5min `" in markdown
+    assert "- erreurs de base de données/5min `" in markdown
     assert "Chronologies" in markdown
