@@ -9,8 +9,9 @@ run that loses the race to upload redoes only its own step on the winner's copy.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from prodguardian import alert_state
@@ -18,9 +19,11 @@ from prodguardian.alert_state import Delivery
 from prodguardian.alerts import Alert, Hold, Outcome, Policy, Silence, evaluate
 from prodguardian.channels import json_webhook
 from prodguardian.channels.delivery import url_secrets
+from prodguardian.channels.mail import Email
 from prodguardian.check import parse_duration
 from prodguardian.errors import ConfigError
 from prodguardian.notification import Channel, Notification
+from prodguardian.render_html import render_html
 from prodguardian.state import StateStore
 from prodguardian.verdict import Report
 
@@ -80,11 +83,27 @@ def update(
 ) -> Outcome:
     """Judge the report against the stored alerts and queue its notifications, in one transaction."""
     at = clock(report)
+    attach = any(isinstance(channel, Email) for channel in channels)
 
     def decide(alerts: list[Alert], silences: list[Silence]) -> Outcome:
-        return evaluate(alerts, report, at, policy, silences, lang)
+        outcome = evaluate(alerts, report, at, policy, silences, lang)
+        return _with_html_reports(outcome, report, lang) if attach else outcome
 
     return alert_state.update_alerts(store, decide, channels, at)
+
+
+def _with_html_reports(outcome: Outcome, report: Report, lang: str) -> Outcome:
+    """Each notification with its service's HTML report, for the email to attach: charts inline when the
+    html extra is installed, their text alternatives otherwise. Rendered only when there is news."""
+    if not outcome.notifications:
+        return outcome
+    charts = importlib.util.find_spec("matplotlib") is not None
+    pages = {
+        page.context.service: render_html(page, lang, inline_charts=charts)
+        for page in report.services or [report]
+    }
+    notifications = [replace(n, html=pages.get(n.service)) for n in outcome.notifications]
+    return replace(outcome, notifications=notifications)
 
 
 def plan(store: StateStore, report: Report, policy: Policy, lang: str) -> Planned:

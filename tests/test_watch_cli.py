@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from email.message import EmailMessage
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from tests.alerting import START, STEP
 from tests.fake_gcs_server import FakeGcsServer, fake_gcs_server  # noqa: F401 - the fixture
 from tests.fake_logging_server import FakeLoggingServer
 from tests.http_receiver import Received, Receiver, http_receiver
+from tests.smtp_receiver import smtp_receiver
 
 DB = "emergence-app/database-unavailable"
 TOKEN = "T0KEN-b7f3e1"  # the secret part of the webhook's URL
@@ -333,3 +335,34 @@ def test_two_concurrent_watch_processes_send_one_notification(watch: Watch) -> N
 def _no_secret_in(outputs: list[str]) -> None:
     for text in outputs:
         assert TOKEN not in text and SECRET not in text
+
+
+def test_an_email_channel_gets_the_service_html_report_with_its_charts(
+    exports: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The alert email of a watch run attaches the check's HTML report (issue 14): the same page as
+    `check --format html`, charts inline; a run with nothing to send renders none."""
+    channels = tmp_path / "channels.yaml"
+    state = str(tmp_path / "state.sqlite")
+    with smtp_receiver() as mailbox:
+        channels.write_text(
+            "channels:\n  - name: relay\n    type: email\n    host: 127.0.0.1\n"
+            f"    port: {mailbox.port}\n    starttls: false\n"
+            "    from: alerts@example.com\n    to: oncall@example.com\n",
+            encoding="utf-8",
+        )
+        for run in (0, 1):
+            source = _export(exports, "db-outage", run)
+            assert (
+                main(["watch", "--source", source, "--state", state, *WINDOW, "--channels", str(channels)])
+                == 2
+            )
+    capsys.readouterr()
+    [got] = mailbox.received
+    [attachment] = got.message.iter_attachments()
+    assert isinstance(attachment, EmailMessage)
+    page = attachment.get_content()
+    assert attachment.get_filename() == "prodguardian-report.html"
+    assert page.startswith("<!DOCTYPE html>") and "<svg" in page and "Database unavailable" in page
+    assert main(["check", "--source", source, *WINDOW, "--format", "html", "--no-state"]) == 2
+    assert capsys.readouterr().out.count("<svg") == page.count("<svg")

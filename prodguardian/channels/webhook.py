@@ -31,7 +31,8 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
 
 @dataclass
 class JsonWebhook(PostedJson):
-    """POSTs each notification's JSON (`Notification.to_dict`) to a URL, signed when `secret` is set."""
+    """POSTs each notification's JSON (`Notification.to_dict`, without the HTML page an email attaches: the
+    JSON report is there) to a URL, signed when `secret` is set."""
 
     secret: str | None = field(default=None, repr=False)
 
@@ -39,7 +40,7 @@ class JsonWebhook(PostedJson):
         return [self.secret or ""]
 
     def payload(self, notification: Notification) -> dict[str, Any]:
-        return notification.to_dict()
+        return {key: value for key, value in notification.to_dict().items() if key != "html"}
 
     def headers(self, notification: Notification, body: bytes) -> dict[str, str]:
         headers = {"Content-Type": "application/json", IDEMPOTENCY_HEADER: notification.id}
