@@ -126,21 +126,29 @@ def test_only_http_urls_are_probed() -> None:
             check_url(url)
 
 
+OLD, NEW = "emergence-app-00297-6pr", "emergence-app-00298-abc"
+
+
+def _deploy_export(tmp_path: Path) -> Path:
+    """A deploy from OLD to NEW with enough healthy traffic on both revisions for verify to judge."""
+    export = tmp_path / "deploy.json"
+    entries = [logs.request(10 * i, "/api/threads", revision=OLD) for i in range(150)]
+    entries += [logs.request(2000 + 10 * i, "/api/threads", revision=NEW) for i in range(150)]
+    write_export(entries, str(export))
+    return export
+
+
 def test_verify_probes_the_service_url_and_a_failing_probe_fails_the_deploy(
     base_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    export = tmp_path / "deploy.json"
-    old, new = "emergence-app-00297-6pr", "emergence-app-00298-abc"
-    entries = [logs.request(10 * i, "/api/threads", revision=old) for i in range(150)]
-    entries += [logs.request(2000 + 10 * i, "/api/threads", revision=new) for i in range(150)]
-    write_export(entries, str(export))
+    export = _deploy_export(tmp_path)
     code = main(["verify", "--source", str(export), "--url", base_url, "--probe", base_url + "/up"])
     out = capsys.readouterr().out
     assert code == 2
     assert f"  ✅ {base_url}/api/health — 200 (healthy) in " in out
     assert f"  ❌ {base_url}/health/readiness — 200 but status degraded" in out
     assert f"  ✅ {base_url}/up — 200 (UP) in " in out
-    assert f"--to-revisions={old}=100" in out
+    assert f"--to-revisions={OLD}=100" in out
 
 
 def test_check_probe_adds_a_row_per_probe_and_a_critical_startup_finding_per_failure(
@@ -216,11 +224,7 @@ def test_the_probe_timeout_is_an_option_and_a_setting(
     base_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The slow endpoint answers after 2 s: within the default 5 s, a timeout under a shorter limit."""
-    export = tmp_path / "deploy.json"
-    old, new = "emergence-app-00297-6pr", "emergence-app-00298-abc"
-    entries = [logs.request(10 * i, "/api/threads", revision=old) for i in range(150)]
-    entries += [logs.request(2000 + 10 * i, "/api/threads", revision=new) for i in range(150)]
-    write_export(entries, str(export))
+    export = _deploy_export(tmp_path)
     slow = base_url + "/slow"
     argv = ["verify", "--source", str(export), "--probe", slow, "--probe-timeout", str(TIMEOUT_S)]
     assert main([*argv, "--format", "json"]) == 2
