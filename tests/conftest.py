@@ -11,6 +11,7 @@ from filelock import FileLock
 from prodguardian.rules import RulePack, load_pack
 from prodguardian.simulate import generate
 from prodguardian.source import write_export
+from tests import reports
 from tests.fake_logging_server import FakeLoggingServer, fake_logging_server  # noqa: F401 - the shared fixture
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
@@ -33,6 +34,13 @@ def _shared_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """This run's temporary folder that every xdist worker sees (each worker's own one is below it)."""
     base = tmp_path_factory.getbasetemp()
     return base.parent if "PYTEST_XDIST_WORKER" in os.environ else base
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_reports(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """tests/reports.py's scenario and sample reports, made once for all xdist workers."""
+    if "PYTEST_XDIST_WORKER" in os.environ:  # one process needs no files: its functools.cache shares them
+        reports.share_in(_shared_folder(tmp_path_factory) / "reports")
 
 
 @pytest.fixture(scope="session")
