@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 from filelock import FileLock
@@ -65,5 +67,11 @@ def logging_api(
     """The fake Logging API holding the db-outage scenario, as the live source's emulator, unpaced."""
     monkeypatch.setenv("LOGGING_EMULATOR_HOST", fake_logging_server.host)
     monkeypatch.setenv("PRODGUARDIAN_CALLS_PER_SECOND", "1000")
-    fake_logging_server.add(generate("db-outage"))
+    fake_logging_server.add(_db_outage())
     return fake_logging_server
+
+
+@cache
+def _db_outage() -> tuple[dict[str, Any], ...]:
+    """The db-outage scenario's entries, simulated once per process (the fake only reads them)."""
+    return tuple(generate("db-outage"))
