@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 from filelock import FileLock
@@ -11,6 +13,7 @@ from filelock import FileLock
 from prodguardian.rules import RulePack, load_pack
 from prodguardian.simulate import generate
 from prodguardian.source import write_export
+from tests import reports
 from tests.fake_logging_server import FakeLoggingServer, fake_logging_server  # noqa: F401 - the shared fixture
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
@@ -35,6 +38,13 @@ def _shared_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base.parent if "PYTEST_XDIST_WORKER" in os.environ else base
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_reports(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """tests/reports.py's scenario and sample reports, made once for all xdist workers."""
+    if "PYTEST_XDIST_WORKER" in os.environ:  # one process needs no files: its functools.cache shares them
+        reports.share_in(_shared_folder(tmp_path_factory) / "reports")
+
+
 @pytest.fixture(scope="session")
 def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A gcloud-style JSON export of each scenario the CLI tests use, written once for all xdist workers."""
@@ -57,5 +67,11 @@ def logging_api(
     """The fake Logging API holding the db-outage scenario, as the live source's emulator, unpaced."""
     monkeypatch.setenv("LOGGING_EMULATOR_HOST", fake_logging_server.host)
     monkeypatch.setenv("PRODGUARDIAN_CALLS_PER_SECOND", "1000")
-    fake_logging_server.add(generate("db-outage"))
+    fake_logging_server.add(_db_outage())
     return fake_logging_server
+
+
+@cache
+def _db_outage() -> tuple[dict[str, Any], ...]:
+    """The db-outage scenario's entries, simulated once per process (the fake only reads them)."""
+    return tuple(generate("db-outage"))

@@ -1,16 +1,21 @@
 """Reports computed once per test session: every simulator scenario and every real Cloud Run sample.
 
 A scenario's check takes about two seconds; tests that read the same report share it (reports are never
-changed by the tests that read them).
+changed by the tests that read them), and so do xdist's workers: conftest names a folder of the run that
+every worker sees (`share_in`), where the first worker to need a report pickles it, under a file lock.
 """
 
 from __future__ import annotations
 
+import os
+import pickle
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
+from filelock import FileLock
 
 from prodguardian.check import CheckOptions, run_check
 from prodguardian.rules import RulePack, load_pack
@@ -22,6 +27,31 @@ REAL = Path(__file__).parent / "fixtures" / "real"
 EXPECTED: dict[str, dict[str, Any]] = yaml.safe_load((REAL / "expected.yaml").read_text(encoding="utf-8"))
 
 
+_shared: list[Path] = []  # the run's folder that every worker sees, once conftest names it
+
+
+def share_in(folder: Path) -> None:
+    """Keep the reports in `folder` too, for the other workers of this run."""
+    folder.mkdir(exist_ok=True)
+    _shared[:] = [folder]
+
+
+def _made_once(kind: str, name: str, make: Callable[[], Report]) -> Report:
+    """The report made by this process, or by another worker of the run if one already made it."""
+    if not _shared:
+        return make()
+    path = _shared[0] / f"{kind}-{name}.pickle"
+    with FileLock(path.with_name(path.name + ".lock")):
+        if path.exists():
+            report: Report = pickle.loads(path.read_bytes())  # written by a worker of this run
+            return report
+        report = make()
+        part = path.with_name(f"{path.name}.{os.getpid()}.part")
+        part.write_bytes(pickle.dumps(report))
+        part.replace(path)
+        return report
+
+
 @cache
 def builtin_pack() -> RulePack:
     return load_pack()
@@ -30,11 +60,15 @@ def builtin_pack() -> RulePack:
 @cache
 def scenario_report(name: str) -> Report:
     """The report `prodguardian demo --scenario NAME` shows."""
-    return run_check(generate(name), CheckOptions(), builtin_pack()).report
+    return _made_once(
+        "scenario", name, lambda: run_check(generate(name), CheckOptions(), builtin_pack()).report
+    )
 
 
 @cache
 def real_report(name: str) -> Report:
     """The report of a real sample (tests/fixtures/real), for the service its expectation names."""
     options = CheckOptions(service=EXPECTED[name].get("service"))
-    return run_check(FileSource(str(REAL / name)), options, builtin_pack()).report
+    return _made_once(
+        "real", name, lambda: run_check(FileSource(str(REAL / name)), options, builtin_pack()).report
+    )
