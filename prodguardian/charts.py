@@ -38,9 +38,26 @@ PALETTE = {
 }
 TEXT, GRID, LINE, BAND, WINDOW, ANOMALY, REVISION, BACKGROUND = PALETTE
 LABEL_GAP = 0.06  # revision labels closer than this share of the panel's width alternate top and bottom
+STYLE: dict[str, Any] = {
+    "svg.hashsalt": "prodguardian",  # the same ids each time: a deterministic page
+    "svg.fonttype": "none",
+    "font.family": "sans-serif",
+    "font.sans-serif": ["DejaVu Sans"],  # shipped with matplotlib: the same layout everywhere
+    "font.size": FONT_SIZE,
+    "text.color": TEXT,
+    "axes.edgecolor": GRID,
+    "axes.labelcolor": TEXT,
+    "xtick.color": TEXT,
+    "ytick.color": TEXT,
+    "axes.facecolor": "none",
+    "figure.facecolor": "none",
+    "savefig.facecolor": "none",
+    "savefig.transparent": True,
+}
 _PROLOGUE = re.compile(r"^.*?(?=<svg)", re.DOTALL)
 _METADATA = re.compile(r"\s*<metadata>.*?</metadata>", re.DOTALL)
 _SIZE = re.compile(r'<svg([^>]*?) width="[^"]*" height="[^"]*"')
+_REFERENCE = re.compile(r'(\bid="|href="#|url\(#)([^")]+)')  # an id, and the links and clip paths to ids
 _PLACEHOLDER = re.compile("|".join(PALETTE))
 
 
@@ -73,7 +90,7 @@ def chart_svg(timeline: Timeline, signal: Signal, text: ChartText, chart_id: str
     long, a second panel shows the window and the time just before it at a readable scale."""
     plt = require_matplotlib()
     zoom = zoom_start(timeline)
-    with plt.rc_context(_style(chart_id)):
+    with plt.rc_context(STYLE):
         ratios = {"width_ratios": [5, 2]} if zoom else None
         figure, panels = plt.subplots(
             1, 2 if zoom else 1, figsize=(WIDTH_INCHES, HEIGHT_INCHES), sharey=True, gridspec_kw=ratios
@@ -93,7 +110,7 @@ def chart_svg(timeline: Timeline, signal: Signal, text: ChartText, chart_id: str
             figure.savefig(out, format="svg", metadata={"Date": None, "Creator": None})
         finally:
             plt.close(figure)
-    return _accessible(_themed(out.getvalue()), text, chart_id)
+    return _accessible(_themed(out.getvalue(), chart_id), text, chart_id)
 
 
 def zoom_start(timeline: Timeline) -> int:
@@ -101,25 +118,6 @@ def zoom_start(timeline: Timeline) -> int:
     timeline not much longer than that needs none."""
     shown = max(ZOOM_MIN_BUCKETS, 3 * (timeline.size - timeline.window_index))
     return timeline.size - shown if timeline.size > ZOOM_WHEN * shown else 0
-
-
-def _style(chart_id: str) -> dict[str, Any]:
-    return {
-        "svg.hashsalt": chart_id,  # deterministic, and ids unique among a page's charts
-        "svg.fonttype": "none",
-        "font.family": "sans-serif",
-        "font.sans-serif": ["DejaVu Sans"],  # shipped with matplotlib: the same layout everywhere
-        "font.size": FONT_SIZE,
-        "text.color": TEXT,
-        "axes.edgecolor": GRID,
-        "axes.labelcolor": TEXT,
-        "xtick.color": TEXT,
-        "ytick.color": TEXT,
-        "axes.facecolor": "none",
-        "figure.facecolor": "none",
-        "savefig.facecolor": "none",
-        "savefig.transparent": True,
-    }
 
 
 def _draw(axes: Any, timeline: Timeline, signal: Signal, text: ChartText, first: int) -> None:
@@ -207,10 +205,12 @@ def _revisions(axes: Any, timeline: Timeline, text: ChartText, start: datetime) 
         )
 
 
-def _themed(svg: str) -> str:
-    """The SVG element alone (no XML prologue, no metadata), sized by the page, its colours CSS variables."""
+def _themed(svg: str, chart_id: str) -> str:
+    """The SVG element alone (no XML prologue, no metadata), sized by the page, its colours CSS variables,
+    its ids (matplotlib's `figure_1`, `axes_1`...) prefixed by the chart's so they are unique on a page."""
     svg = _METADATA.sub("", _PROLOGUE.sub("", svg, count=1))
     svg = _SIZE.sub(r"<svg\1", svg, count=1)
+    svg = _REFERENCE.sub(lambda found: f"{found[1]}{chart_id}-{found[2]}", svg)
 
     def variable(found: re.Match[str]) -> str:
         name, fallback = PALETTE[found.group()]

@@ -21,6 +21,7 @@ import yaml
 
 from prodguardian import __version__
 from prodguardian import hooks as git_hooks
+from prodguardian.charts import require_matplotlib
 from prodguardian.check import CheckOptions, failed_report, live_source, parse_duration, parse_time, run_check
 from prodguardian.cloud import (
     CALLS_PER_SECOND,
@@ -353,6 +354,7 @@ def check(ctx: click.Context, /, **opts: Any) -> None:
 
 def _check(opts: dict[str, Any], options: CheckOptions) -> int:
     """Run the check the options describe and emit its report; the exit code."""
+    _ready_to_render(opts)
     pack = load_pack(options.rules)
     live = opts["source"] == "cloud"
     if live and opts["show_filter"]:
@@ -507,6 +509,12 @@ def _emit(report: Report, opts: dict[str, Any]) -> int:
     return report.exit_code
 
 
+def _ready_to_render(opts: dict[str, Any]) -> None:
+    """An HTML report without its extra fails now, not after a long read of the logs."""
+    if opts["fmt"] == "html":
+        require_matplotlib()
+
+
 def _render_report(report: Report, fmt: str, lang: str) -> str:
     return render_html(report, lang) if fmt == "html" else render(report, fmt, lang)
 
@@ -609,6 +617,7 @@ def demo(scenario: str, list_only: bool, export: str | None, seed: int, **opts: 
         count = write_export(entries, export)
         _say(f"wrote {count:,} entries to {export}")
         return
+    _ready_to_render(opts)
     options = CheckOptions(rules=tuple(opts.get("rules_dirs") or ()))
     _emit(run_check(entries, options).report, {**opts, "quiet": False})
 
