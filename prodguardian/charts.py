@@ -20,7 +20,8 @@ from prodguardian.errors import ConfigError
 from prodguardian.timelines import Signal, Timeline
 
 INSTALL_HINT = "pip install 'prodguardian[html]'"
-WIDTH_INCHES, HEIGHT_INCHES = 6.4, 2.3
+# About 350 px wide at its own size: a phone's column shows it near 1:1, a wide page three to a row.
+WIDTH_INCHES, HEIGHT_INCHES = 4.8, 2.4
 FONT_SIZE = 8.5
 ZOOM_MIN_BUCKETS = 12
 ZOOM_WHEN = 3  # a timeline this many times longer than the close-up gets one
@@ -91,7 +92,7 @@ def chart_svg(timeline: Timeline, signal: Signal, text: ChartText, chart_id: str
     plt = require_matplotlib()
     zoom = zoom_start(timeline)
     with plt.rc_context(STYLE):
-        ratios = {"width_ratios": [5, 2]} if zoom else None
+        ratios = {"width_ratios": [3, 2]} if zoom else None
         figure, panels = plt.subplots(
             1, 2 if zoom else 1, figsize=(WIDTH_INCHES, HEIGHT_INCHES), sharey=True, gridspec_kw=ratios
         )
@@ -141,9 +142,12 @@ def _draw(axes: Any, timeline: Timeline, signal: Signal, text: ChartText, first:
     axes.yaxis.set_major_locator(MaxNLocator(nbins=4, min_n_ticks=2))
     axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: text.tick(value)))
     # matplotlib.dates has no annotations: its calls are untyped to mypy --strict
-    locator = mdates.AutoDateLocator(minticks=2, maxticks=6)  # type: ignore[no-untyped-call]
+    ticks = 4 if first else 5  # labels of 5 characters that never touch
+    locator = mdates.AutoDateLocator(minticks=2, maxticks=ticks)  # type: ignore[no-untyped-call]
     axes.xaxis.set_major_locator(locator)
-    concise = mdates.ConciseDateFormatter(locator, **_date_formats())  # type: ignore[no-untyped-call]
+    concise = mdates.ConciseDateFormatter(  # type: ignore[no-untyped-call]
+        locator, show_offset=not first, **_date_formats()
+    )
     axes.xaxis.set_major_formatter(concise)
     axes.grid(axis="y", color=GRID, lw=0.6)
     axes.spines[["top", "right"]].set_visible(False)
