@@ -179,8 +179,9 @@ def _stack(*decorators: Callable[[Callable[..., Any]], Callable[..., Any]]) -> C
 
 
 def _report_options(command: str = "", formats: tuple[str, ...] = FORMATS) -> Callable[..., Any]:
-    """--format, --lang, --output and --json-report. The files are settings of their command (`demo` has
-    `demo_output`, `demo_json_report`), so a check's settings never send another command's report there."""
+    """--format, --lang, --output and --json-report (and --html-report with the html format). The files are
+    settings of their command (`demo` has `demo_output`, `demo_json_report`), so a check's settings never send
+    another command's report there."""
     files = f"{command}_" if command else ""
     html = ", html a page with charts (the html extra)" if "html" in formats else ""
     return _stack(
@@ -214,6 +215,17 @@ def _report_options(command: str = "", formats: tuple[str, ...] = FORMATS) -> Ca
             help="Also write the JSON report to FILE (for tools, next to a text or markdown report); a check "
             "that fails writes an UNKNOWN report there.",
         ),
+        *([_html_report_option(files)] if "html" in formats else []),
+    )
+
+
+def _html_report_option(files: str) -> Callable[..., Any]:
+    return _option(
+        "--html-report",
+        setting=f"{files}html_report",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Also write the HTML report, with its charts, to FILE (the html extra).",
     )
 
 
@@ -511,7 +523,7 @@ def _emit(report: Report, opts: dict[str, Any]) -> int:
 
 def _ready_to_render(opts: dict[str, Any]) -> None:
     """An HTML report without its extra fails now, not after a long read of the logs."""
-    if opts["fmt"] == "html":
+    if opts["fmt"] == "html" or opts.get("html_report"):
         require_matplotlib()
 
 
@@ -523,10 +535,13 @@ def _write_reports(rendering: Callable[[str], str], opts: dict[str, Any]) -> Non
     """The report in `--format` to stdout or `--output`, and as JSON to `--json-report`; rendered first."""
     text = rendering(opts["fmt"])
     document = rendering("json") if opts.get("json_report") else None
+    page = rendering("html") if opts.get("html_report") else None
     with suppress(BrokenPipeError):  # the reader stopped reading (`| head -1`): the status still stands
         write_text(opts.get("output") or STDOUT, text)
     if document is not None:
         write_text(opts["json_report"], document)
+    if page is not None:
+        write_text(opts["html_report"], page)
 
 
 @cli.command()
