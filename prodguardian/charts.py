@@ -20,7 +20,8 @@ from prodguardian.errors import ConfigError
 from prodguardian.timelines import Signal, Timeline
 
 INSTALL_HINT = "pip install 'prodguardian[html]'"
-WIDTH_INCHES, HEIGHT_INCHES = 6.4, 2.3
+# About 350 px wide at its own size: a phone's column shows it near 1:1, a wide page three to a row.
+WIDTH_INCHES, HEIGHT_INCHES = 4.8, 2.4
 FONT_SIZE = 8.5
 ZOOM_MIN_BUCKETS = 12
 ZOOM_WHEN = 3  # a timeline this many times longer than the close-up gets one
@@ -38,9 +39,26 @@ PALETTE = {
 }
 TEXT, GRID, LINE, BAND, WINDOW, ANOMALY, REVISION, BACKGROUND = PALETTE
 LABEL_GAP = 0.06  # revision labels closer than this share of the panel's width alternate top and bottom
+STYLE: dict[str, Any] = {
+    "svg.hashsalt": "prodguardian",  # the same ids each time: a deterministic page
+    "svg.fonttype": "none",
+    "font.family": "sans-serif",
+    "font.sans-serif": ["DejaVu Sans"],  # shipped with matplotlib: the same layout everywhere
+    "font.size": FONT_SIZE,
+    "text.color": TEXT,
+    "axes.edgecolor": GRID,
+    "axes.labelcolor": TEXT,
+    "xtick.color": TEXT,
+    "ytick.color": TEXT,
+    "axes.facecolor": "none",
+    "figure.facecolor": "none",
+    "savefig.facecolor": "none",
+    "savefig.transparent": True,
+}
 _PROLOGUE = re.compile(r"^.*?(?=<svg)", re.DOTALL)
 _METADATA = re.compile(r"\s*<metadata>.*?</metadata>", re.DOTALL)
 _SIZE = re.compile(r'<svg([^>]*?) width="[^"]*" height="[^"]*"')
+_REFERENCE = re.compile(r'(\bid="|href="#|url\(#)([^")]+)')  # an id, and the links and clip paths to ids
 _PLACEHOLDER = re.compile("|".join(PALETTE))
 
 
@@ -73,8 +91,8 @@ def chart_svg(timeline: Timeline, signal: Signal, text: ChartText, chart_id: str
     long, a second panel shows the window and the time just before it at a readable scale."""
     plt = require_matplotlib()
     zoom = zoom_start(timeline)
-    with plt.rc_context(_style(chart_id)):
-        ratios = {"width_ratios": [5, 2]} if zoom else None
+    with plt.rc_context(STYLE):
+        ratios = {"width_ratios": [3, 2]} if zoom else None
         figure, panels = plt.subplots(
             1, 2 if zoom else 1, figsize=(WIDTH_INCHES, HEIGHT_INCHES), sharey=True, gridspec_kw=ratios
         )
@@ -93,7 +111,7 @@ def chart_svg(timeline: Timeline, signal: Signal, text: ChartText, chart_id: str
             figure.savefig(out, format="svg", metadata={"Date": None, "Creator": None})
         finally:
             plt.close(figure)
-    return _accessible(_themed(out.getvalue()), text, chart_id)
+    return _accessible(_themed(out.getvalue(), chart_id), text, chart_id)
 
 
 def zoom_start(timeline: Timeline) -> int:
@@ -101,25 +119,6 @@ def zoom_start(timeline: Timeline) -> int:
     timeline not much longer than that needs none."""
     shown = max(ZOOM_MIN_BUCKETS, 3 * (timeline.size - timeline.window_index))
     return timeline.size - shown if timeline.size > ZOOM_WHEN * shown else 0
-
-
-def _style(chart_id: str) -> dict[str, Any]:
-    return {
-        "svg.hashsalt": chart_id,  # deterministic, and ids unique among a page's charts
-        "svg.fonttype": "none",
-        "font.family": "sans-serif",
-        "font.sans-serif": ["DejaVu Sans"],  # shipped with matplotlib: the same layout everywhere
-        "font.size": FONT_SIZE,
-        "text.color": TEXT,
-        "axes.edgecolor": GRID,
-        "axes.labelcolor": TEXT,
-        "xtick.color": TEXT,
-        "ytick.color": TEXT,
-        "axes.facecolor": "none",
-        "figure.facecolor": "none",
-        "savefig.facecolor": "none",
-        "savefig.transparent": True,
-    }
 
 
 def _draw(axes: Any, timeline: Timeline, signal: Signal, text: ChartText, first: int) -> None:
@@ -143,20 +142,24 @@ def _draw(axes: Any, timeline: Timeline, signal: Signal, text: ChartText, first:
     axes.yaxis.set_major_locator(MaxNLocator(nbins=4, min_n_ticks=2))
     axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: text.tick(value)))
     # matplotlib.dates has no annotations: its calls are untyped to mypy --strict
-    locator = mdates.AutoDateLocator(minticks=2, maxticks=6)  # type: ignore[no-untyped-call]
+    ticks = 4 if first else 5  # labels of 5 characters that never touch
+    locator = mdates.AutoDateLocator(minticks=2, maxticks=ticks)  # type: ignore[no-untyped-call]
     axes.xaxis.set_major_locator(locator)
-    concise = mdates.ConciseDateFormatter(locator, **_date_formats())  # type: ignore[no-untyped-call]
+    concise = mdates.ConciseDateFormatter(  # type: ignore[no-untyped-call]
+        locator, show_offset=not first, **_date_formats()
+    )
     axes.xaxis.set_major_formatter(concise)
     axes.grid(axis="y", color=GRID, lw=0.6)
     axes.spines[["top", "right"]].set_visible(False)
 
 
 def _date_formats() -> dict[str, list[str]]:
-    """Numeric dates only (no month names): the same in every language."""
+    """ISO 8601 dates (no month names, no day/month order to guess): the same in every language, and the
+    report's own form (2025-10-11)."""
     return {
-        "formats": ["%Y", "%m/%Y", "%d/%m", "%H:%M", "%H:%M", "%S"],
-        "zero_formats": ["", "%m/%Y", "%d/%m", "%d/%m", "%H:%M", "%H:%M"],
-        "offset_formats": ["", "%Y", "%m/%Y", "%d/%m/%Y UTC", "%d/%m/%Y UTC", "%d/%m/%Y %H:%M UTC"],
+        "formats": ["%Y", "%Y-%m", "%m-%d", "%H:%M", "%H:%M", "%S"],
+        "zero_formats": ["", "%Y-%m", "%m-%d", "%m-%d", "%H:%M", "%H:%M"],
+        "offset_formats": ["", "%Y", "%Y-%m", "%Y-%m-%d UTC", "%Y-%m-%d UTC", "%Y-%m-%d %H:%M UTC"],
     }
 
 
@@ -207,10 +210,12 @@ def _revisions(axes: Any, timeline: Timeline, text: ChartText, start: datetime) 
         )
 
 
-def _themed(svg: str) -> str:
-    """The SVG element alone (no XML prologue, no metadata), sized by the page, its colours CSS variables."""
+def _themed(svg: str, chart_id: str) -> str:
+    """The SVG element alone (no XML prologue, no metadata), sized by the page, its colours CSS variables,
+    its ids (matplotlib's `figure_1`, `axes_1`...) prefixed by the chart's so they are unique on a page."""
     svg = _METADATA.sub("", _PROLOGUE.sub("", svg, count=1))
     svg = _SIZE.sub(r"<svg\1", svg, count=1)
+    svg = _REFERENCE.sub(lambda found: f"{found[1]}{chart_id}-{found[2]}", svg)
 
     def variable(found: re.Match[str]) -> str:
         name, fallback = PALETTE[found.group()]

@@ -23,6 +23,7 @@ import yaml
 
 from prodguardian import __version__
 from prodguardian import hooks as git_hooks
+from prodguardian.charts import require_matplotlib
 from prodguardian.check import CheckOptions, failed_report, live_source, parse_duration, parse_time, run_check
 from prodguardian.cloud import (
     CALLS_PER_SECOND,
@@ -187,8 +188,9 @@ def _stack(*decorators: Callable[[Callable[..., Any]], Callable[..., Any]]) -> C
 
 
 def _report_options(command: str = "", formats: tuple[str, ...] = FORMATS) -> Callable[..., Any]:
-    """--format, --lang, --output and --json-report. The files are settings of their command (`demo` has
-    `demo_output`, `demo_json_report`), so a check's settings never send another command's report there."""
+    """--format, --lang, --output and --json-report (and --html-report with the html format). The files are
+    settings of their command (`demo` has `demo_output`, `demo_json_report`), so a check's settings never send
+    another command's report there."""
     files = f"{command}_" if command else ""
     html = ", html a page with charts (the html extra)" if "html" in formats else ""
     return _stack(
@@ -222,6 +224,17 @@ def _report_options(command: str = "", formats: tuple[str, ...] = FORMATS) -> Ca
             help="Also write the JSON report to FILE (for tools, next to a text or markdown report); a check "
             "that fails writes an UNKNOWN report there, a verification a NOT ENOUGH DATA one.",
         ),
+        *([_html_report_option(files)] if "html" in formats else []),
+    )
+
+
+def _html_report_option(files: str) -> Callable[..., Any]:
+    return _option(
+        "--html-report",
+        setting=f"{files}html_report",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Also write the HTML report, with its charts, to FILE (the html extra).",
     )
 
 
@@ -400,6 +413,7 @@ def _check(opts: dict[str, Any], probes: list[ProbeResult]) -> int:
     """Run the check the options describe and emit its report; the exit code. `probes` gets the probes'
     results as soon as they are made, for the report of a check that fails after them."""
     options = _check_options(opts)
+    _ready_to_render(opts)
     pack = load_pack(options.rules)
     if _showed_filter(opts, options, pack):
         return 0
@@ -597,6 +611,7 @@ class _Judged:
 def _watch(opts: dict[str, Any], probes: list[ProbeResult]) -> int:
     """One watch run: check and judge the alerts (one pass over the store), then deliver (another)."""
     options = _check_options(opts)
+    _ready_to_render(opts)
     from prodguardian import watch
     from prodguardian.channels import load_channels
     from prodguardian.remote_state import with_remote_state
@@ -864,6 +879,12 @@ def _emit(report: Report, opts: dict[str, Any]) -> int:
     return report.exit_code
 
 
+def _ready_to_render(opts: dict[str, Any]) -> None:
+    """An HTML report without its extra fails now, not after a long read of the logs."""
+    if opts["fmt"] == "html" or opts.get("html_report"):
+        require_matplotlib()
+
+
 def _render_report(report: Report, fmt: str, lang: str) -> str:
     return render_html(report, lang) if fmt == "html" else render(report, fmt, lang)
 
@@ -872,11 +893,14 @@ def _write_reports(rendering: Callable[[str], str], opts: dict[str, Any]) -> Non
     """The report in `--format` to stdout or `--output`, and as JSON to `--json-report`; rendered first."""
     text = rendering(opts["fmt"])
     document = rendering("json") if opts.get("json_report") else None
+    page = rendering("html") if opts.get("html_report") else None
     with suppress(BrokenPipeError):  # the reader stopped reading (`| head -1`): the status still stands
         if opts.get("output") or not opts.get("no_stdout"):
             write_text(opts.get("output") or STDOUT, text)
     if document is not None:
         write_text(opts["json_report"], document)
+    if page is not None:
+        write_text(opts["html_report"], page)
 
 
 @cli.command()
@@ -979,6 +1003,7 @@ def demo(scenario: str, list_only: bool, export: str | None, seed: int, **opts: 
         count = write_export(entries, export)
         _say(f"wrote {count:,} entries to {export}")
         return
+    _ready_to_render(opts)
     options = CheckOptions(rules=tuple(opts.get("rules_dirs") or ()))
     _emit(run_check(entries, options).report, {**opts, "quiet": False})
 

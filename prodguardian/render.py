@@ -28,12 +28,14 @@ from prodguardian.probes import ProbeResult
 from prodguardian.reference import Reference
 from prodguardian.resources import data_dir
 from prodguardian.sparkline import recent, sparkline
+from prodguardian.timelines import Timeline
 from prodguardian.unknown_errors import TOP_TEMPLATES, ErrorTemplate
 from prodguardian.verdict import STATUS_ICONS, LogText, Reason, Recommendation, Report
 
 FORMATS = ("text", "markdown", "json")
 LANGUAGES = ("en", "fr")
 SCHEMA_VERSION = 1
+TIMELINE_DIGITS = 6  # a timeline's values in JSON: a rate to a millionth, milliseconds to the nanosecond
 PRIORITY_ICONS = {"HIGH": "🔴", "MEDIUM": "🟡", "LOW": "🔵"}
 OK_MARK, INFO_MARK = "✅", "ℹ️"
 SECONDS_UNDER_HOURS = 5 / 60  # a window shorter than 5 minutes shows its times to the second
@@ -868,6 +870,31 @@ def report_dict(report: Report, t: Translator) -> dict[str, Any]:
             {"priority": r.priority, "action": _recommendation(r, t)["action"], "command": r.command}
             for r in report.recommendations
         ],
+        "timeline": timeline_dict(report.timeline),
+    }
+
+
+def timeline_dict(timeline: Timeline | None) -> dict[str, Any] | None:
+    """The key signals per bucket over baseline and window, as the HTML report charts them."""
+    if timeline is None:
+        return None
+    return {
+        "start": iso(timeline.start),
+        "bucket_minutes": round(timeline.bucket / timedelta(minutes=1)),
+        "window_index": timeline.window_index,
+        "signals": [
+            {
+                "name": signal.name,
+                "unit": signal.unit,
+                "values": [None if v is None else round(v, TIMELINE_DIGITS) for v in signal.values],
+                "band": None
+                if signal.band is None
+                else dict(zip(("low", "median", "high"), signal.band, strict=True)),
+                "anomalous": signal.anomalous,
+            }
+            for signal in timeline.signals
+        ],
+        "revisions": [{"at": iso(change.at), "revision": change.revision} for change in timeline.revisions],
     }
 
 

@@ -140,7 +140,7 @@ def _description(timeline: Timeline, signal: Signal, title: str, t: Translator) 
 def _clock(timeline: Timeline, moment: datetime) -> str:
     """A time on the chart's scale: the minute, with its date when the timeline spans days."""
     days = timeline.bucket * timeline.size > timedelta(days=1)
-    return f"{moment:%d/%m %H:%M}" if days else f"{moment:%H:%M}"
+    return f"{moment:%Y-%m-%d %H:%M}" if days else f"{moment:%H:%M}"
 
 
 def _short_revision(revision: str) -> str:

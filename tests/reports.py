@@ -14,6 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
 from filelock import FileLock
 
@@ -72,3 +73,27 @@ def real_report(name: str) -> Report:
     return _made_once(
         "real", name, lambda: run_check(FileSource(str(REAL / name)), options, builtin_pack()).report
     )
+
+
+def renamed(scenario: str, old: str, new: str) -> list[dict[str, Any]]:
+    """A scenario's entries with every `old` in them written `new` (a service's or revision's name)."""
+    return [
+        orjson.loads(orjson.dumps(entry).replace(old.encode(), new.encode())) for entry in generate(scenario)
+    ]
+
+
+@cache
+def two_service_report() -> Report:
+    """db-outage's emergence-app beside a healthy emergence-worker, in one input."""
+    entries = list(generate("db-outage")) + renamed("healthy", "emergence-app", "emergence-worker")
+    return run_check(entries, CheckOptions(), builtin_pack()).report
+
+
+HOSTILE_REVISION = "</text><script>alert(1)</script>"  # closes an SVG label, then a script
+
+
+@cache
+def hostile_revision_report() -> Report:
+    """bad-deploy, its new revision named like a script tag: log text the HTML report must show as text."""
+    entries = renamed("bad-deploy", "emergence-app-00298-xyz", HOSTILE_REVISION)
+    return run_check(entries, CheckOptions(), builtin_pack()).report

@@ -462,7 +462,10 @@ def test_agent_mode_fences_the_report_and_names_its_json(tmp_path: Path) -> None
     inside, last = _fenced(done.stdout.decode("utf-8"))  # asserts that no line inside closes the fence
     assert inside.startswith("## 🔴 État de la production\u00a0: CRITICAL") and "payment failed" in inside
     report = (tmp_path / "reports" / "prod_report.json").resolve()
-    assert last == f"check_prod_logs.py: exit code 2 (CRITICAL) · JSON report: {report}"
+    page = report.with_suffix(".html")  # the test extra holds the html extra's matplotlib
+    charts = f" · HTML report (charts): {page}"
+    assert last == f"check_prod_logs.py: exit code 2 (CRITICAL) · JSON report: {report}{charts}"
+    assert page.read_text(encoding="utf-8").startswith('<!DOCTYPE html>\n<html lang="fr">')
 
 
 def test_report_goes_to_the_git_top_level(small_exports: dict[str, Path], tmp_path: Path) -> None:
@@ -641,8 +644,9 @@ def test_options_reach_prodguardian_check(
         monkeypatch.setenv(name, value)
     assert module.main(argv) == 0
     report = str(tmp_path.resolve() / "reports" / "prod_report.json")
+    page = ["--html-report", report.removesuffix(".json") + ".html"]  # matplotlib: in the test extra
     fmt = argv[argv.index("--format") + 1] if "--format" in argv else "markdown"
-    assert seen == [["check", "--format", fmt, "--json-report", report, *expected]]
+    assert seen == [["check", "--format", fmt, "--json-report", report, *page, *expected]]
 
 
 @pytest.mark.parametrize("where", ["absolute", "relative"])

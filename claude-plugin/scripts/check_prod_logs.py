@@ -6,11 +6,13 @@
                                [--deadline SECONDS] [--agent] [any other `prodguardian check` option, as is]
 
 Prints the report (markdown by default) on stdout and writes the JSON report to
-`<project>/reports/prod_report.json`, where <project> is $CLAUDE_PROJECT_DIR when set, else the git top-level
-of the working directory, else the working directory (Claude Code does not set CLAUDE_PROJECT_DIR for a `!`
-command: there the git top-level applies). `--report PATH` changes the file; a relative PATH is under
-<project> too. The report of an earlier run is removed first, so the file never outlives the check.
-`GCP_PROJECT_ID` is the project when neither `--project` nor `PRODGUARDIAN_PROJECT` says one.
+`<project>/reports/prod_report.json` (and, when matplotlib, the `html` extra, is installed, the HTML report
+with its charts beside it, `prod_report.html`), where <project> is $CLAUDE_PROJECT_DIR when set, else the
+git top-level of the working directory, else the working directory (Claude Code does not set
+CLAUDE_PROJECT_DIR for a `!` command: there the git top-level applies). `--report PATH` changes the file; a
+relative PATH is under <project> too. The report of an earlier run is removed first, so the file never
+outlives the check. `GCP_PROJECT_ID` is the project when neither `--project` nor `PRODGUARDIAN_PROJECT`
+says one.
 
 The check runs in a child process, `python -m prodguardian check`, stopped at the deadline: `--deadline`, by
 default five sixths of the time Claude Code gives a `!` command (its Bash tool's timeout,
@@ -36,6 +38,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import importlib.util
 import json
 import os
 import re
@@ -83,6 +86,7 @@ class _Outcome:
     out: str  # stdout: the report, or the UNKNOWN block
     notes: str = ""  # stderr: the CLI's warnings
     report: Path | None = None  # the JSON report, when the check wrote one
+    page: Path | None = None  # the HTML report beside it, when the html extra is installed
 
 
 class _UsageError(Exception):
@@ -134,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(outcome.notes)
         return outcome.code
     where = f" · JSON report: {outcome.report}" if outcome.report is not None else ""
+    where += f" · HTML report (charts): {outcome.page}" if outcome.page is not None else ""
     body = outcome.notes + ("\n" if outcome.notes else "") + outcome.out
     fence = _fence(body)
     sys.stdout.write(f"{fence}\n{body.rstrip()}\n{fence}\n\n")
@@ -164,9 +169,12 @@ def _check(argv: list[str]) -> _Outcome:
     report = Path(args.report) if args.report else REPORT
     report = report if report.is_absolute() else project_dir / report
     deadline = args.deadline if args.deadline is not None else _deadline()
-    with contextlib.suppress(OSError):
-        report.unlink(missing_ok=True)  # a stale report must not pass for this run's
-    ran = _run_cli(_check_command(args, extra, report, deadline), pythonpath, deadline)
+    page = report.with_suffix(".html") if importlib.util.find_spec("matplotlib") else None
+    for stale in (report, page):
+        with contextlib.suppress(OSError):
+            if stale is not None:
+                stale.unlink(missing_ok=True)  # a stale report must not pass for this run's
+    ran = _run_cli(_check_command(args, extra, report, deadline, page), pythonpath, deadline)
     if ran is None:
         return _too_slow(deadline, fmt)
     code, out, err = ran
@@ -175,12 +183,16 @@ def _check(argv: list[str]) -> _Outcome:
     # its exit code says (a crash before the CLI's own error handling exits 1)
     if not out.strip() and not (code in (0, 1, 2) and written is not None):
         return _cannot_run(err.splitlines() or [f"prodguardian exited with code {code}"], None, fmt, written)
-    return _Outcome(code if code in STATUS else 3, out, err, written)
+    drawn = page if page is not None and page.is_file() else None
+    return _Outcome(code if code in STATUS else 3, out, err, written, drawn)
 
 
-def _check_command(args: argparse.Namespace, extra: list[str], report: Path, deadline: float) -> list[str]:
-    """The `prodguardian check` command line for these options."""
+def _check_command(
+    args: argparse.Namespace, extra: list[str], report: Path, deadline: float, page: Path | None = None
+) -> list[str]:
+    """The `prodguardian check` command line for these options (and the HTML report to write, if any)."""
     command = ["check", "--format", args.format, "--json-report", str(report)]
+    command += ["--html-report", str(page)] if page is not None else []
     project = args.project
     if not project and not os.environ.get("PRODGUARDIAN_PROJECT"):
         project = os.environ.get("GCP_PROJECT_ID")  # what the old check_prod_logs.py read
