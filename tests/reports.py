@@ -84,8 +84,10 @@ def renamed(scenario: str, old: str, new: str) -> list[dict[str, Any]]:
 
 @cache
 def two_service_report() -> Report:
-    """db-outage's emergence-app beside a healthy emergence-worker, in one input."""
-    entries = list(generate("db-outage")) + renamed("healthy", "emergence-app", "emergence-worker")
+    """db-outage's emergence-app beside a healthy emergence-worker, in one input (the worker's insertIds
+    are its own: the same id at the same time is one entry read twice)."""
+    worker = renamed("healthy", "emergence-app", "emergence-worker")
+    entries = list(generate("db-outage")) + [{**e, "insertId": f"worker-{e['insertId']}"} for e in worker]
     return run_check(entries, CheckOptions(), builtin_pack()).report
 
 
