@@ -271,21 +271,23 @@ def report_view(report: Report, t: Translator) -> dict[str, Any]:
 
 
 def sparkline_lines(report: Report, t: Translator) -> list[str]:
-    """One line per signal of the report's timeline: its name per bucket, its last bars, its range."""
+    """One line per signal of the report's timeline: its name per bucket (padded, so the bars line up), its
+    last bars, its range."""
     timeline = report.timeline
     if timeline is None or not timeline.size:
         return []
     bucket = t.hours(timeline.bucket / timedelta(hours=1)).replace(t.unit, "")
+    labels = [t("sparkline_label", name=signal_name(s.name, t), bucket=bucket) for s in timeline.signals]
+    width = max(map(len, labels))
     lines = []
-    for signal in timeline.signals:
+    for label, signal in zip(labels, timeline.signals, strict=True):
         values, start = recent(signal.values, timeline.window_index)
         known = [v for v in values if v is not None]
         low, high = (min(known), max(known)) if known else (None, None)
         lines.append(
             t(
                 "sparkline_line",
-                name=signal_name(signal.name, t),
-                bucket=bucket,
+                label=label.ljust(width),
                 bars=LogText(sparkline(values, start)),
                 low=figure(low, signal.unit, t),
                 high=figure(high, signal.unit, t),

@@ -45,7 +45,9 @@ def test_the_text_and_markdown_reports_show_an_outage_in_the_window() -> None:
     text = render(report, "text")
     line = next(x for x in text.splitlines() if "database errors/5min" in x)
     before, _, after = line.partition("│")
-    assert set(before.split("/5min ")[1]) == {"▁"} and "█" in after
+    assert set(before.split("/5min")[1].strip()) == {"▁"} and "█" in after
+    section = text.split("Timelines")[1].split("\n\n")[0].splitlines()[1:]
+    assert len({x.index("│") for x in section}) == 1, "the names are padded: every window marker lines up"
     markdown = render(report, "markdown", "fr")
     assert "- erreurs de base de données/5min `" in markdown
     assert "Chronologies" in markdown
