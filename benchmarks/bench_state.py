@@ -21,11 +21,10 @@ import io
 import json
 import math
 import os
-import re
 import sys
 import tempfile
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +41,10 @@ PAGE = 1000
 
 
 def check(server: FakeLoggingServer, until: str, baseline: str, state: str | None) -> dict[str, Any]:
-    """One `prodguardian check` of the hour before `until`: its calls, entries pulled and wall time."""
+    """One `prodguardian check` of the hour before `until`, made then (the fake serves what was received by
+    `until`): its calls, entries pulled and wall time."""
     server.reset()
+    server.now(datetime.fromisoformat(until))
     args = ["check", "--service", "emergence-app", "--project", "bench-project", "--until", until]
     args += ["--baseline", baseline, "--format", "json", "--quiet", "--max-entries", "10000000"]
     args += ["--state", state] if state else ["--no-state"]
@@ -101,9 +102,9 @@ def main() -> None:
                 stored = check(server, until, args.baseline, state)
                 stateless = check(server, until, args.baseline, None)
                 assert stored["status"] == stateless["status"], (rate, until)
-                # The entries no earlier check read: the warm read's filter from the previous `until`.
-                since = (first + (n - 1) * EVERY).strftime("%Y-%m-%dT%H:%M:%S")
-                new_only = re.sub(r'timestamp>="[^"]+"', f'timestamp>="{since}Z"', stored["filter"])
+                # The entries no earlier check could read: those of the window and baseline received since.
+                since = (first + (n - 1) * EVERY).strftime("%Y-%m-%dT%H:%M:%SZ")
+                new_only = f'{stateless["filter"]}\nAND receiveTimestamp>"{since}"'
                 stored["new"] = len(server.matching(new_only)) if n else None
                 print_row(rate, "cold" if n == 0 else f"warm {n}", stored, stateless)
         server.stop()

@@ -18,7 +18,7 @@ import pandas as pd
 
 from prodguardian.aggregate import Window, aggregate
 from prodguardian.classify import classify
-from prodguardian.cloud import CloudLogging, CloudQuery, CloudSource, ReadStats
+from prodguardian.cloud import CloudLogging, CloudQuery, CloudSource, LateArrivals, ReadStats
 from prodguardian.detect import detect
 from prodguardian.errors import ConfigError, InputError
 from prodguardian.events import Events, build_events
@@ -181,10 +181,12 @@ def live_source(
     settings: CloudLogging | None = None,
     progress: Callable[[ReadStats], None] | None = None,
     start: datetime | None = None,
+    late_only: LateArrivals | None = None,
 ) -> CloudSource:
     """The live read of a check: its window and baseline of the service's Cloud Run logs, with the pack's
     message regexes pushed into the filter. `options.until` must be set (a live check ends now, say).
-    `start`: read only from then on (a check with a state store reads what the store lacks)."""
+    `start`: read only from then on (a check with a state store reads what the store lacks); `late_only`:
+    of what the last read pulled, read only what arrived since (`history.TailedRead`)."""
     if options.until is None:
         raise ConfigError("a live check needs the end of its window (until)")
     query = CloudQuery(
@@ -193,6 +195,7 @@ def live_source(
         service=options.service,
         message_regexes=pack.pushdown_regexes(),
         settings=settings or CloudLogging(),
+        late_only=late_only,
     )
     return CloudSource(query, progress=progress)
 
@@ -259,8 +262,9 @@ def run_check(
         "truncated": source.truncated,
     }
     if history is not None:
-        calls = getattr(getattr(entries, "stats", None), "calls", None)
-        totals.update(read_totals(history, window, events.totals.entries, calls))
+        stats = getattr(entries, "stats", None)  # a live read's: what it pulled, not what a tail held
+        pulled = getattr(stats, "entries", events.totals.entries)
+        totals.update(read_totals(history, window, pulled, getattr(stats, "calls", None)))
     services = services_to_check(events, options.service, where)
     if len(services) == 1:
         report = _check_service(

@@ -32,11 +32,12 @@ from prodguardian.cloud import (
     TRANSPORTS,
     CloudLogging,
     CloudSource,
+    LateArrivals,
     ReadStats,
 )
 from prodguardian.errors import ConfigError, InputError, ProdGuardianError, SourceError
 from prodguardian.files import STDOUT, write_text
-from prodguardian.history import History, cursor_key, read_start
+from prodguardian.history import History, cursor_key, read_start, tailed_read
 from prodguardian.patterns import csv_rows
 from prodguardian.probes import TIMEOUT_S, ProbeResult, check_url, probe_all, service_probes
 from prodguardian.render import FORMATS, LANGUAGES, clean, render
@@ -483,8 +484,14 @@ def _check_with_state(
     project = cloud.resolve_project(opts.get("project") or None)
     key = cursor_key(project, opts.get("region") or None, options.service)
     since = read_start(store, options.service, key, options.until - options.freshness - options.baseline)
-    source = _live_source({**opts, "project": project}, options, pack, start=since)
-    return run_check(source, options, pack, probes, history=History(store, since, key)).report
+    read = tailed_read(
+        store,
+        key,
+        since,
+        options.until,
+        lambda late: _live_source({**opts, "project": project}, options, pack, since, late),
+    )
+    return run_check(read, options, pack, probes, history=History(store, since, key, read)).report
 
 
 def _check_options(opts: dict[str, Any]) -> CheckOptions:
@@ -502,10 +509,14 @@ def _check_options(opts: dict[str, Any]) -> CheckOptions:
 
 
 def _live_source(
-    opts: dict[str, Any], options: CheckOptions, pack: RulePack, start: datetime | None = None
+    opts: dict[str, Any],
+    options: CheckOptions,
+    pack: RulePack,
+    start: datetime | None = None,
+    late_only: LateArrivals | None = None,
 ) -> CloudSource:
     """The live read the cloud options describe, of the window and baseline or of what follows `start` (a
-    check with a state)."""
+    check with a state; `late_only`: what arrived since the last read of its margin)."""
     settings = CloudLogging(
         project=opts.get("project") or None,
         region=opts.get("region") or None,
@@ -515,7 +526,8 @@ def _live_source(
         max_entries=opts["max_entries"],
         calls_per_second=opts["calls_per_second"],
     )
-    return live_source(options, pack, settings, _progress_line if _shows_progress(opts) else None, start)
+    progress = _progress_line if _shows_progress(opts) else None
+    return live_source(options, pack, settings, progress, start, late_only)
 
 
 _watch_options = _stack(

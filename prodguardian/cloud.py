@@ -112,6 +112,15 @@ class CloudLogging:
 
 
 @dataclass(frozen=True)
+class LateArrivals:
+    """A read that already holds the entries stamped before `before` that were received before
+    `received_from`: of the entries before `before`, only those received from then on are asked for."""
+
+    before: datetime
+    received_from: datetime
+
+
+@dataclass(frozen=True)
 class CloudQuery:
     """What to read: one window of one project's Cloud Run logs, and where and how (`settings`)."""
 
@@ -121,15 +130,15 @@ class CloudQuery:
     revision: str | None = None
     message_regexes: tuple[str, ...] = ()  # RE2 patterns from the rules whose lines may be below WARNING
     settings: CloudLogging = CloudLogging()
+    late_only: LateArrivals | None = None  # a state store's read: what the last read pulled is skipped
 
     def __post_init__(self) -> None:
         for name in ("start", "end"):
-            value = getattr(self, name)
-            if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
-                raise ConfigError(
-                    f"the read window's {name} must be a timezone-aware datetime, not {value!r}"
-                )
-            object.__setattr__(self, name, value.astimezone(UTC))
+            object.__setattr__(self, name, _aware(getattr(self, name), f"the read window's {name}"))
+        if self.late_only is not None:
+            before = _aware(self.late_only.before, "the late arrivals' bound")
+            received = _aware(self.late_only.received_from, "the late arrivals' reception bound")
+            object.__setattr__(self, "late_only", LateArrivals(before, received))
         if self.start >= self.end:
             raise ConfigError(
                 f"empty read window: start {_rfc3339(self.start)} is not before end {_rfc3339(self.end)}"
@@ -148,6 +157,12 @@ class ReadStats:
     elapsed: float = 0.0  # seconds since the read began
     truncated: bool = False  # max_entries cut the read: more entries may exist in the window
     duplicates: int = 0  # entries dropped because their insertId and timestamp were already yielded
+
+
+def _aware(value: Any, what: str) -> datetime:
+    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+        raise ConfigError(f"{what} must be a timezone-aware datetime, not {value!r}")
+    return value.astimezone(UTC)
 
 
 # ----------------------------------------------------------------------------------------------- project
@@ -239,6 +254,11 @@ def _build_filter(query: CloudQuery, project: str) -> tuple[str, bool]:
             base.append(f"resource.labels.{label}={_quote(value, label)}")
     base.append(f'timestamp>="{_rfc3339(query.start)}"')
     base.append(f'timestamp<"{_rfc3339(query.end)}"')
+    if query.late_only is not None:
+        late = query.late_only
+        base.append(
+            f'(timestamp>="{_rfc3339(late.before)}" OR receiveTimestamp>="{_rfc3339(late.received_from)}")'
+        )
     head = "\nAND ".join(base)
 
     patterns = list(dict.fromkeys(p for p in query.message_regexes if p))

@@ -12,11 +12,13 @@ earlier read counted.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 
 from prodguardian.aggregate import (
@@ -32,6 +34,7 @@ from prodguardian.aggregate import (
     recovered_minutes,
 )
 from prodguardian.classify import Classified
+from prodguardian.cloud import CloudSource, LateArrivals
 from prodguardian.folding import DUPLICATE, ECHO, MERGED, OTHER_RESOURCE
 from prodguardian.rules import RulePack
 from prodguardian.sketch import LatencySketch, slots_of
@@ -46,6 +49,7 @@ from prodguardian.state import (
     TEMPLATE_MINUTE_COLUMNS,
     Cursor,
     MinuteFacts,
+    ReadTail,
     StateStore,
 )
 from prodguardian.unknown_errors import ErrorSeed
@@ -54,6 +58,9 @@ MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
 # Entries reach Cloud Logging minutes late: a live read re-reads (and replaces) the minutes before its cursor.
 LATENESS_MARGIN = timedelta(minutes=2)
+# Of the margin, a read kept the entries it pulled and asks only for those received since the newest it
+# saw, less this: an entry received a moment before another can become readable a moment after it.
+RECEPTION_SKEW = timedelta(seconds=5)
 EXAMPLE_LINES = 20  # of an error group, read for its example
 MAX_CAPTURES = 10  # of one group in one minute: what the advice reads (memory limits...)
 _NS_PER_MINUTE = 60_000_000_000
@@ -75,6 +82,7 @@ class History:
     store: StateStore
     since: datetime | None = None
     cursor: str | None = None
+    read: TailedRead | None = None  # the live read, whose margin the store keeps for the next one
 
 
 def floor_minute(moment: datetime) -> datetime:
@@ -104,6 +112,116 @@ def read_start(
     return gaps[0][0].to_pydatetime() if gaps else begin
 
 
+def tailed_read(
+    store: StateStore,
+    key: str,
+    since: datetime,
+    until: datetime,
+    open_read: Callable[[LateArrivals | None], CloudSource],
+) -> TailedRead:
+    """The live read of a check with a state store, from `since` to `until`: `open_read` makes the Cloud
+    Logging read, told what the stored tail of the last read holds already when it can stand in."""
+    tail = _usable_tail(store, key, since, until)
+    return TailedRead.until(open_read(_late_arrivals(tail) if tail else None), tail, until)
+
+
+def _usable_tail(store: StateStore, key: str, since: datetime, until: datetime) -> ReadTail | None:
+    """The stored tail of the query's last read, if this read (from `since` to `until`) can take its place:
+    it starts where the tail does (no gap to fill first) and does not end before the tail's end."""
+    tail = store.read_tail(key)
+    if tail is None or tail.start != since or tail.read_until > until:
+        return None
+    return tail
+
+
+def _late_arrivals(tail: ReadTail) -> LateArrivals:
+    """What a read that has `tail` must still ask for in the tail's span: what was received since."""
+    return LateArrivals(tail.read_until, tail.received_until - RECEPTION_SKEW)
+
+
+@dataclass
+class TailedRead:
+    """A live read from the cursor less the lateness margin that the last read's `tail` completes: the read
+    asks only for the margin's late arrivals (`cloud.LateArrivals`), the tail gives the entries it holds, each
+    once. It keeps the entries of its own margin (`tail()`), for the next read. A `LogInput`."""
+
+    source: CloudSource
+    stored: ReadTail | None
+    keep_from: datetime  # the next read's start: this read's window end less the margin
+    _kept: list[dict[str, Any]] = field(default_factory=list)
+    _received: datetime | None = None
+
+    @classmethod
+    def until(cls, source: CloudSource, stored: ReadTail | None, until: datetime) -> TailedRead:
+        return cls(source, stored, floor_minute(ceil_minute(until) - LATENESS_MARGIN))
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        self._kept, self._received = [], self.stored.received_until if self.stored else None
+        pulled = set()
+        for entry in self.source:
+            pulled.add(_identity(entry))
+            self._note(entry, _instant(entry.get("receiveTimestamp")))
+            yield entry
+        if self.stored is None or self.source.truncated:  # a cut read lacks its oldest part: no tail
+            return
+        for entry in self.stored.entries:
+            if _identity(entry) not in pulled:
+                self._note(entry, None)
+                yield entry
+
+    def _note(self, entry: dict[str, Any], received: datetime | None) -> None:
+        stamp = _instant(entry.get("timestamp"))
+        if stamp is not None and stamp >= self.keep_from:
+            self._kept.append(entry)
+        if received is not None and (self._received is None or received > self._received):
+            self._received = received
+
+    def tail(self) -> ReadTail | None:
+        """This read's margin, once it has been read whole (None: the next read pulls the margin again)."""
+        if self.source.truncated or self._received is None:
+            return None
+        return ReadTail(self.keep_from, self.source.query.end, self._received, self._kept)
+
+    @property
+    def stats(self) -> Any:
+        return self.source.stats
+
+    @property
+    def name(self) -> str | None:
+        return self.source.name
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.source.warnings
+
+    @property
+    def truncated(self) -> bool:
+        return self.source.truncated
+
+    @property
+    def covers_window(self) -> bool:
+        return self.source.covers_window
+
+
+def _identity(entry: dict[str, Any]) -> Any:
+    """What makes an entry itself: Cloud Logging's insertId and timestamp (de-duplication's key)."""
+    insert_id = entry.get("insertId")
+    if isinstance(insert_id, str) and insert_id:
+        return (insert_id, str(entry.get("timestamp", "")))
+    return orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
+
+
+def _instant(value: Any) -> datetime | None:
+    """An RFC 3339 timestamp of the API, or None when it is not one (data, never trusted)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def record(
     history: History,
     service: str,
@@ -118,7 +236,8 @@ def record(
     up to the window's end, in one transaction. Returns the parts of the window and baseline the store still
     lacks (start, end), to warn about."""
     facts = minute_facts(classified, pack, dropped, start, window, sightings)
-    cursor = Cursor(history.cursor, window.end) if history.cursor else None
+    tail = history.read.tail() if history.read is not None else None
+    cursor = Cursor(history.cursor, window.end, tail) if history.cursor else None
     history.store.replace(service, start, window.end, facts, cursor)
     return _gaps(history.store, service, window, live=history.since is not None)
 

@@ -13,6 +13,7 @@ import hashlib
 import os
 import sqlite3
 import time
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -152,7 +153,19 @@ _ALERTS: Migration = (
         queued INTEGER NOT NULL, tries INTEGER NOT NULL, next_try INTEGER NOT NULL, last_error TEXT,
         state TEXT NOT NULL, PRIMARY KEY (notification, channel)) WITHOUT ROWID""",
 )
-MIGRATIONS: tuple[Migration, ...] = (_SCHEMA_V1, _FAILURES_AND_FOLDED, _TEMPLATES_AND_LAST_SUCCESS, _ALERTS)
+# A live read's last entries (its lateness margin), so the next read pulls only what arrived since.
+_READ_TAILS: Migration = (
+    """CREATE TABLE read_tails (
+        query_key TEXT PRIMARY KEY, start INTEGER NOT NULL, read_until INTEGER NOT NULL,
+        received_until INTEGER NOT NULL, entries BLOB NOT NULL)""",
+)
+MIGRATIONS: tuple[Migration, ...] = (
+    _SCHEMA_V1,
+    _FAILURES_AND_FOLDED,
+    _TEMPLATES_AND_LAST_SUCCESS,
+    _ALERTS,
+    _READ_TAILS,
+)
 # The tables of per-minute facts, which a replace or a prune cuts by minute.
 _MINUTE_TABLES = (
     "minutes",
@@ -163,7 +176,7 @@ _MINUTE_TABLES = (
     "samples",
 )
 # `reset` forgets these tables; the alerting tables stay, so a reset never notifies a firing alert again.
-_TABLES = (*_MINUTE_TABLES, "error_groups", "revisions", "coverage", "cursors")
+_TABLES = (*_MINUTE_TABLES, "error_groups", "revisions", "coverage", "cursors", "read_tails")
 # What `prune` removes of the alerting tables: only what is over (firing, pending and queued rows stay).
 _OLD_ALERTING = {
     "alerts": "state = 'resolved' AND changed < ?",
@@ -210,11 +223,25 @@ class MinuteFacts:
 
 
 @dataclass(frozen=True)
+class ReadTail:
+    """The entries a live read pulled that were stamped from `start` (its cursor less the lateness margin)
+    up to `read_until` (the read's end), and the newest reception time among all it pulled: the next read
+    asks Cloud Logging only for what was received since, and takes the rest from here."""
+
+    start: datetime
+    read_until: datetime
+    received_until: datetime
+    entries: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
 class Cursor:
-    """How far a query has read: the next read starts there, less a lateness margin."""
+    """How far a query has read: the next read starts there, less a lateness margin. `tail`: the read's
+    entries in that margin (None: the next read pulls the margin again)."""
 
     key: str
     read_until: datetime
+    tail: ReadTail | None = None
 
 
 @dataclass(frozen=True)
@@ -316,6 +343,7 @@ class StateStore:
                 _extend_coverage(db, service, first, stop)
             if cursor is not None:
                 db.execute(_MOVE_CURSOR, (cursor.key, _ns(cursor.read_until), time.time_ns()))
+                _keep_tail(db, cursor)
 
     def prune(
         self, older_than: timedelta = DEFAULT_RETENTION, *, now: datetime | None = None, vacuum: bool = False
@@ -337,6 +365,7 @@ class StateStore:
                 ("cursors", "updated"),
             ):
                 removed[table] = db.execute(f"DELETE FROM {table} WHERE {last} < ?", (horizon_ns,)).rowcount
+            db.execute("DELETE FROM read_tails WHERE query_key NOT IN (SELECT query_key FROM cursors)")
             for table, old in _OLD_ALERTING.items():
                 removed[table] = db.execute(f"DELETE FROM {table} WHERE {old}", (horizon_ns,)).rowcount
         freed = None
@@ -439,6 +468,23 @@ class StateStore:
         with self._errors():
             row = self._db.execute("SELECT read_until FROM cursors WHERE query_key = ?", (key,)).fetchone()
         return None if row is None else _timestamp(row[0])
+
+    def read_tail(self, key: str) -> ReadTail | None:
+        """The last entries the query's newest read pulled (see `ReadTail`), if it kept them."""
+        with self._errors():
+            row = self._db.execute(
+                "SELECT start, read_until, received_until, entries FROM read_tails WHERE query_key = ?",
+                (key,),
+            ).fetchone()
+        if row is None:
+            return None
+        try:
+            entries = orjson.loads(zlib.decompress(row[3]))
+        except (zlib.error, orjson.JSONDecodeError) as exc:
+            problem = f"corrupt read tail of {key} ({exc}): move the file away to start a new one"
+            raise StateError(problem, str(self.path)) from None
+        start, read_until, received_until = (_timestamp(ns).to_pydatetime() for ns in row[:3])
+        return ReadTail(start, read_until, received_until, entries)
 
     def hourly(self, service: str, start: datetime, end: datetime, tz: str = "UTC") -> pd.DataFrame:
         """Traffic per hour, every revision together, for each hour of [start, end) the store covers.
@@ -749,6 +795,26 @@ _MOVE_CURSOR = (
     "INSERT INTO cursors (query_key, read_until, updated) VALUES (?, ?, ?) ON CONFLICT (query_key)"
     " DO UPDATE SET read_until = max(read_until, excluded.read_until), updated = excluded.updated"
 )
+
+
+# Like the cursor, a tail only gives way to a newer read's; no tail means the margin is read again.
+_KEEP_TAIL = (
+    "INSERT INTO read_tails (query_key, start, read_until, received_until, entries) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (query_key) DO UPDATE SET start = excluded.start, read_until = excluded.read_until,"
+    " received_until = excluded.received_until, entries = excluded.entries"
+    " WHERE excluded.read_until >= read_tails.read_until"
+)
+TAIL_COMPRESSION = 1  # zlib level: a tail is rewritten by every check, and level 1 is already 8x smaller
+
+
+def _keep_tail(db: sqlite3.Connection, cursor: Cursor) -> None:
+    tail = cursor.tail
+    if tail is None:
+        db.execute("DELETE FROM read_tails WHERE query_key = ?", (cursor.key,))
+        return
+    blob = zlib.compress(orjson.dumps(tail.entries), TAIL_COMPRESSION)
+    times = (_ns(tail.start), _ns(tail.read_until), _ns(tail.received_until))
+    db.execute(_KEEP_TAIL, (cursor.key, *times, blob))
 
 
 def _insert(table: str, columns: Sequence[str]) -> str:

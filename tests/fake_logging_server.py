@@ -154,6 +154,15 @@ class _Stored:
     key: tuple[int, str]
     raw: bytes | None = None
     proto: Any = None
+    _received: int | None = None
+
+    @property
+    def received(self) -> int:
+        """receiveTimestamp in ns (parsed when first asked: most queries never do); the timestamp if none."""
+        if self._received is None:
+            stamp = self.entry.get("receiveTimestamp")
+            self._received = parse_timestamp(stamp) if isinstance(stamp, str) else self.ts
+        return self._received
 
     def json(self) -> bytes:
         if self.raw is None:
@@ -336,6 +345,11 @@ def _comparison(path: str, op: str, literal: str) -> Predicate:
             raise FilterError(f"timestamp does not support {op}")
         instant, compare = parse_timestamp(literal), _COMPARE[op]
         return lambda s: compare(s.ts, instant)
+    if path == "receiveTimestamp":
+        if op not in _COMPARE:
+            raise FilterError(f"receiveTimestamp does not support {op}")
+        received, compare = parse_timestamp(literal), _COMPARE[op]
+        return lambda s: compare(s.received, received)
     get = _path_getter(path)
     if op in ("=~", "!~"):
         try:
@@ -412,6 +426,10 @@ class TimeBounds:
         return slice(first, max(first, last))
 
 
+def _received_by(predicate: Predicate, instant: int) -> Predicate:
+    return lambda s: s.received <= instant and predicate(s)
+
+
 def compile_filter(text: str) -> Predicate:
     """A predicate on stored entries for a Logging query (the subset described above)."""
     return _Parser(text).parse()
@@ -484,6 +502,7 @@ class FakeLogging:
         self.always: Fault | None = None  # applies to every call without a numbered fault
         self.served = 0
         self.served_bytes = 0  # the HTTP answers' bodies, pages only
+        self.received_by: int | None = None  # ns: entries received later are not readable yet
         self._results: dict[tuple[tuple[str, ...], str, str], _Results] = {}
         self._tokens: dict[str, tuple[tuple[tuple[str, ...], str, str], int]] = {}
         self._token_ids = itertools.count(1)
@@ -505,6 +524,13 @@ class FakeLogging:
             self.stored.extend(new)
             self.stored.sort(key=lambda s: s.key)
             self._stamps = [s.ts for s in self.stored]
+            self._results.clear()
+
+    def now(self, moment: datetime | None) -> None:
+        """Serve what Cloud Logging holds at `moment`: entries received after it are not readable yet (as
+        late arrivals are not); None serves every entry."""
+        with self.lock:
+            self.received_by = None if moment is None else parse_timestamp(format_timestamp(moment))
             self._results.clear()
 
     def inject(self, call: int, fault: Fault) -> None:
@@ -537,6 +563,8 @@ class FakeLogging:
     def matching(self, filter_: str, projects: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """Entries a filter selects, oldest first (for tests to compare with what a read returned)."""
         predicate, bounds = compile_query(filter_)
+        if self.received_by is not None:
+            predicate = _received_by(predicate, self.received_by)
         wanted = set(projects) if projects is not None else None
         return [
             s.entry
@@ -601,6 +629,8 @@ class FakeLogging:
             results = self._results.get(key)
             if results is None:
                 predicate, bounds = compile_query(filter_)
+                if self.received_by is not None:
+                    predicate = _received_by(predicate, self.received_by)
                 prefixes = tuple(f"projects/{p}/" for p in projects)
                 span = bounds.slice(self._stamps)
                 if order == "timestamp desc":  # scanned from the newest: a reversed copy of the range

@@ -612,7 +612,7 @@ def test_a_file_migrates_to_the_next_schema_keeping_its_facts(tmp_path: Path, re
         StateStore(path)
 
 
-def test_a_schema_1_file_gains_the_failure_and_folded_tables(tmp_path: Path) -> None:
+def test_a_schema_1_file_gains_the_later_tables(tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite"
     StateStore(path, migrations=MIGRATIONS[:1]).close()
     raw = sqlite3.connect(path)
@@ -620,10 +620,11 @@ def test_a_schema_1_file_gains_the_failure_and_folded_tables(tmp_path: Path) -> 
     raw.commit()
     raw.close()
     with StateStore(path) as store:
-        assert store.schema_version == len(MIGRATIONS) == 4
+        assert store.schema_version == len(MIGRATIONS) == 5
         assert store.minutes("svc", at(BASE), at(BASE + 1))["requests"].tolist() == [3]
         assert store.failure_minutes("svc", at(BASE), at(BASE + 1)).empty
         assert store.folded_minutes("svc", at(BASE), at(BASE + 1)).empty
+        assert store.read_tail("logging:p:*:svc") is None
 
 
 def test_a_failed_migration_leaves_the_file_as_it_was(tmp_path: Path, recorded: Recorded) -> None:
