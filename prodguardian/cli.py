@@ -1197,7 +1197,10 @@ def state_info(**opts: Any) -> None:
         for start, end in service.ranges:
             click.echo(f"  stored {start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC")
     for cursor in info.cursors:
-        click.echo(f"last read {cursor.key}: until {cursor.read_until:%Y-%m-%d %H:%M:%S} UTC")
+        kept = (
+            "" if cursor.tail_bytes is None else f", its margin's entries kept ({cursor.tail_bytes:,} bytes)"
+        )
+        click.echo(f"last read {cursor.key}: until {cursor.read_until:%Y-%m-%d %H:%M:%S} UTC{kept}")
 
 
 @state.command("prune")

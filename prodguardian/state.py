@@ -249,6 +249,7 @@ class CursorInfo:
     key: str
     read_until: pd.Timestamp
     updated: pd.Timestamp
+    tail_bytes: int | None = None  # the compressed entries of its read's margin, if kept
 
 
 @dataclass(frozen=True)
@@ -539,9 +540,10 @@ class StateStore:
                 for table in ("minutes", "revisions", "error_groups")
             }
             cursors = [
-                CursorInfo(key, _timestamp(until), _timestamp(updated))
-                for key, until, updated in db.execute(
-                    "SELECT query_key, read_until, updated FROM cursors ORDER BY query_key"
+                CursorInfo(key, _timestamp(until), _timestamp(updated), tail)
+                for key, until, updated, tail in db.execute(
+                    "SELECT query_key, cursors.read_until, updated, length(entries) FROM cursors"
+                    " LEFT JOIN read_tails USING (query_key) ORDER BY query_key"
                 )
             ]
         names = sorted(set(ranges).union(*counts.values()))

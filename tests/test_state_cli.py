@@ -45,6 +45,8 @@ def test_a_warm_live_check_reads_from_the_cursor_less_the_margin_and_answers_as_
     code, warm, _ = run(capsys, "check", *LIVE, "--until", END, "--state", state)
     calls = logging_api.requests
     assert 'timestamp>="2025-10-11T11:57:00' in calls[0]["filter"]  # the cursor, 11:59, less 2 minutes
+    # ... and of the 2 minutes, only what arrived since the cold check (the store holds the rest)
+    assert '(timestamp>="2025-10-11T11:59:00Z" OR receiveTimestamp>=' in calls[0]["filter"]
     assert warm["totals"]["read"] == {
         "calls": len(calls),
         "entries": warm["totals"]["read"]["entries"],
@@ -54,6 +56,12 @@ def test_a_warm_live_check_reads_from_the_cursor_less_the_margin_and_answers_as_
     code_stateless, stateless, _ = run(capsys, "check", *LIVE, "--until", END, "--no-state")
     assert code == code_stateless == 2
     assert _answer(warm) == _answer(stateless)
+    code, info, _ = run(capsys, "state", "info", "--state", state)
+    assert (
+        code == 0
+        and "last read logging:emergence-469005:*:emergence-app: until 2025-10-11 12:04:00 UTC," in info
+    )
+    assert "its margin's entries kept (" in info
 
 
 def test_a_live_check_of_one_service_keeps_its_state_in_the_user_folder(
