@@ -83,6 +83,9 @@ class MinedErrors:
     in_window: frozenset[int] = frozenset()
     groups: dict[int, set[str]] = field(default_factory=dict)
     seen_in_baseline: frozenset[str] = frozenset()  # ids of the templates a baseline seed joined
+    # A seed's template id when it was mined → its id after this read generalised it: a store holds that
+    # template's earlier failures under the older id.
+    generalised: dict[str, str] = field(default_factory=dict)
 
     def sightings(self) -> pd.DataFrame:
         """When each failure began (ts) and its template's id: a state store keeps them, for `known`."""
@@ -108,6 +111,7 @@ class MinedErrors:
             if (template := _template(key, members, self, comparable, known)) is not None
         ]
         if counted is not None:
+            counted = _under_generalised_ids(counted, self.generalised)
             templates = [_recounted(template, *counted.get(template.id, (0, 0))) for template in templates]
         templates.sort(key=lambda t: (-t.count, t.template))
         return UnknownErrors(templates, _superseded(templates))
@@ -133,11 +137,17 @@ def mine_errors(
             groups.setdefault(row, set()).add(str(group))
     miner = TemplateMiner()
     seeded = [(miner.add(seed.text), seed.in_baseline) for seed in seeds]
+    as_seeded = {index: template_id(miner.templates[index].text) for index, _ in seeded}
     by_key: dict[str, list[_Unit]] = {}
     for unit in _units(events, rows, miner):
         by_key.setdefault(unit.key, []).append(unit)
     seen = frozenset(template_id(miner.templates[index].text) for index, baseline in seeded if baseline)
-    return MinedErrors(events, by_key, in_window, groups, seen)
+    generalised = {
+        before: after
+        for index, before in as_seeded.items()
+        if (after := template_id(miner.templates[index].text)) != before
+    }
+    return MinedErrors(events, by_key, in_window, groups, seen, generalised)
 
 
 def _template(
@@ -161,6 +171,20 @@ def _template(
         evidence=_evidence(events, window_rows),
         groups=frozenset(group for row in window_rows for group in groups.get(row, ())),
     )
+
+
+def _under_generalised_ids(
+    counted: Mapping[str, tuple[int, int]], generalised: Mapping[str, str]
+) -> dict[str, tuple[int, int]]:
+    """The stored counts with those of each template this read generalised added to its new id, as one read
+    of everything would have counted them."""
+    out = dict(counted)
+    for before, after in generalised.items():
+        if before in out:
+            window, baseline = out.pop(before)
+            now_window, now_baseline = out.get(after, (0, 0))
+            out[after] = (window + now_window, baseline + now_baseline)
+    return out
 
 
 def _recounted(template: ErrorTemplate, count: int, baseline_count: int) -> ErrorTemplate:

@@ -238,12 +238,19 @@ def test_incremental_checks_mine_the_templates_of_one_read_of_everything(
         (template_id(sync), sync, False),
     ]
     # The second read holds one Sync and one Refund message, each generalising what the first one stored.
-    assert _templates(second) == _templates(run_check(export, options(end), pack).report)
+    everything = run_check(export, options(end), pack).report
+    assert _templates(second) == _templates(everything)
+    assert sorted((p.template, p.count) for p in second.patterns) == sorted(
+        (p.template, p.count) for p in everything.patterns
+    )
     assert _templates(second) == sorted(
         [(template_id(refund), refund, True), (template_id(sync), sync, False)]
     )
     assert [f.group for f in second.findings if f.kind == "new_error"] == [refund]
     assert next(p for p in second.patterns if p.template == sync).count == 2  # carol's stored, erin's read
+    # dave's failure was stored under his own template, which the second read generalised: it counts in it
+    assert next(p for p in second.patterns if p.template == refund).count == 2
+    assert [(f.group, f.count) for f in second.findings if f.kind == "new_error"] == [(refund, 2)]
 
 
 def test_without_a_baseline_nothing_is_new(pack: RulePack) -> None:
