@@ -34,7 +34,7 @@ from prodguardian.aggregate import (
     recovered_minutes,
 )
 from prodguardian.classify import Classified
-from prodguardian.cloud import CloudSource, LateArrivals
+from prodguardian.cloud import CloudSource, LateArrivals, ReadStats
 from prodguardian.folding import DUPLICATE, ECHO, MERGED, OTHER_RESOURCE
 from prodguardian.rules import RulePack
 from prodguardian.sketch import LatencySketch, slots_of
@@ -157,10 +157,12 @@ class TailedRead:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         self._kept, self._received = [], self.stored.received_until if self.stored else None
+        overlap = self.stored.read_until if self.stored else None  # what the tail may hold is before it
         pulled = set()
         for entry in self.source:
-            pulled.add(_identity(entry))
-            self._note(entry, _instant(entry.get("receiveTimestamp")))
+            stamp = self._note(entry, _instant(entry.get("receiveTimestamp")))
+            if overlap is not None and stamp is not None and stamp < overlap:
+                pulled.add(_identity(entry))
             yield entry
         if self.stored is None or self.source.truncated:  # a cut read lacks its oldest part: no tail
             return
@@ -169,12 +171,14 @@ class TailedRead:
                 self._note(entry, None)
                 yield entry
 
-    def _note(self, entry: dict[str, Any], received: datetime | None) -> None:
+    def _note(self, entry: dict[str, Any], received: datetime | None) -> datetime | None:
+        """Keep the entry if it is in this read's margin, note its reception; returns its timestamp."""
         stamp = _instant(entry.get("timestamp"))
         if stamp is not None and stamp >= self.keep_from:
             self._kept.append(entry)
         if received is not None and (self._received is None or received > self._received):
             self._received = received
+        return stamp
 
     def tail(self) -> ReadTail | None:
         """This read's margin, once it has been read whole (None: the next read pulls the margin again)."""
@@ -183,7 +187,7 @@ class TailedRead:
         return ReadTail(self.keep_from, self.source.query.end, self._received, self._kept)
 
     @property
-    def stats(self) -> Any:
+    def stats(self) -> ReadStats:
         return self.source.stats
 
     @property
