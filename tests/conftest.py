@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from filelock import FileLock
+from xdist.scheduler import LoadScopeScheduling
 
 from prodguardian.rules import RulePack, load_pack
 from prodguardian.simulate import generate
@@ -17,6 +18,23 @@ from tests import reports
 from tests.fake_logging_server import FakeLoggingServer, fake_logging_server  # noqa: F401 - the shared fixture
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+# Files whose tests all run on one xdist worker: their session fixture is costly and would be paid per worker
+# (the browser's opened pages: half a minute). xdist_group marks cannot do it: pytest 9.2 ignores the node
+# id xdist's loadgroup rewrites.
+ONE_WORKER = ("tests/test_html_browser.py",)
+
+
+class _Scheduling(LoadScopeScheduling):
+    """xdist's `load` (each test to the next free worker), except that each of ONE_WORKER is one unit."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        path = nodeid.split("::")[0]
+        return path if path in ONE_WORKER else nodeid
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadScopeScheduling | None:
+    return _Scheduling(config, log) if config.getvalue("dist") == "load" else None
 
 
 @pytest.fixture(autouse=True)
