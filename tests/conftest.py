@@ -63,17 +63,28 @@ def shared_reports(tmp_path_factory: pytest.TempPathFactory) -> None:
         reports.share_in(_shared_folder(tmp_path_factory) / "reports")
 
 
+# The exports the CLI tests use: each scenario's 25 hours, and db-outage's last 2 (its outage hour and one of
+# baseline: still CRITICAL, a tenth of the size) for tests of how an input is read, not of what it holds.
+EXPORTS: dict[str, tuple[str, int]] = {
+    "db-outage": ("db-outage", 25),
+    "healthy": ("healthy", 25),
+    "slow": ("slow", 25),
+    "bad-deploy": ("bad-deploy", 25),
+    "db-outage-2h": ("db-outage", 2),
+}
+
+
 @pytest.fixture(scope="session")
 def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A gcloud-style JSON export of each scenario the CLI tests use, written once for all xdist workers."""
+    """A gcloud-style JSON export of each of EXPORTS, written once for all xdist workers."""
     folder = _shared_folder(tmp_path_factory) / "exports"
     folder.mkdir(exist_ok=True)
     paths = {}
-    for name in ("db-outage", "healthy", "slow", "bad-deploy"):
+    for name, (scenario, hours) in EXPORTS.items():
         paths[name] = folder / f"{name}.json"
         with FileLock(folder / f"{name}.lock"):
             if not paths[name].exists():  # write_export writes whole or not at all
-                write_export(generate(name), str(paths[name]))
+                write_export(generate(scenario, hours=hours), str(paths[name]))
     return paths
 
 
