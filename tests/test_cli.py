@@ -128,11 +128,11 @@ def test_times_no_check_can_hold_are_one_line_errors(
 def test_baseline_zero_judges_without_usual(
     capsys: pytest.CaptureFixture[str], exports: dict[str, Path]
 ) -> None:
-    rc, out, _ = run(capsys, "check", "--source", str(exports["db-outage"]), "--baseline", "0")
+    rc, out, _ = run(capsys, "check", "--source", str(exports["db-outage-2h"]), "--baseline", "0")
     assert rc == 2 and " · no baseline (--baseline 0) · " in out.splitlines()[1]
     assert "(usual" not in out, "no baseline was asked for: nothing is compared with one"
     rc, out, _ = run(
-        capsys, "check", "--source", str(exports["db-outage"]), "--baseline", "0s", "--lang", "fr"
+        capsys, "check", "--source", str(exports["db-outage-2h"]), "--baseline", "0s", "--lang", "fr"
     )
     assert rc == 2 and " · pas de référence (--baseline 0) · " in out.splitlines()[1]
 
@@ -163,7 +163,7 @@ def test_output_file_is_written_whole(
         capsys,
         "check",
         "--source",
-        str(exports["db-outage"]),
+        str(exports["db-outage-2h"]),
         "--format",
         "markdown",
         "--output",
@@ -195,7 +195,7 @@ def test_settings_from_config_file_and_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    Path("prodguardian.yaml").write_text(f"source: {exports['db-outage']}\nlang: fr\n", encoding="utf-8")
+    Path("prodguardian.yaml").write_text(f"source: {exports['db-outage-2h']}\nlang: fr\n", encoding="utf-8")
     rc, out, _ = run(capsys, "check")
     assert rc == 2 and "Base de données indisponible" in out
     monkeypatch.setenv("PRODGUARDIAN_LANG", "en")
@@ -276,7 +276,7 @@ def test_windows_console_encoding_survives(exports: dict[str, Path]) -> None:
     """A legacy code page (cp1252, as on a Windows console) must not crash on the report's emoji."""
     env = {**os.environ, "PYTHONIOENCODING": "cp1252"}
     result = subprocess.run(
-        [sys.executable, "-m", "prodguardian", "check", "--source", str(exports["db-outage"])],
+        [sys.executable, "-m", "prodguardian", "check", "--source", str(exports["db-outage-2h"])],
         capture_output=True,
         env=env,
         check=False,

@@ -113,7 +113,7 @@ def test_a_state_in_cloud_storage_is_read_and_saved_by_each_check(
 ) -> None:
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake_gcs_server.url)
     url = "gs://state-bucket/prodguardian.sqlite"
-    code, _, _ = run(capsys, "check", "--source", str(exports["db-outage"]), "--state", url)
+    code, _, _ = run(capsys, "check", "--source", str(exports["db-outage-2h"]), "--state", url)
     assert code == 2 and fake_gcs_server.generation("state-bucket", "prodguardian.sqlite")
     code, info, _ = run(capsys, "state", "info", "--state", url)
     assert code == 0 and info.startswith(f"file: {url}\n") and "service emergence-app:" in info
