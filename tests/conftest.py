@@ -14,7 +14,7 @@ from xdist.scheduler import LoadScopeScheduling
 from prodguardian.rules import RulePack, load_pack
 from prodguardian.simulate import generate
 from prodguardian.source import write_export
-from tests import reports
+from tests import reports, wheel
 from tests.fake_logging_server import FakeLoggingServer, fake_logging_server  # noqa: F401 - the shared fixture
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
@@ -86,6 +86,12 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             if not paths[name].exists():  # write_export writes whole or not at all
                 write_export(generate(scenario, hours=hours), str(paths[name]))
     return paths
+
+
+@pytest.fixture(scope="session")
+def wheel_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the package's wheel is installed (tests/wheel.py), built once for all xdist workers."""
+    return wheel.installed_once(_shared_folder(tmp_path_factory) / "wheel")
 
 
 @pytest.fixture
