@@ -100,13 +100,27 @@ def logging_api(
     monkeypatch: pytest.MonkeyPatch,
 ) -> FakeLoggingServer:
     """The fake Logging API holding the db-outage scenario, as the live source's emulator, unpaced."""
-    monkeypatch.setenv("LOGGING_EMULATOR_HOST", fake_logging_server.host)
+    return _serving(fake_logging_server, monkeypatch, hours=25)
+
+
+@pytest.fixture
+def outage_api(
+    fake_logging_server: FakeLoggingServer,  # noqa: F811 - pytest passes the fixture imported above
+    monkeypatch: pytest.MonkeyPatch,
+) -> FakeLoggingServer:
+    """The same with db-outage's last 2 hours only (its outage hour, the same entries, and one before): for
+    tests of what a live read does, not of a day's baseline (a tenth of the entries to serve)."""
+    return _serving(fake_logging_server, monkeypatch, hours=2)
+
+
+def _serving(server: FakeLoggingServer, monkeypatch: pytest.MonkeyPatch, hours: int) -> FakeLoggingServer:
+    monkeypatch.setenv("LOGGING_EMULATOR_HOST", server.host)
     monkeypatch.setenv("PRODGUARDIAN_CALLS_PER_SECOND", "1000")
-    fake_logging_server.add(_db_outage())
-    return fake_logging_server
+    server.add(_db_outage(hours))
+    return server
 
 
 @cache
-def _db_outage() -> tuple[dict[str, Any], ...]:
-    """The db-outage scenario's entries, simulated once per process (the fake only reads them)."""
-    return tuple(generate("db-outage"))
+def _db_outage(hours: int) -> tuple[dict[str, Any], ...]:
+    """db-outage's last `hours` hours, simulated once per process (the fake only reads them)."""
+    return tuple(generate("db-outage", hours=hours))

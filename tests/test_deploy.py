@@ -152,7 +152,7 @@ def test_the_crontab_line_is_valid_shell() -> None:
 @pytest.mark.skipif(shutil.which("sh") is None, reason="no POSIX shell here (Windows) to run the line")
 @pytest.mark.skipif(watch_command_name() != "watch", reason="`prodguardian watch` is not on this branch yet")
 def test_the_crontab_line_alerts_once_through_a_local_slack(
-    tmp_path: Path, logging_api: FakeLoggingServer, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, outage_api: FakeLoggingServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The line as cron runs it (sh -c, HOME set), its files laid out as docs/deploy.md says, against the
     fake Logging API's outage and a local Slack: one message, not repeated by the next run."""

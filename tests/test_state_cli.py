@@ -57,7 +57,7 @@ def test_a_warm_live_check_reads_from_the_cursor_less_the_margin_and_answers_as_
 
 
 def test_a_live_check_of_one_service_keeps_its_state_in_the_user_folder(
-    capsys: pytest.CaptureFixture[str], logging_api: FakeLoggingServer
+    capsys: pytest.CaptureFixture[str], outage_api: FakeLoggingServer
 ) -> None:
     run(capsys, "check", *LIVE, "--until", END)
     with StateStore(default_state_path()) as store:
