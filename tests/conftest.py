@@ -63,14 +63,16 @@ def shared_reports(tmp_path_factory: pytest.TempPathFactory) -> None:
         reports.share_in(_shared_folder(tmp_path_factory) / "reports")
 
 
-# The exports the CLI tests use: each scenario's 25 hours, and db-outage's last 2 (its outage hour and one of
-# baseline: still CRITICAL, a tenth of the size) for tests of how an input is read, not of what it holds.
+# The exports the CLI tests use: each scenario's 25 hours, and the last 2 of db-outage (its outage hour and
+# one of baseline: still CRITICAL, a tenth of the size) and of healthy, for tests of how an input is read or
+# what a command does with it, not of a day's baseline. They are the same entries as the 25 hours' last 2.
 EXPORTS: dict[str, tuple[str, int]] = {
     "db-outage": ("db-outage", 25),
     "healthy": ("healthy", 25),
     "slow": ("slow", 25),
     "bad-deploy": ("bad-deploy", 25),
     "db-outage-2h": ("db-outage", 2),
+    "healthy-2h": ("healthy", 2),
 }
 
 

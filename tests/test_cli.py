@@ -37,7 +37,9 @@ def test_check_exit_codes_follow_the_status(
 
 
 def test_unknown_is_exit_3_and_says_why(capsys: pytest.CaptureFixture[str], exports: dict[str, Path]) -> None:
-    rc, out, _ = run(capsys, "check", "--source", str(exports["healthy"]), "--until", "2030-01-01T00:00:00Z")
+    rc, out, _ = run(
+        capsys, "check", "--source", str(exports["healthy-2h"]), "--until", "2030-01-01T00:00:00Z"
+    )
     assert rc == 3
     assert out.startswith("⚪ Production Status: UNKNOWN") and "silence is not health" in out
 
@@ -87,7 +89,7 @@ def test_bad_export_is_exit_3_naming_file_and_line(
 def test_skipped_entries_warn_once(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, exports: dict[str, Path]
 ) -> None:
-    entries = json.loads(exports["healthy"].read_text(encoding="utf-8"))
+    entries = json.loads(exports["healthy-2h"].read_text(encoding="utf-8"))  # the newest first
     path = tmp_path / "mixed.json"
     path.write_text(json.dumps([*entries[:500], 1, "two", {"timestamp": "never"}]), encoding="utf-8")
     _rc, out, err = run(capsys, "check", "--source", str(path), "--format", "json")

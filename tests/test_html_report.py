@@ -135,7 +135,7 @@ def test_check_writes_the_page_to_output(
     capsys: pytest.CaptureFixture[str], exports: dict[str, Path], tmp_path: Path
 ) -> None:
     out = tmp_path / "report.html"
-    code = main(["check", "--source", str(exports["db-outage"]), "--format", "html", "--output", str(out)])
+    code = main(["check", "--source", str(exports["db-outage-2h"]), "--format", "html", "--output", str(out)])
     assert code == 2 and capsys.readouterr().out == ""
     assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
 

@@ -85,7 +85,7 @@ def test_reset_needs_yes(
     capsys: pytest.CaptureFixture[str], exports: dict[str, Path], tmp_path: Path
 ) -> None:
     state = str(tmp_path / "history.sqlite")
-    run(capsys, "check", "--source", str(exports["healthy"]), "--state", state)
+    run(capsys, "check", "--source", str(exports["healthy-2h"]), "--state", state)
     code, _, err = run(capsys, "state", "reset", "--state", state)
     assert code == 3 and "add --yes" in err
     code, out, _ = run(capsys, "state", "reset", "--state", state, "--yes")
