@@ -18,10 +18,10 @@ from tests import reports, wheel
 from tests.fake_logging_server import FakeLoggingServer, fake_logging_server  # noqa: F401 - the shared fixture
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
-# Files whose tests all run on one xdist worker: their session fixture is costly and would be paid per worker
-# (the browser's opened pages: half a minute). xdist_group marks cannot do it: pytest 9.2 ignores the node
-# id xdist's loadgroup rewrites.
-ONE_WORKER = ("tests/test_html_browser.py",)
+# Files whose tests all run on one xdist worker: their session or module fixture is costly and would be paid
+# per worker (the browser's opened pages: half a minute; Claude Code's plugin install: 5 s). xdist_group
+# marks cannot do it: pytest 9.2 ignores the node id xdist's loadgroup rewrites.
+ONE_WORKER = ("tests/test_html_browser.py", "tests/test_claude_code.py")
 
 
 class _Scheduling(LoadScopeScheduling):
