@@ -19,6 +19,7 @@ from prodguardian import simulate
 from prodguardian.check import CheckOptions, failed_report, run_check
 from prodguardian.notification import DeliveryError, Notification
 from prodguardian.verdict import Report
+from tests.reports import made_once
 
 START = datetime(2025, 10, 11, 12, 0, tzinfo=UTC)
 STEP = timedelta(minutes=5)
@@ -95,7 +96,12 @@ class PostChannel:
 
 @cache
 def report_at(scenario: str, run: int) -> Report:
-    """The check of `scenario` over the 15 minutes before run `run`'s clock (START + run × 5 min)."""
+    """The check of `scenario` over the 15 minutes before run `run`'s clock (START + run × 5 min), made once
+    a run for all xdist workers (tests/reports.py)."""
+    return made_once("alerting", f"{scenario}-{run}", lambda: _check_at(scenario, run))
+
+
+def _check_at(scenario: str, run: int) -> Report:
     end = START + run * STEP
     entries = list(simulate.generate(scenario, hours=2, end=end))
     options = CheckOptions(freshness=timedelta(minutes=15), baseline=timedelta(hours=1))
