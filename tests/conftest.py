@@ -63,16 +63,15 @@ def shared_reports(tmp_path_factory: pytest.TempPathFactory) -> None:
         reports.share_in(_shared_folder(tmp_path_factory) / "reports")
 
 
-# The exports the CLI tests use: each scenario's 25 hours, and the last 2 of db-outage (its outage hour and
-# one of baseline: still CRITICAL, a tenth of the size) and of healthy, for tests of how an input is read or
-# what a command does with it, not of a day's baseline. They are the same entries as the 25 hours' last 2.
+# The exports the CLI tests use: a scenario's 25 hours where a test needs a day of baseline, else its last 2
+# (the window's hour and one of baseline: the same status, a tenth of the size; the same entries as the 25
+# hours' last 2), for tests of how an input is read or what a command does with it.
 EXPORTS: dict[str, tuple[str, int]] = {
     "db-outage": ("db-outage", 25),
-    "healthy": ("healthy", 25),
-    "slow": ("slow", 25),
     "bad-deploy": ("bad-deploy", 25),
     "db-outage-2h": ("db-outage", 2),
     "healthy-2h": ("healthy", 2),
+    "slow-2h": ("slow", 2),
 }
 
 

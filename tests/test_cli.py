@@ -24,9 +24,9 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 @pytest.mark.parametrize(
     ("name", "code", "head"),
     [
-        ("db-outage", 2, "🔴 Production Status: CRITICAL"),
-        ("healthy", 0, "🟢 Production Status: OK"),
-        ("slow", 1, "🟡 Production Status: DEGRADED"),
+        ("db-outage-2h", 2, "🔴 Production Status: CRITICAL"),
+        ("healthy-2h", 0, "🟢 Production Status: OK"),
+        ("slow-2h", 1, "🟡 Production Status: DEGRADED"),
     ],
 )
 def test_check_exit_codes_follow_the_status(
@@ -122,7 +122,7 @@ def test_skipped_entries_warn_once(
 def test_times_no_check_can_hold_are_one_line_errors(
     capsys: pytest.CaptureFixture[str], exports: dict[str, Path], option: tuple[str, str], said: str
 ) -> None:
-    rc, out, err = run(capsys, "check", "--source", str(exports["healthy"]), *option)
+    rc, out, err = run(capsys, "check", "--source", str(exports["healthy-2h"]), *option)
     assert rc == 3 and out == ""
     assert err.startswith(f"prodguardian: error: {said}") and len(err.splitlines()) == 1, err
 

@@ -146,6 +146,6 @@ def test_without_matplotlib_a_one_line_error_naming_the_extra(
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # what `import matplotlib` meets when not installed
     with pytest.raises(ConfigError, match=r"prodguardian\[html\]"):
         render_html(report_of("healthy"), "en")
-    code = main(["check", "--source", str(exports["healthy"]), "--format", "html"])
+    code = main(["check", "--source", str(exports["healthy-2h"]), "--format", "html"])
     err = capsys.readouterr().err
     assert code == 3 and err.count("\n") == 1 and "pip install 'prodguardian[html]'" in err

@@ -99,7 +99,7 @@ def test_a_state_that_is_not_ours_is_one_line_and_exit_3(
 ) -> None:
     state = tmp_path / "notes.sqlite"
     state.write_text("not a database", encoding="utf-8")
-    code, out, err = run(capsys, "check", "--source", str(exports["healthy"]), "--state", str(state))
+    code, out, err = run(capsys, "check", "--source", str(exports["healthy-2h"]), "--state", str(state))
     assert code == 3 and out == ""
     assert err == f"prodguardian: error: {state}: not a SQLite database, so not a ProdGuardian state store\n"
     assert state.read_text(encoding="utf-8") == "not a database"
