@@ -68,10 +68,10 @@ def shared_reports(tmp_path_factory: pytest.TempPathFactory) -> None:
 # hours' last 2), for tests of how an input is read or what a command does with it.
 EXPORTS: dict[str, tuple[str, int]] = {
     "db-outage": ("db-outage", 25),
-    "bad-deploy": ("bad-deploy", 25),
     "db-outage-2h": ("db-outage", 2),
     "healthy-2h": ("healthy", 2),
     "slow-2h": ("slow", 2),
+    "bad-deploy-2h": ("bad-deploy", 2),
 }
 
 
