@@ -1,4 +1,6 @@
-"""Shared fixtures: the rule pack once, simulator exports once per session."""
+"""Shared fixtures: the rule pack once; simulator exports and the built wheel once a run for all xdist
+workers, the fake Logging API's entries once a process; and xdist's scheduling, which keeps the tests of a
+file whose fixtures are costly on one worker."""
 
 from __future__ import annotations
 
