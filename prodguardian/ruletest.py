@@ -35,9 +35,12 @@ class ExampleResult:
         return self.problem is None and self.matched == self.expected
 
 
-def run_examples(pack: RulePack) -> list[ExampleResult]:
+def run_examples(pack: RulePack, rule_id: str | None = None) -> list[ExampleResult]:
+    """The examples of the pack's rules (or of rule `rule_id` only), each checked with the whole pack."""
     results = []
     for rule in pack.rules:
+        if rule_id is not None and rule.id != rule_id:
+            continue
         for expected, examples in ((True, rule.examples.match), (False, rule.examples.no_match)):
             for example in examples:
                 results.append(_run_one(pack, rule, example, expected))

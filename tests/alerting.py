@@ -19,6 +19,7 @@ from prodguardian import simulate
 from prodguardian.check import CheckOptions, failed_report, run_check
 from prodguardian.notification import DeliveryError, Notification
 from prodguardian.verdict import Report
+from tests.reports import made_once
 
 START = datetime(2025, 10, 11, 12, 0, tzinfo=UTC)
 STEP = timedelta(minutes=5)
@@ -59,7 +60,7 @@ def receiver() -> Iterator[Receiver]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     got.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
     try:
@@ -95,7 +96,12 @@ class PostChannel:
 
 @cache
 def report_at(scenario: str, run: int) -> Report:
-    """The check of `scenario` over the 15 minutes before run `run`'s clock (START + run × 5 min)."""
+    """The check of `scenario` over the 15 minutes before run `run`'s clock (START + run × 5 min), made once
+    a run for all xdist workers (tests/reports.py)."""
+    return made_once("alerting", f"{scenario}-{run}", lambda: _check_at(scenario, run))
+
+
+def _check_at(scenario: str, run: int) -> Report:
     end = START + run * STEP
     entries = list(simulate.generate(scenario, hours=2, end=end))
     options = CheckOptions(freshness=timedelta(minutes=15), baseline=timedelta(hours=1))

@@ -6,7 +6,7 @@ from functools import cache
 
 from prodguardian.render_html import render_html
 from prodguardian.verdict import Report
-from tests.reports import hostile_revision_report, scenario_report, two_service_report
+from tests.reports import hostile_revision_report, made_once, scenario_report, two_service_report
 
 SCENARIOS = ("db-outage", "healthy", "bad-deploy", "two-services")
 
@@ -23,4 +23,4 @@ def report_of(name: str) -> Report:
 
 @cache
 def html_of(name: str, lang: str = "en") -> str:
-    return render_html(report_of(name), lang)
+    return made_once("html", f"{name}-{lang}", lambda: render_html(report_of(name), lang))

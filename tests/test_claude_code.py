@@ -156,7 +156,7 @@ def stand_in() -> Iterator[Start]:
         model = StandInModel(script)
         server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(model))
         server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         servers.append(server)
         return model, f"http://127.0.0.1:{server.server_address[1]}"
 

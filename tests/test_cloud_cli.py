@@ -50,7 +50,7 @@ def test_show_filter_needs_no_credentials(capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_truncated_read_is_reported(
-    capsys: pytest.CaptureFixture[str], logging_api: FakeLoggingServer
+    capsys: pytest.CaptureFixture[str], outage_api: FakeLoggingServer
 ) -> None:
     _, out, _ = run(capsys, "check", *CHECK, "--max-entries", "2000", "--format", "json")
     report = json.loads(out)
@@ -68,9 +68,9 @@ def test_truncated_read_is_reported(
     ids=["permission-denied", "unknown-project"],
 )
 def test_fetch_errors_are_one_line_exit_3(
-    capsys: pytest.CaptureFixture[str], logging_api: FakeLoggingServer, fault: Fault, message: str
+    capsys: pytest.CaptureFixture[str], outage_api: FakeLoggingServer, fault: Fault, message: str
 ) -> None:
-    logging_api.inject_always(fault)
+    outage_api.inject_always(fault)
     for command in ("check", "fetch"):
         code, out, err = run(capsys, command, *CHECK)
         assert code == 3 and out == ""

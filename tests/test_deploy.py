@@ -33,6 +33,7 @@ from prodguardian.check import parse_duration
 from prodguardian.cli import cli
 from tests.fake_logging_server import FakeLoggingServer
 from tests.http_receiver import http_receiver
+from tests.wheel import dockerfile, first_stage_copies, instructions
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -151,7 +152,7 @@ def test_the_crontab_line_is_valid_shell() -> None:
 @pytest.mark.skipif(shutil.which("sh") is None, reason="no POSIX shell here (Windows) to run the line")
 @pytest.mark.skipif(watch_command_name() != "watch", reason="`prodguardian watch` is not on this branch yet")
 def test_the_crontab_line_alerts_once_through_a_local_slack(
-    tmp_path: Path, logging_api: FakeLoggingServer, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, outage_api: FakeLoggingServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The line as cron runs it (sh -c, HOME set), its files laid out as docs/deploy.md says, against the
     fake Logging API's outage and a local Slack: one message, not repeated by the next run."""
@@ -284,23 +285,6 @@ def test_the_schtasks_command_runs_the_script_every_5_minutes() -> None:
 # The image
 
 
-def dockerfile() -> Any:
-    parser = pytest.importorskip("dockerfile_parse").DockerfileParser
-    return parser(str(DOCKERFILE))
-
-
-def instructions(name: str) -> list[str]:
-    return [i["value"] for i in dockerfile().structure if i["instruction"] == name]
-
-
-def first_stage_copies() -> list[str]:
-    sources = []
-    for value in instructions("COPY"):
-        if not value.startswith("--from="):
-            sources += value.split()[:-1]
-    return sources
-
-
 def test_the_dockerfile_follows_the_rules() -> None:
     parsed = dockerfile()
     bases = instructions("FROM")
@@ -335,23 +319,11 @@ def test_hadolint_finds_nothing() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_image_installs_from_what_the_dockerfile_copies(tmp_path: Path) -> None:
+def test_the_image_installs_from_what_the_dockerfile_copies(tmp_path: Path, wheel_site: Path) -> None:
     """The image's build without a container engine: its first stage's wheel, built from only what its COPY
-    lines bring in, then installed as its second stage does, runs the ENTRYPOINT and finds its rules."""
-    context = tmp_path / "src"
-    context.mkdir()
-    for source in first_stage_copies():
-        if (ROOT / source).is_dir():
-            shutil.copytree(ROOT / source, context / source, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(ROOT / source, context / source)
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "wheels"), str(context)]
-    subprocess.run(build, capture_output=True, check=True, timeout=300, cwd=tmp_path)
-    (wheel,) = (tmp_path / "wheels").glob("prodguardian-*.whl")
-    install = [*pip, "install", "--no-deps", "--target", str(tmp_path / "site"), str(wheel)]
-    subprocess.run(install, capture_output=True, check=True, timeout=300)
-    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    lines bring in, then installed as its second stage does (tests/wheel.py, once a run), runs the
+    ENTRYPOINT and finds its rules."""
+    env = {**os.environ, "PYTHONPATH": str(wheel_site)}
     entrypoint = [sys.executable, "-m", "prodguardian", *json.loads(instructions("ENTRYPOINT")[-1])[1:]]
     if watch_command_name() == "check":
         entrypoint[-1] = "check"
@@ -359,7 +331,7 @@ def test_the_image_installs_from_what_the_dockerfile_copies(tmp_path: Path) -> N
     assert helped.returncode == 0 and "--state" in helped.stdout, helped.stderr
     program = entrypoint[:-1]  # the rules come from the installed package, not from a checkout
     rules = subprocess.run([*program, "rules", "list"], capture_output=True, text=True, env=env, cwd=tmp_path)
-    assert rules.returncode == 0 and str(tmp_path / "site") in rules.stdout, rules.stderr
+    assert rules.returncode == 0 and str(wheel_site) in rules.stdout, rules.stderr
 
 
 def _container_builder() -> str | None:

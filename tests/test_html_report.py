@@ -135,7 +135,7 @@ def test_check_writes_the_page_to_output(
     capsys: pytest.CaptureFixture[str], exports: dict[str, Path], tmp_path: Path
 ) -> None:
     out = tmp_path / "report.html"
-    code = main(["check", "--source", str(exports["db-outage"]), "--format", "html", "--output", str(out)])
+    code = main(["check", "--source", str(exports["db-outage-2h"]), "--format", "html", "--output", str(out)])
     assert code == 2 and capsys.readouterr().out == ""
     assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
 
@@ -146,6 +146,6 @@ def test_without_matplotlib_a_one_line_error_naming_the_extra(
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # what `import matplotlib` meets when not installed
     with pytest.raises(ConfigError, match=r"prodguardian\[html\]"):
         render_html(report_of("healthy"), "en")
-    code = main(["check", "--source", str(exports["healthy"]), "--format", "html"])
+    code = main(["check", "--source", str(exports["healthy-2h"]), "--format", "html"])
     err = capsys.readouterr().err
     assert code == 3 and err.count("\n") == 1 and "pip install 'prodguardian[html]'" in err

@@ -155,7 +155,7 @@ def test_a_bad_deploys_keyerror_is_a_new_error_with_its_evidence() -> None:
 
 def test_a_template_the_store_knows_is_not_new() -> None:
     options = CheckOptions(known_templates=frozenset({template_id(KEYERROR)}))
-    report = run_check(generate("bad-deploy"), options).report
+    report = run_check(generate("bad-deploy", hours=2), options).report  # the window and an hour
     assert not [f for f in report.findings if f.kind == "new_error"]
     assert [(p.template, p.new) for p in report.patterns] == [(KEYERROR, False)]
     assert report.status == "CRITICAL"  # still a spike of unknown errors behind 4% of requests failing
@@ -300,7 +300,7 @@ def test_patterns_prints_each_lines_template_and_the_top_ones(
 def test_patterns_of_an_export_groups_tracebacks_by_frame(
     exports: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = run_cli(capsys, "--source", str(exports["bad-deploy"]), "--top", "0")
+    code, out, err = run_cli(capsys, "--source", str(exports["bad-deploy-2h"]), "--top", "0")
     assert code == 0
     rows = list(csv.DictReader(io.StringIO(out)))
     keyerrors = [row for row in rows if row["template"] == KEYERROR]

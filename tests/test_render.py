@@ -15,11 +15,11 @@ from prodguardian.aggregate import cut_line
 from prodguardian.check import CheckOptions, run_check
 from prodguardian.render import Translator, catalog, clean, inline_code, is_plural, render
 from prodguardian.rules import RulePack
-from prodguardian.simulate import generate
 from prodguardian.source import FileSource
 from prodguardian.verdict import LogText, Report
 from tests import logs
 from tests.markdown import outside_code
+from tests.reports import scenario_report
 
 HOSTILE = "KeyError: '\x1b[2J\x1b[31mpwned\x1b[0m' ``` <script>alert(1)</script> \u202eevil\r\n| a | b |"
 # Markup a chat or an agent's view would act on: a link, HTML, emphasis, a heading, a broken code span.
@@ -141,7 +141,7 @@ def test_json_writes_whole_numbers_as_integers() -> None:
     """A rule's `ms: 1000` or `above_baseline: 3`, an objective's target 0, a rate of 9/h: never 3.0."""
     floats: list[str] = []
     for scenario in ("slow", "db-outage"):
-        text = render(run_check(generate(scenario), CheckOptions()).report, "json")
+        text = render(scenario_report(scenario), "json")
         document = json.loads(text, parse_float=lambda number: floats.append(number) or float(number))
         assert not [number for number in floats if float(number).is_integer()], scenario
         assert any(isinstance(f["threshold"], dict) for f in document["findings"])
@@ -192,7 +192,7 @@ def test_french_elides_de_and_que_before_a_vowel() -> None:
 
 
 def test_a_revision_share_says_its_count_and_denominator(pack: RulePack) -> None:
-    report = run_check(generate("bad-deploy"), CheckOptions()).report
+    report = scenario_report("bad-deploy")
     assert "(12 of 155 in emergence-app-00298-xyz: 7.74%)" in render(report, "text")
     assert "(12 sur 155 dans emergence-app-00298-xyz\u00a0: 7,74\u202f%)" in render(report, "text", "fr")
     (worst,) = [
@@ -209,7 +209,7 @@ def test_a_missing_table_is_not_called_a_missing_database() -> None:
 
 
 def test_a_metric_headline_has_one_pair_of_parentheses() -> None:
-    text = render(run_check(generate("reconnect-storm"), CheckOptions()).report, "text")
+    text = render(scenario_report("reconnect-storm"), "text")
     assert "⚠️ Database reconnections — 12 in 1 h, objective < 5/h (usual: 0/h, p < 1e-6)" in text
 
 

@@ -81,7 +81,7 @@ def test_extra_directory_adds_and_replaces_rules(tmp_path: Path) -> None:
     assert pack.by_id("payment-declined").match.message == "PaymentDeclined: card \\d+"
     assert pack.by_id("http-5xx").origin == Location(str(tmp_path / "override.yaml"), 2, 5)
     assert [r.id for r in pack.rules].count("http-5xx") == 1
-    assert all(r.passed for r in run_examples(pack) if r.rule == "payment-declined")
+    assert all(r.passed for r in run_examples(pack, "payment-declined"))
 
 
 RULE_LEVEL = GOOD.split("rules:\n", 1)[1]
@@ -277,7 +277,7 @@ def test_readme_rule_example_is_a_valid_rule(tmp_path: Path) -> None:
     write(tmp_path, example)
     rule = load_pack([str(tmp_path)], builtin=False).by_id("payment-declined")
     assert rule.match.kinds == ("app",) and rule.advice == "investigate"
-    assert all(r.passed for r in run_examples(load_pack([str(tmp_path)])) if r.rule == "payment-declined")
+    assert all(r.passed for r in run_examples(load_pack([str(tmp_path)]), "payment-declined"))
 
 
 def test_a_hostile_line_cannot_hang_a_rule() -> None:

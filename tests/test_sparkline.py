@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import math
 
-from prodguardian.check import CheckOptions, run_check
 from prodguardian.render import render
-from prodguardian.simulate import generate
 from prodguardian.sparkline import MAX_BARS, recent, sparkline
-from tests.reports import builtin_pack
+from tests.reports import scenario_report
 
 
 def test_values_scale_from_the_lowest_to_the_highest_bar() -> None:
@@ -41,7 +39,7 @@ def test_recent_keeps_the_last_buckets_and_moves_the_window_start() -> None:
 
 
 def test_the_text_and_markdown_reports_show_an_outage_in_the_window() -> None:
-    report = run_check(list(generate("db-outage")), CheckOptions(), builtin_pack()).report
+    report = scenario_report("db-outage")
     text = render(report, "text")
     line = next(x for x in text.splitlines() if "database errors/5min" in x)
     before, _, after = line.partition("│")

@@ -65,7 +65,7 @@ def test_a_warm_live_check_reads_from_the_cursor_less_the_margin_and_answers_as_
 
 
 def test_a_live_check_of_one_service_keeps_its_state_in_the_user_folder(
-    capsys: pytest.CaptureFixture[str], logging_api: FakeLoggingServer
+    capsys: pytest.CaptureFixture[str], outage_api: FakeLoggingServer
 ) -> None:
     run(capsys, "check", *LIVE, "--until", END)
     with StateStore(default_state_path()) as store:
@@ -93,7 +93,7 @@ def test_reset_needs_yes(
     capsys: pytest.CaptureFixture[str], exports: dict[str, Path], tmp_path: Path
 ) -> None:
     state = str(tmp_path / "history.sqlite")
-    run(capsys, "check", "--source", str(exports["healthy"]), "--state", state)
+    run(capsys, "check", "--source", str(exports["healthy-2h"]), "--state", state)
     code, _, err = run(capsys, "state", "reset", "--state", state)
     assert code == 3 and "add --yes" in err
     code, out, _ = run(capsys, "state", "reset", "--state", state, "--yes")
@@ -107,7 +107,7 @@ def test_a_state_that_is_not_ours_is_one_line_and_exit_3(
 ) -> None:
     state = tmp_path / "notes.sqlite"
     state.write_text("not a database", encoding="utf-8")
-    code, out, err = run(capsys, "check", "--source", str(exports["healthy"]), "--state", str(state))
+    code, out, err = run(capsys, "check", "--source", str(exports["healthy-2h"]), "--state", str(state))
     assert code == 3 and out == ""
     assert err == f"prodguardian: error: {state}: not a SQLite database, so not a ProdGuardian state store\n"
     assert state.read_text(encoding="utf-8") == "not a database"
@@ -121,7 +121,7 @@ def test_a_state_in_cloud_storage_is_read_and_saved_by_each_check(
 ) -> None:
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake_gcs_server.url)
     url = "gs://state-bucket/prodguardian.sqlite"
-    code, _, _ = run(capsys, "check", "--source", str(exports["db-outage"]), "--state", url)
+    code, _, _ = run(capsys, "check", "--source", str(exports["db-outage-2h"]), "--state", url)
     assert code == 2 and fake_gcs_server.generation("state-bucket", "prodguardian.sqlite")
     code, info, _ = run(capsys, "state", "info", "--state", url)
     assert code == 0 and info.startswith(f"file: {url}\n") and "service emergence-app:" in info

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from functools import cache
 from pathlib import Path
 
 import pandas as pd
@@ -14,17 +13,11 @@ from prodguardian.history import History
 from prodguardian.simulate import REVISION_BAD, REVISION_CURRENT, generate
 from prodguardian.state import StateStore
 from prodguardian.timelines import Timeline, bucket_minutes
-from prodguardian.verdict import Report
-from tests.reports import builtin_pack
-
-
-@cache
-def _report(name: str) -> Report:
-    return run_check(list(generate(name)), CheckOptions(), builtin_pack()).report
+from tests.reports import builtin_pack, scenario_report
 
 
 def _timeline(name: str) -> Timeline:
-    timeline = _report(name).timeline
+    timeline = scenario_report(name).timeline
     assert timeline is not None
     return timeline
 
@@ -37,13 +30,13 @@ def test_a_day_is_cut_in_5_minute_buckets_the_window_a_whole_number_of_them() ->
     timeline = _timeline("db-outage")
     assert timeline.bucket == timedelta(minutes=5)
     assert timeline.size - timeline.window_index == 12  # the hour's window
-    window = _report("db-outage").context.window
+    window = scenario_report("db-outage").context.window
     assert timeline.time_of(timeline.window_index) == window.start
     assert timeline.time_of(timeline.size) == window.end
 
 
 def test_requests_sum_to_the_reports_counts() -> None:
-    timeline, report = _timeline("healthy"), _report("healthy")
+    timeline, report = _timeline("healthy"), scenario_report("healthy")
     assert report.metrics is not None
     in_window = _signal(timeline, "requests")[timeline.window_index :]
     assert sum(v or 0 for v in in_window) == report.metrics.requests
@@ -66,7 +59,7 @@ def test_a_healthy_service_has_no_anomalous_bucket_and_a_latency_band() -> None:
 
 def test_a_deploy_is_a_revision_change_in_the_window() -> None:
     timeline = _timeline("bad-deploy")
-    window = _report("bad-deploy").context.window
+    window = scenario_report("bad-deploy").context.window
     # The simulator's baseline has a deploy of its own (the old revision to the current one).
     assert [c.revision for c in timeline.revisions] == [REVISION_CURRENT, REVISION_BAD]
     assert timeline.revisions[0].at < window.start <= timeline.revisions[1].at < window.end

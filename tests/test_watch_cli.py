@@ -238,7 +238,7 @@ def test_every_service_of_the_input_has_its_own_alerts(watch: Watch) -> None:
 
 
 def test_a_live_watch_reads_cloud_logging_with_or_without_a_service(
-    watch: Watch, logging_api: FakeLoggingServer
+    watch: Watch, outage_api: FakeLoggingServer
 ) -> None:
     live = ["watch", "--project", "emergence-469005", "--until", "2025-10-11T12:04:00Z", "--quiet"]
     live += ["--state", watch.state, "--webhook", watch.url]
