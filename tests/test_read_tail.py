@@ -10,6 +10,8 @@ answer at the end, each warm read pulling the entries received since the last on
 from __future__ import annotations
 
 import json
+import multiprocessing
+import signal
 import sqlite3
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,6 +26,7 @@ from prodguardian.simulate import generate
 from prodguardian.sketch import ALPHA
 from prodguardian.state import Cursor, MinuteFacts, ReadTail, StateError, StateStore
 from tests.fake_logging_server import FakeLoggingServer
+from tests.test_history_faults import _dying_mid_write
 
 PROJECT, SERVICE = "emergence-469005", "emergence-app"
 KEY = f"logging:{PROJECT}:*:{SERVICE}"
@@ -104,6 +107,40 @@ def test_warm_checks_pull_what_arrived_since_and_answer_as_the_stateless_check(
     for key, value in stateless["metrics"].items():
         if "latency" in key and isinstance(value, float):
             assert warm["metrics"][key] == pytest.approx(value, rel=ALPHA), key
+
+
+def _killed_mid_write(until: datetime, state: str) -> None:
+    """In the child: a warm live check, killed at the 2,000th SQLite instruction of its write."""
+    StateStore.replace = _dying_mid_write(StateStore.replace)  # type: ignore[method-assign]
+    main(["check", *LIVE, "--until", until.isoformat(), "--state", state])
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="SIGKILL is POSIX")
+def test_a_live_check_killed_mid_write_leaves_the_last_tail_and_the_next_check_answers_right(
+    capsys: pytest.CaptureFixture[str],
+    fake_logging_server: FakeLoggingServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LOGGING_EMULATOR_HOST", fake_logging_server.host)
+    monkeypatch.setenv("PRODGUARDIAN_CALLS_PER_SECOND", "1000")
+    entries, end = _entries("db-outage")
+    fake_logging_server.add(entries)
+    path, first = tmp_path / "state.sqlite", end - CUTS[0]
+    _check(capsys, fake_logging_server, first, "--state", str(path))
+    with StateStore(path) as store:
+        tail = store.read_tail(KEY)
+    fake_logging_server.now(end - CUTS[1])
+    child = multiprocessing.get_context("fork").Process(
+        target=_killed_mid_write, args=(end - CUTS[1], str(path))
+    )
+    child.start()
+    child.join()
+    assert child.exitcode == -signal.SIGKILL
+    with StateStore(path) as store:  # the cursor and the tail of the read before, together
+        assert store.cursor(KEY) == pd.Timestamp(first).ceil("min") and store.read_tail(KEY) == tail
+    warm = _check(capsys, fake_logging_server, end, "--state", str(path))
+    assert _answer(warm) == _answer(_check(capsys, fake_logging_server, end, "--no-state"))
 
 
 def test_the_tail_is_kept_with_the_cursor_and_read_back(tmp_path: Path) -> None:
