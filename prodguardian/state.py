@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import sys
 import time
 import zlib
 from collections.abc import Iterator, Sequence
@@ -158,6 +159,8 @@ _READ_TAILS: Migration = (
     """CREATE TABLE read_tails (
         query_key TEXT PRIMARY KEY, start INTEGER NOT NULL, read_until INTEGER NOT NULL,
         received_until INTEGER NOT NULL, entries BLOB NOT NULL)""",
+    # The first minute the query's newest read replaced: an older read that writes later keeps off them.
+    "ALTER TABLE cursors ADD COLUMN read_from INTEGER",
 )
 MIGRATIONS: tuple[Migration, ...] = (
     _SCHEMA_V1,
@@ -326,12 +329,18 @@ class StateStore:
     def replace(
         self, service: str, start: datetime, end: datetime, facts: MinuteFacts, cursor: Cursor | None = None
     ) -> None:
-        """Make the service's facts in the minutes [start, end) these, mark them covered, move the cursor."""
+        """Make the service's facts in the minutes [start, end) these, mark them covered, move the cursor.
+
+        With a cursor, the minutes a newer read of its query already replaced stay as it wrote them: this
+        read, which ended earlier, holds no entry that one lacks (a slower concurrent check writing last)."""
         first, stop = _minute(start, "start"), _minute(end, "end")
         if stop < first:
             raise ValueError(f"the range ends ({end}) before it starts ({start})")
         rows = _fact_rows(facts, service, first, stop)
         with self._writing() as db:
+            if cursor is not None:
+                stop = max(first, min(stop, _newer_read_from(db, cursor)))
+                rows = _before(rows, stop)
             for table in _MINUTE_TABLES:
                 db.execute(
                     f"DELETE FROM {table} WHERE service = ? AND minute >= ? AND minute < ?",
@@ -343,7 +352,7 @@ class StateStore:
             if stop > first:
                 _extend_coverage(db, service, first, stop)
             if cursor is not None:
-                db.execute(_MOVE_CURSOR, (cursor.key, _ns(cursor.read_until), time.time_ns()))
+                db.execute(_MOVE_CURSOR, (cursor.key, _ns(cursor.read_until), time.time_ns(), first))
                 _keep_tail(db, cursor)
 
     def prune(
@@ -794,9 +803,29 @@ _UPSERTS = {
 }
 # The cursor only moves forward: a slower concurrent check, or a backfill, never sends it back.
 _MOVE_CURSOR = (
-    "INSERT INTO cursors (query_key, read_until, updated) VALUES (?, ?, ?) ON CONFLICT (query_key)"
-    " DO UPDATE SET read_until = max(read_until, excluded.read_until), updated = excluded.updated"
+    "INSERT INTO cursors (query_key, read_until, updated, read_from) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (query_key) DO UPDATE SET read_until = max(read_until, excluded.read_until),"
+    " read_from = CASE WHEN excluded.read_until >= read_until THEN excluded.read_from ELSE read_from END,"
+    " updated = excluded.updated"
 )
+
+
+def _newer_read_from(db: sqlite3.Connection, cursor: Cursor) -> int:
+    """The first minute a read of the cursor's query that ended later replaced (no limit if none did)."""
+    row = db.execute(
+        "SELECT read_from FROM cursors WHERE query_key = ? AND read_until > ? AND read_from IS NOT NULL",
+        (cursor.key, _ns(cursor.read_until)),
+    ).fetchone()
+    return sys.maxsize if row is None else int(row[0])
+
+
+def _before(rows: dict[str, list[tuple[Any, ...]]], stop: int) -> dict[str, list[tuple[Any, ...]]]:
+    """The fact rows of the minutes before `stop` (the tables without minutes whole: they merge)."""
+    out = {}
+    for table, columns, _ in _FACT_TABLES:
+        at = columns.index("minute") + 1 if "minute" in columns else None  # after the service
+        out[table] = rows[table] if at is None else [row for row in rows[table] if row[at] < stop]
+    return out
 
 
 # Like the cursor, a tail only gives way to a newer read's; no tail means the margin is read again.

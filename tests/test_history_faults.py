@@ -147,3 +147,28 @@ def test_two_checks_at_once_on_one_store_count_each_entry_once(
     expected = run_check(entries, _options(end), builtin_pack()).report
     assert _summary(report) == _summary(expected)
     _same_metrics(report.metrics, expected.metrics)
+
+
+def test_a_slower_check_that_writes_last_does_not_undo_a_newer_ones_minutes(
+    warm_store: tuple[Path, datetime], tmp_path: Path
+) -> None:
+    """Two checks start from the same cursor; the one ending earlier, mid-minute, writes last: its partial
+    last minute must not replace the newer check's whole one, which no later read rebuilds."""
+    template, end = warm_store
+    path = tmp_path / "state.sqlite"
+    shutil.copy(template, path)
+    entries, stamps, _ = _entries("db-outage")
+    newer, older = end - timedelta(minutes=7, seconds=40), end - timedelta(minutes=13, seconds=20)
+    with StateStore(path) as store:
+        since = read_start(store, SERVICE, KEY, older - timedelta(hours=1) - BASELINE)
+        reads = {
+            until: [e for e, t in zip(entries, stamps, strict=True) if since <= t < until]
+            for until in (newer, older)
+        }
+        for until in (newer, older):  # the older one's write comes second
+            history = History(store, since, KEY)
+            run_check(reads[until], _options(until), builtin_pack(), history=history)
+    report = _warm_check(path, end)
+    expected = run_check(entries, _options(end), builtin_pack()).report
+    assert _summary(report) == _summary(expected)
+    _same_metrics(report.metrics, expected.metrics)
