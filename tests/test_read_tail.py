@@ -13,6 +13,7 @@ import json
 import multiprocessing
 import signal
 import sqlite3
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,15 +40,27 @@ def _stamp(entry: dict[str, Any], field: str) -> pd.Timestamp:
     return pd.Timestamp(entry[field])
 
 
-def _entries(name: str) -> tuple[list[dict[str, Any]], datetime]:
-    """Two hours of a scenario, without the entries received more than the margin late (a WebSocket
-    session's request log, written when it closes): no read of a store counts those (docs/design.md)."""
-    entries = [
-        e
-        for e in generate(name, hours=2)
-        if _stamp(e, "receiveTimestamp") - _stamp(e, "timestamp") < LATENESS_MARGIN
-    ]
-    return entries, max(_stamp(e, "timestamp") for e in entries).ceil("min").to_pydatetime()
+Serve = Callable[[str], datetime]
+
+
+@pytest.fixture
+def serve(fake_logging_server: FakeLoggingServer, monkeypatch: pytest.MonkeyPatch) -> Serve:
+    """Serve two hours of a scenario through the fake Logging API, as the live source's emulator; returns
+    their end. The entries received more than the margin late (a WebSocket session's request log, written
+    when it closes) are left out: no read of a store counts those (docs/design.md)."""
+    monkeypatch.setenv("LOGGING_EMULATOR_HOST", fake_logging_server.host)
+    monkeypatch.setenv("PRODGUARDIAN_CALLS_PER_SECOND", "1000")
+
+    def add(name: str) -> datetime:
+        entries = [
+            e
+            for e in generate(name, hours=2)
+            if _stamp(e, "receiveTimestamp") - _stamp(e, "timestamp") < LATENESS_MARGIN
+        ]
+        fake_logging_server.add(entries)
+        return max(_stamp(e, "timestamp") for e in entries).ceil("min").to_pydatetime()
+
+    return add
 
 
 def _check(
@@ -71,13 +84,10 @@ def test_warm_checks_pull_what_arrived_since_and_answer_as_the_stateless_check(
     name: str,
     capsys: pytest.CaptureFixture[str],
     fake_logging_server: FakeLoggingServer,
+    serve: Serve,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("LOGGING_EMULATOR_HOST", fake_logging_server.host)
-    monkeypatch.setenv("PRODGUARDIAN_CALLS_PER_SECOND", "1000")
-    entries, end = _entries(name)
-    fake_logging_server.add(entries)
+    end = serve(name)
     state = ["--state", str(tmp_path / "state.sqlite")]
     previous, late = end - CUTS[0], 0
     _check(capsys, fake_logging_server, previous, *state)
@@ -119,13 +129,10 @@ def _killed_mid_write(until: datetime, state: str) -> None:
 def test_a_live_check_killed_mid_write_leaves_the_last_tail_and_the_next_check_answers_right(
     capsys: pytest.CaptureFixture[str],
     fake_logging_server: FakeLoggingServer,
+    serve: Serve,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("LOGGING_EMULATOR_HOST", fake_logging_server.host)
-    monkeypatch.setenv("PRODGUARDIAN_CALLS_PER_SECOND", "1000")
-    entries, end = _entries("db-outage")
-    fake_logging_server.add(entries)
+    end = serve("db-outage")
     path, first = tmp_path / "state.sqlite", end - CUTS[0]
     _check(capsys, fake_logging_server, first, "--state", str(path))
     with StateStore(path) as store:
