@@ -114,10 +114,14 @@ class CloudLogging:
 @dataclass(frozen=True)
 class LateArrivals:
     """A read that already holds the entries stamped before `before` that were received before
-    `received_from`: of the entries before `before`, only those received from then on are asked for."""
+    `received_from`: of the entries before `before`, only those received from then on are asked for.
+    `requests_from`: the request logs stamped from then on, before the read's start, that were received
+    since are asked for too (a request log is written when its request ends: a WebSocket session's, up to
+    an hour after it began)."""
 
     before: datetime
     received_from: datetime
+    requests_from: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -135,10 +139,14 @@ class CloudQuery:
     def __post_init__(self) -> None:
         for name in ("start", "end"):
             object.__setattr__(self, name, _aware(getattr(self, name), f"the read window's {name}"))
-        if self.late_only is not None:
-            before = _aware(self.late_only.before, "the late arrivals' bound")
-            received = _aware(self.late_only.received_from, "the late arrivals' reception bound")
-            object.__setattr__(self, "late_only", LateArrivals(before, received))
+        late = self.late_only
+        if late is not None:
+            before = _aware(late.before, "the late arrivals' bound")
+            received = _aware(late.received_from, "the late arrivals' reception bound")
+            requests = None
+            if late.requests_from is not None:
+                requests = min(_aware(late.requests_from, "the late request logs' bound"), self.start)
+            object.__setattr__(self, "late_only", LateArrivals(before, received, requests))
         if self.start >= self.end:
             raise ConfigError(
                 f"empty read window: start {_rfc3339(self.start)} is not before end {_rfc3339(self.end)}"
@@ -252,18 +260,23 @@ def _build_filter(query: CloudQuery, project: str) -> tuple[str, bool]:
     ):
         if value is not None:
             base.append(f"resource.labels.{label}={_quote(value, label)}")
-    base.append(f'timestamp>="{_rfc3339(query.start)}"')
+    late = query.late_only
+    requests = _quote(_log_name(project, REQUEST_LOG), "log name")
+    base.append(
+        f'timestamp>="{_rfc3339(late.requests_from if late and late.requests_from else query.start)}"'
+    )
     base.append(f'timestamp<"{_rfc3339(query.end)}"')
-    if query.late_only is not None:
-        late = query.late_only
+    if late is not None:
         base.append(
             f'(timestamp>="{_rfc3339(late.before)}" OR receiveTimestamp>="{_rfc3339(late.received_from)}")'
         )
+        if late.requests_from is not None:
+            base.append(f'(timestamp>="{_rfc3339(query.start)}" OR logName={requests})')
     head = "\nAND ".join(base)
 
     patterns = list(dict.fromkeys(p for p in query.message_regexes if p))
     wanted = [
-        f"logName={_quote(_log_name(project, REQUEST_LOG), 'log name')}",
+        f"logName={requests}",
         "severity>=WARNING",
         f"(logName={_quote(_log_name(project, STDERR_LOG), 'log name')} AND severity=DEFAULT)",
         # Plain stdout lines carry no severity either; those that state a level worth reading are pulled.

@@ -33,8 +33,9 @@ from prodguardian.aggregate import (
     failure_units,
     recovered_minutes,
 )
-from prodguardian.classify import Classified
+from prodguardian.classify import Classified, classify
 from prodguardian.cloud import CloudSource, LateArrivals, ReadStats
+from prodguardian.events import build_events
 from prodguardian.folding import DUPLICATE, ECHO, MERGED, OTHER_RESOURCE
 from prodguardian.rules import RulePack
 from prodguardian.sketch import LatencySketch, slots_of
@@ -61,6 +62,9 @@ LATENESS_MARGIN = timedelta(minutes=2)
 # Of the margin, a read kept the entries it pulled and asks only for those received since the newest it
 # saw, less this: an entry received a moment before another can become readable a moment after it.
 RECEPTION_SKEW = timedelta(seconds=5)
+# A request log is written when its request ends, stamped when it began: up to Cloud Run's longest request
+# timeout later (a WebSocket session's). Those that arrive after their minute was stored add to its traffic.
+LATE_REQUESTS = timedelta(hours=1)
 EXAMPLE_LINES = 20  # of an error group, read for its example
 MAX_CAPTURES = 10  # of one group in one minute: what the advice reads (memory limits...)
 _NS_PER_MINUTE = 60_000_000_000
@@ -136,18 +140,21 @@ def _usable_tail(store: StateStore, key: str, since: datetime, until: datetime) 
 
 def _late_arrivals(tail: ReadTail) -> LateArrivals:
     """What a read that has `tail` must still ask for in the tail's span: what was received since."""
-    return LateArrivals(tail.read_until, tail.received_until - RECEPTION_SKEW)
+    return LateArrivals(tail.read_until, tail.received_until - RECEPTION_SKEW, tail.start - LATE_REQUESTS)
 
 
 @dataclass
 class TailedRead:
     """A live read from the cursor less the lateness margin that the last read's `tail` completes: the read
     asks only for the margin's late arrivals (`cloud.LateArrivals`), the tail gives the entries it holds, each
-    once. It keeps the entries of its own margin (`tail()`), for the next read. A `LogInput`."""
+    once. It keeps the entries of its own margin (`tail()`), for the next read. The request logs stamped
+    before the read's start that arrived since the last read are not entries of this read: they are set
+    aside (`late`) to add to the stored minutes. A `LogInput`."""
 
     source: CloudSource
     stored: ReadTail | None
     keep_from: datetime  # the next read's start: this read's window end less the margin
+    late: list[dict[str, Any]] = field(default_factory=list)
     _kept: list[dict[str, Any]] = field(default_factory=list)
     _received: datetime | None = None
 
@@ -156,11 +163,17 @@ class TailedRead:
         return cls(source, stored, floor_minute(ceil_minute(until) - LATENESS_MARGIN))
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        self._kept, self._received = [], self.stored.received_until if self.stored else None
+        self._kept, self.late = [], []
+        self._received = self.stored.received_until if self.stored else None
         overlap = self.stored.read_until if self.stored else None  # what the tail may hold is before it
         pulled = set()
         for entry in self.source:
-            stamp = self._note(entry, _instant(entry.get("receiveTimestamp")))
+            stamp, received = _instant(entry.get("timestamp")), _instant(entry.get("receiveTimestamp"))
+            self._note_reception(received)
+            if self.stored is not None and stamp is not None and stamp < self.stored.start:
+                self._set_aside(entry, received, self.stored.received_until)
+                continue
+            self._keep(entry, stamp)
             if overlap is not None and stamp is not None and stamp < overlap:
                 pulled.add(_identity(entry))
             yield entry
@@ -168,17 +181,27 @@ class TailedRead:
             return
         for entry in self.stored.entries:
             if _identity(entry) not in pulled:
-                self._note(entry, None)
+                self._keep(entry, _instant(entry.get("timestamp")))
                 yield entry
 
-    def _note(self, entry: dict[str, Any], received: datetime | None) -> datetime | None:
-        """Keep the entry if it is in this read's margin, note its reception; returns its timestamp."""
-        stamp = _instant(entry.get("timestamp"))
+    def _set_aside(self, entry: dict[str, Any], received: datetime | None, last_seen: datetime) -> None:
+        """A request log stamped before the read's start is a late one, to add to its minute if it arrived
+        after all the last read saw (one received within the skew before may have been added already)."""
+        if received is not None and received > last_seen:
+            self.late.append(entry)
+
+    def _keep(self, entry: dict[str, Any], stamp: datetime | None) -> None:
+        """Keep the entry for the next read if it is in this read's margin."""
         if stamp is not None and stamp >= self.keep_from:
             self._kept.append(entry)
+
+    def _note_reception(self, received: datetime | None) -> None:
         if received is not None and (self._received is None or received > self._received):
             self._received = received
-        return stamp
+
+    def cursor(self, key: str, end: datetime) -> Cursor:
+        """The query's cursor moved to `end` by this read, with its tail and the followed tail's end."""
+        return Cursor(key, end, self.tail(), self.stored.read_until if self.stored else None)
 
     def tail(self) -> ReadTail | None:
         """This read's margin, once it has been read whole (None: the next read pulls the margin again)."""
@@ -240,10 +263,29 @@ def record(
     up to the window's end, in one transaction. Returns the parts of the window and baseline the store still
     lacks (start, end), to warn about."""
     facts = minute_facts(classified, pack, dropped, start, window, sightings)
-    tail = history.read.tail() if history.read is not None else None
-    cursor = Cursor(history.cursor, window.end, tail) if history.cursor else None
-    history.store.replace(service, start, window.end, facts, cursor)
+    read, cursor, late = history.read, None, None
+    if history.cursor:
+        cursor = read.cursor(history.cursor, window.end) if read else Cursor(history.cursor, window.end)
+        late = late_traffic(read.late, service, pack) if read else None
+    history.store.replace(service, start, window.end, facts, cursor, late)
     return _gaps(history.store, service, window, live=history.since is not None)
+
+
+def late_traffic(entries: list[dict[str, Any]], service: str, pack: RulePack) -> pd.DataFrame | None:
+    """What late request logs add to the traffic of their stored minutes (`StateStore.replace`'s `late`):
+    requests, sessions, entries, latency, last request and success. Not failures: those were counted with
+    the lines that arrived in time, and a failure counts once."""
+    if not entries:
+        return None
+    events = build_events(entries, service)
+    if events.table.empty:
+        return None
+    stamps = events.table["ts"]
+    first = pd.Timestamp(stamps.min()).floor("min").tz_localize(UTC).to_pydatetime()
+    end = pd.Timestamp(stamps.max()).floor("min").tz_localize(UTC).to_pydatetime() + MINUTE
+    span = Window(first, end, first)
+    minutes = minute_facts(classify(events.table, pack), pack, events.dropped, first, span).minutes
+    return minutes.assign(websocket_failed=0)
 
 
 def recorded_from(

@@ -245,6 +245,7 @@ class Cursor:
     key: str
     read_until: datetime
     tail: ReadTail | None = None
+    after: datetime | None = None  # the end of the stored tail this read followed (None: it followed none)
 
 
 @dataclass(frozen=True)
@@ -327,17 +328,29 @@ class StateStore:
     # -- writing ----------------------------------------------------------------------------------------
 
     def replace(
-        self, service: str, start: datetime, end: datetime, facts: MinuteFacts, cursor: Cursor | None = None
+        self,
+        service: str,
+        start: datetime,
+        end: datetime,
+        facts: MinuteFacts,
+        cursor: Cursor | None = None,
+        late: pd.DataFrame | None = None,
     ) -> None:
         """Make the service's facts in the minutes [start, end) these, mark them covered, move the cursor.
 
         With a cursor, the minutes a newer read of its query already replaced stay as it wrote them: this
-        read, which ended earlier, holds no entry that one lacks (a slower concurrent check writing last)."""
+        read, which ended earlier, holds no entry that one lacks (a slower concurrent check writing last).
+        `late`: `minutes` rows of entries that arrived after their stored minute, added to it (counts
+        summed, sketches merged, last instants the latest) where the store covers it, unless another read
+        of the cursor's query has written since this one began (it added them: an entry adds once)."""
         first, stop = _minute(start, "start"), _minute(end, "end")
         if stop < first:
             raise ValueError(f"the range ends ({end}) before it starts ({start})")
         rows = _fact_rows(facts, service, first, stop)
+        added = _late_rows(late, service, first)
         with self._writing() as db:
+            if cursor is not None and _followed_the_newest_tail(db, cursor):
+                _add_minutes(db, service, added)
             if cursor is not None:
                 stop = max(first, min(stop, _newer_read_from(db, cursor)))
                 rows = _before(rows, stop)
@@ -808,6 +821,59 @@ _MOVE_CURSOR = (
     " read_from = CASE WHEN excluded.read_until >= read_until THEN excluded.read_from ELSE read_from END,"
     " updated = excluded.updated"
 )
+
+
+def _late_rows(late: pd.DataFrame | None, service: str, first: int) -> list[tuple[Any, ...]]:
+    """The `minutes` rows to add to stored ones, checked as any facts; ValueError if one is not before
+    `first` (the replaced range)."""
+    if late is None or late.empty:
+        return []
+    minutes = late["minute"]
+    return _fact_rows(MinuteFacts(minutes=late), service, int(minutes.min()), first)["minutes"]
+
+
+def _followed_the_newest_tail(db: sqlite3.Connection, cursor: Cursor) -> bool:
+    row = db.execute("SELECT read_until FROM read_tails WHERE query_key = ?", (cursor.key,)).fetchone()
+    return cursor.after is not None and row is not None and row[0] == _ns(cursor.after)
+
+
+def _add_minutes(db: sqlite3.Connection, service: str, rows: list[tuple[Any, ...]]) -> None:
+    """Add each row to the stored row of its minute and revision, in a minute the store covers."""
+    names = ", ".join(MINUTE_COLUMNS)
+    for row in rows:
+        minute, revision = row[1 + MINUTE_COLUMNS.index("minute")], row[1 + MINUTE_COLUMNS.index("revision")]
+        covered = db.execute(
+            "SELECT 1 FROM coverage WHERE service = ? AND start_minute <= ? AND end_minute > ?",
+            (service, minute, minute),
+        ).fetchone()
+        if covered is None:  # a later read of the gap gets it with the rest
+            continue
+        stored = db.execute(
+            f"SELECT {names} FROM minutes WHERE service = ? AND minute = ? AND revision = ?",
+            (service, minute, revision),
+        ).fetchone()
+        merged = row[1:] if stored is None else _added(stored, row[1:])
+        db.execute(
+            f"INSERT OR REPLACE INTO minutes (service, {names}) VALUES (?{', ?' * len(MINUTE_COLUMNS)})",
+            (service, *merged),
+        )
+
+
+def _added(stored: Sequence[Any], late: Sequence[Any]) -> tuple[Any, ...]:
+    """One `minutes` row with another added to it."""
+    out = []
+    for column, mine, more in zip(MINUTE_COLUMNS, stored, late, strict=True):
+        kind = _KINDS[column]
+        if kind == "count":
+            out.append(mine + more)
+        elif kind == "sketch?":
+            blobs = [b for b in (mine, more) if b is not None]
+            out.append(LatencySketch.merged(blobs).to_bytes() if blobs else None)
+        elif kind == "integer?":
+            out.append(max((v for v in (mine, more) if v is not None), default=None))
+        else:
+            out.append(mine)
+    return tuple(out)
 
 
 def _newer_read_from(db: sqlite3.Connection, cursor: Cursor) -> int:

@@ -18,14 +18,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from prodguardian.cli import main
-from prodguardian.history import LATENESS_MARGIN, RECEPTION_SKEW
+from prodguardian.history import RECEPTION_SKEW
 from prodguardian.simulate import generate
-from prodguardian.sketch import ALPHA
-from prodguardian.state import Cursor, MinuteFacts, ReadTail, StateError, StateStore
+from prodguardian.sketch import ALPHA, LatencySketch
+from prodguardian.state import MINUTE_COLUMNS, Cursor, MinuteFacts, ReadTail, StateError, StateStore
 from tests.fake_logging_server import FakeLoggingServer
 from tests.test_history_faults import _dying_mid_write
 
@@ -46,17 +47,12 @@ Serve = Callable[[str], datetime]
 @pytest.fixture
 def serve(fake_logging_server: FakeLoggingServer, monkeypatch: pytest.MonkeyPatch) -> Serve:
     """Serve two hours of a scenario through the fake Logging API, as the live source's emulator; returns
-    their end. The entries received more than the margin late (a WebSocket session's request log, written
-    when it closes) are left out: no read of a store counts those (docs/design.md)."""
+    their end."""
     monkeypatch.setenv("LOGGING_EMULATOR_HOST", fake_logging_server.host)
     monkeypatch.setenv("PRODGUARDIAN_CALLS_PER_SECOND", "1000")
 
     def add(name: str) -> datetime:
-        entries = [
-            e
-            for e in generate(name, hours=2)
-            if _stamp(e, "receiveTimestamp") - _stamp(e, "timestamp") < LATENESS_MARGIN
-        ]
+        entries = list(generate(name, hours=2))
         fake_logging_server.add(entries)
         return max(_stamp(e, "timestamp") for e in entries).ceil("min").to_pydatetime()
 
@@ -175,3 +171,59 @@ def test_a_corrupt_tail_is_a_state_error(tmp_path: Path) -> None:
     raw.close()
     with StateStore(path) as store, pytest.raises(StateError, match="corrupt read tail of logging:"):
         store.read_tail(KEY)
+
+
+def _minute_row(minute: int, **values: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {c: 0 for c in MINUTE_COLUMNS} | {"revision": "r", "minute": minute}
+    row |= {"latency": None, "failed_latency": None, "last_success": None, "last_request": None}
+    return row | values
+
+
+def _rows(*rows: dict[str, Any]) -> pd.DataFrame:
+    return pd.DataFrame(list(rows), columns=MINUTE_COLUMNS).astype(
+        {"last_success": "Int64", "last_request": "Int64"}
+    )
+
+
+def test_late_request_logs_add_to_their_stored_minutes_once(tmp_path: Path) -> None:
+    start = datetime.fromisoformat("2025-10-11T11:00:00+00:00")
+    base = int(start.timestamp()) // 60
+    sketch = LatencySketch.from_values(np.array([100.0, 200.0]))
+    stored = _rows(
+        _minute_row(base, requests=2, websocket=1, entries=3, latency=sketch.to_bytes(), last_request=5)
+    )
+    late = _rows(
+        _minute_row(base, websocket=1, entries=1, last_request=9, last_success=9),
+        _minute_row(base - 1, websocket=1, entries=1),  # a minute the store does not cover
+    )
+    tail = ReadTail(start, start + timedelta(minutes=3), start + timedelta(minutes=3), [])
+    with StateStore(tmp_path / "state.sqlite") as store:
+        store.replace(
+            "svc",
+            start,
+            start + timedelta(minutes=3),
+            MinuteFacts(minutes=stored),
+            Cursor(KEY, start + timedelta(minutes=3), tail),
+        )
+        then = start + timedelta(minutes=3)
+        store.replace(
+            "svc", then, then, MinuteFacts(), Cursor(KEY, then + timedelta(minutes=1), tail, after=then), late
+        )
+        minutes = store.minutes("svc", start - timedelta(minutes=1), then)
+        # A read that followed an older tail (another read wrote since) adds nothing: the other one did.
+        store.replace(
+            "svc",
+            then,
+            then,
+            MinuteFacts(),
+            Cursor(KEY, then + timedelta(minutes=1), None, after=start),
+            late,
+        )
+        again = store.minutes("svc", start - timedelta(minutes=1), then)
+        with pytest.raises(ValueError, match="outside the replaced range"):
+            store.replace("svc", start, then, MinuteFacts(), Cursor(KEY, then, None, after=then), late)
+    (row,) = minutes.to_dict("records")
+    assert (row["minute"], row["requests"], row["websocket"], row["entries"]) == (base, 2, 2, 4)
+    assert (row["last_request"], row["last_success"]) == (9, 9)
+    assert LatencySketch.from_bytes(row["latency"]).count == 2
+    assert again.to_dict("records") == minutes.to_dict("records")
