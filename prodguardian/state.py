@@ -351,8 +351,8 @@ class StateStore:
         with self._writing() as db:
             if cursor is not None and _followed_the_newest_tail(db, cursor):
                 _add_minutes(db, service, added)
-            if cursor is not None:
-                stop = max(first, min(stop, _newer_read_from(db, cursor)))
+            if cursor is not None and (newer := _newer_read_from(db, cursor)) < stop:
+                stop = max(first, newer)
                 rows = _before(rows, stop)
             for table in _MINUTE_TABLES:
                 db.execute(
@@ -840,8 +840,9 @@ def _followed_the_newest_tail(db: sqlite3.Connection, cursor: Cursor) -> bool:
 def _add_minutes(db: sqlite3.Connection, service: str, rows: list[tuple[Any, ...]]) -> None:
     """Add each row to the stored row of its minute and revision, in a minute the store covers."""
     names = ", ".join(MINUTE_COLUMNS)
+    at_minute, at_revision = 1 + MINUTE_COLUMNS.index("minute"), 1 + MINUTE_COLUMNS.index("revision")
     for row in rows:
-        minute, revision = row[1 + MINUTE_COLUMNS.index("minute")], row[1 + MINUTE_COLUMNS.index("revision")]
+        minute, revision = row[at_minute], row[at_revision]
         covered = db.execute(
             "SELECT 1 FROM coverage WHERE service = ? AND start_minute <= ? AND end_minute > ?",
             (service, minute, minute),
@@ -853,10 +854,7 @@ def _add_minutes(db: sqlite3.Connection, service: str, rows: list[tuple[Any, ...
             (service, minute, revision),
         ).fetchone()
         merged = row[1:] if stored is None else _added(stored, row[1:])
-        db.execute(
-            f"INSERT OR REPLACE INTO minutes (service, {names}) VALUES (?{', ?' * len(MINUTE_COLUMNS)})",
-            (service, *merged),
-        )
+        db.execute(_insert("minutes", MINUTE_COLUMNS, "INSERT OR REPLACE"), (service, *merged))
 
 
 def _added(stored: Sequence[Any], late: Sequence[Any]) -> tuple[Any, ...]:
@@ -867,8 +865,9 @@ def _added(stored: Sequence[Any], late: Sequence[Any]) -> tuple[Any, ...]:
         if kind == "count":
             out.append(mine + more)
         elif kind == "sketch?":
-            blobs = [b for b in (mine, more) if b is not None]
-            out.append(LatencySketch.merged(blobs).to_bytes() if blobs else None)
+            out.append(
+                None if mine is None and more is None else LatencySketch.merged((mine, more)).to_bytes()
+            )
         elif kind == "integer?":
             out.append(max((v for v in (mine, more) if v is not None), default=None))
         else:
@@ -914,8 +913,8 @@ def _keep_tail(db: sqlite3.Connection, cursor: Cursor) -> None:
     db.execute(_KEEP_TAIL, (cursor.key, *times, blob))
 
 
-def _insert(table: str, columns: Sequence[str]) -> str:
-    return f"INSERT INTO {table} (service, {', '.join(columns)}) VALUES (?{', ?' * len(columns)})"
+def _insert(table: str, columns: Sequence[str], verb: str = "INSERT") -> str:
+    return f"{verb} INTO {table} (service, {', '.join(columns)}) VALUES (?{', ?' * len(columns)})"
 
 
 def _fact_rows(facts: MinuteFacts, service: str, first: int, stop: int) -> dict[str, list[tuple[Any, ...]]]:
