@@ -162,13 +162,21 @@ def test_the_tail_is_kept_with_the_cursor_and_read_back(tmp_path: Path) -> None:
         assert store.read_tail(KEY) is None
 
 
-def test_a_corrupt_tail_is_a_state_error(tmp_path: Path) -> None:
-    path = tmp_path / "state.sqlite"
-    StateStore(path).close()
+def test_a_corrupt_tail_is_one_line_and_exit_3_and_the_store_is_left_as_it_was(
+    capsys: pytest.CaptureFixture[str], fake_logging_server: FakeLoggingServer, serve: Serve, tmp_path: Path
+) -> None:
+    end, path = serve("db-outage"), tmp_path / "state.sqlite"
+    _check(capsys, fake_logging_server, end - CUTS[0], "--state", str(path))
     raw = sqlite3.connect(path)
-    raw.execute("INSERT INTO read_tails VALUES (?, 0, 0, 0, ?)", (KEY, b"not zlib"))
+    raw.execute("UPDATE read_tails SET entries = ?", (b"not zlib",))
     raw.commit()
     raw.close()
+    before = path.read_bytes()
+    code = main(["check", *LIVE, "--until", end.isoformat(), "--state", str(path)])
+    err = capsys.readouterr().err
+    assert code == 3 and "corrupt read tail of logging:" in err and str(path) in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert path.read_bytes() == before
     with StateStore(path) as store, pytest.raises(StateError, match="corrupt read tail of logging:"):
         store.read_tail(KEY)
 
